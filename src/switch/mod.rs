@@ -1,0 +1,381 @@
+//! The switch adapter: a CSTA-like vocabulary between the session manager and a telephone
+//! switch (the built-in simulator, Asterisk AMI, ...).
+//!
+//! An adapter is an actor. The session manager validates a request against its own view of
+//! the agent, then hands the adapter a [`SwitchRequest`] and returns to its loop at once: it
+//! never waits for the switch. The adapter answers the original caller on the request's
+//! `reply` channel, and reports every state change it caused (or that happened on the switch
+//! by itself) as a [`SwitchEvent`] on its [`EventSink`] **before** it answers, so a SOAP request
+//! that follows the answer always sees the new state.
+
+pub mod sim;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// The switch's identifier of one call. All legs of one call share it (Asterisk: `Linkedid`);
+/// it is also the call id SAP sees.
+pub type CallRef = String;
+
+/// A switch device: an agent's extension or station (a workcenter, with free seating).
+pub type Extension = String;
+
+/// What a switch can do. SAP is told (getAttributes) and an operation that needs a missing
+/// capability is answered with a Client fault naming the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// Place an outbound call from an agent's device (dial).
+    MakeCall,
+    /// Answer an alerting call from the connector (accept).
+    Answer,
+    /// Put a connected call on hold and take it back.
+    Hold,
+    /// Hang up the agent's side of a call (drop).
+    Clear,
+    /// Blind (single-step) transfer.
+    BlindTransfer,
+    /// Place a consultation call while holding the first one.
+    Consult,
+    /// Join a held call and its consultation call.
+    Conference,
+    /// Remove one party from a conference.
+    DropParty,
+    /// Supervisor silent monitoring.
+    Listen,
+    /// Log agents in/out and set ready / not ready / custom states.
+    AgentState,
+    /// Send an alerting ACD call back to its queue.
+    Reroute,
+    /// Store the item's attached data on the switch side too.
+    AttachData,
+}
+
+impl Capability {
+    /// Every capability, in a stable order (for getAttributes and docs).
+    pub const ALL: [Capability; 12] = [
+        Capability::MakeCall,
+        Capability::Answer,
+        Capability::Hold,
+        Capability::Clear,
+        Capability::BlindTransfer,
+        Capability::Consult,
+        Capability::Conference,
+        Capability::DropParty,
+        Capability::Listen,
+        Capability::AgentState,
+        Capability::Reroute,
+        Capability::AttachData,
+    ];
+
+    /// Stable lower-camel name, as reported to SAP and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::MakeCall => "makeCall",
+            Capability::Answer => "answer",
+            Capability::Hold => "hold",
+            Capability::Clear => "clear",
+            Capability::BlindTransfer => "blindTransfer",
+            Capability::Consult => "consult",
+            Capability::Conference => "conference",
+            Capability::DropParty => "dropParty",
+            Capability::Listen => "listen",
+            Capability::AgentState => "agentState",
+            Capability::Reroute => "reroute",
+            Capability::AttachData => "attachData",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An agent's state on the switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentState {
+    /// Not logged in to any queue.
+    LoggedOut,
+    /// Logged in and available for ACD calls.
+    Ready,
+    /// Logged in, not available; optional reason code.
+    NotReady { reason: Option<String> },
+    /// A custom switch state (mapped from SAP workmodes >= 4 by config).
+    Custom { state: String },
+}
+
+/// A command to the switch. Extensions name the agent device acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchCommand {
+    /// Change an agent's state; `queues` are the ACD queues to log in to (empty: the
+    /// switch's default for that agent).
+    SetAgentState {
+        extension: Extension,
+        state: AgentState,
+        queues: Vec<String>,
+    },
+    /// Outbound call from `extension` to `destination` (already reformatted for the switch).
+    /// `correlation` comes back on the first event of the new call.
+    MakeCall {
+        extension: Extension,
+        destination: String,
+        correlation: String,
+    },
+    Answer {
+        call: CallRef,
+        extension: Extension,
+    },
+    Hold {
+        call: CallRef,
+        extension: Extension,
+    },
+    Retrieve {
+        call: CallRef,
+        extension: Extension,
+    },
+    /// The agent leaves the call (for a two-party call this ends it).
+    Clear {
+        call: CallRef,
+        extension: Extension,
+    },
+    /// Blind transfer of `call` away from `extension`.
+    SingleStepTransfer {
+        call: CallRef,
+        extension: Extension,
+        destination: String,
+    },
+    /// Hold `call` and place a new call from `extension` to `destination`.
+    Consult {
+        call: CallRef,
+        extension: Extension,
+        destination: String,
+    },
+    /// Join the held call and the consultation call into one conference (the held call's id
+    /// survives).
+    Conference {
+        held: CallRef,
+        consult: CallRef,
+        extension: Extension,
+    },
+    /// Complete a consultation transfer: connect the held party with the consulted one and
+    /// take the agent out.
+    TransferConsult {
+        held: CallRef,
+        consult: CallRef,
+        extension: Extension,
+    },
+    /// Remove `party` (an address as it appears in the call's parties) from `call`.
+    DropParty {
+        call: CallRef,
+        extension: Extension,
+        party: String,
+    },
+    /// Start silent monitoring of `call` from the supervisor's device.
+    Listen {
+        call: CallRef,
+        supervisor: Extension,
+    },
+    ListenEnd {
+        call: CallRef,
+        supervisor: Extension,
+    },
+    /// Send an alerting call back to the queue it came from.
+    Reroute {
+        call: CallRef,
+        extension: Extension,
+    },
+    /// Store attached data on the switch's call (for screen transfer to another agent).
+    SetCallData {
+        call: CallRef,
+        key: String,
+        value: String,
+    },
+}
+
+impl SwitchCommand {
+    /// The capability a command needs.
+    pub fn capability(&self) -> Capability {
+        match self {
+            SwitchCommand::SetAgentState { .. } => Capability::AgentState,
+            SwitchCommand::MakeCall { .. } => Capability::MakeCall,
+            SwitchCommand::Answer { .. } => Capability::Answer,
+            SwitchCommand::Hold { .. } | SwitchCommand::Retrieve { .. } => Capability::Hold,
+            SwitchCommand::Clear { .. } => Capability::Clear,
+            SwitchCommand::SingleStepTransfer { .. } => Capability::BlindTransfer,
+            SwitchCommand::Consult { .. } | SwitchCommand::TransferConsult { .. } => {
+                Capability::Consult
+            }
+            SwitchCommand::Conference { .. } => Capability::Conference,
+            SwitchCommand::DropParty { .. } => Capability::DropParty,
+            SwitchCommand::Listen { .. } | SwitchCommand::ListenEnd { .. } => Capability::Listen,
+            SwitchCommand::Reroute { .. } => Capability::Reroute,
+            SwitchCommand::SetCallData { .. } => Capability::AttachData,
+        }
+    }
+}
+
+/// A successful answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchReply {
+    Done,
+    /// MakeCall / Consult: the new call's reference.
+    NewCall(CallRef),
+}
+
+/// Why the switch refused or failed a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    /// The switch does not know this call (any more).
+    #[error("unknown call {0}")]
+    UnknownCall(CallRef),
+    /// The switch does not know this device.
+    #[error("unknown extension {0}")]
+    UnknownExtension(Extension),
+    /// The call is not in a state that allows the command (e.g. hold on a held call).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    /// The switch cannot do this at all.
+    #[error("{0} is not supported by this switch")]
+    NotSupported(Capability),
+    /// The switch link is down or the adapter is overloaded; the command was not executed.
+    #[error("switch unavailable: {0}")]
+    Unavailable(String),
+    /// The switch rejected the command for another reason.
+    #[error("switch rejected the command: {0}")]
+    Rejected(String),
+}
+
+/// A command together with the channel its answer goes to.
+#[derive(Debug)]
+pub struct SwitchRequest {
+    pub command: SwitchCommand,
+    pub reply: oneshot::Sender<Result<SwitchReply, SwitchError>>,
+}
+
+/// A call leg's state as seen from one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegState {
+    /// Ringing at the agent's device.
+    Alerting,
+    /// Outbound: the agent's device is calling out, the far end not yet answered.
+    Dialing,
+    Connected,
+    Held,
+    /// In a conference of three or more parties.
+    Conferenced,
+    /// The agent's device left the call (or the call ended).
+    Dropped,
+    /// The call was transferred away from this device.
+    Transferred,
+}
+
+impl LegState {
+    /// ICI state name (ICI.md section 5).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegState::Alerting => "alerting",
+            LegState::Dialing => "dialing",
+            LegState::Connected => "connected",
+            LegState::Held => "held",
+            LegState::Conferenced => "conferenced",
+            LegState::Dropped => "dropped",
+            LegState::Transferred => "transferred",
+        }
+    }
+
+    /// Whether the leg no longer exists at the device.
+    pub fn is_final(self) -> bool {
+        matches!(self, LegState::Dropped | LegState::Transferred)
+    }
+}
+
+/// Direction of a call as seen from the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    Internal,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+        }
+    }
+}
+
+/// The state of one call at one device, as a full snapshot (not a delta), so a missed event
+/// never leaves the session manager with a half-applied change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegEvent {
+    pub call: CallRef,
+    pub extension: Extension,
+    pub state: LegState,
+    pub direction: Direction,
+    /// ACD queue the call came through, if any.
+    pub queue: Option<String>,
+    /// Other parties' addresses, raw as the switch names them.
+    pub parties: Vec<String>,
+    /// Call attributes (ANI / DNIS / IVR data such as `Sap_Cad`), raw. The session manager
+    /// picks ANI and DNIS by the configured attribute lists.
+    pub attributes: BTreeMap<String, String>,
+    /// Correlation of a MakeCall / Consult command, on the first event of that call.
+    pub correlation: Option<String>,
+    /// Why the leg ended or changed (e.g. `normal`, `abandoned`, `transferred`).
+    pub cause: Option<String>,
+}
+
+/// What the switch tells the session manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchEvent {
+    /// A call leg at an agent's device changed.
+    Leg(LegEvent),
+    /// An agent's state changed on the switch (also when the agent used the phone's buttons).
+    Agent {
+        extension: Extension,
+        state: AgentState,
+    },
+    /// The link to the switch is up (again). `calls` is the full set of live legs; every
+    /// interaction not in it ended while the link was down.
+    LinkUp { calls: Vec<LegEvent> },
+    /// The link to the switch is down; commands fail with `Unavailable` until `LinkUp`.
+    LinkDown { reason: String },
+}
+
+/// Where an adapter reports events: the session manager's input, in order.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<SwitchEvent>,
+}
+
+impl EventSink {
+    /// Wrap the session manager's event channel.
+    pub fn new(tx: mpsc::Sender<SwitchEvent>) -> Self {
+        EventSink { tx }
+    }
+
+    /// Report one event. Waits while the session manager's queue is full (back-pressure
+    /// onto the switch side, never a drop). Returns false once the session manager is gone.
+    pub async fn send(&self, event: SwitchEvent) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+}
+
+/// The handle every adapter gives the session manager.
+pub trait SwitchAdapter: Send + Sync + 'static {
+    /// Short name for faults and logs (`sim`, `asterisk`).
+    fn name(&self) -> &'static str;
+
+    /// What this switch can do.
+    fn capabilities(&self) -> &[Capability];
+
+    /// Queue a command without waiting. The answer arrives on `request.reply`; if the
+    /// adapter's queue is full the reply carries `SwitchError::Unavailable`.
+    fn submit(&self, request: SwitchRequest);
+}

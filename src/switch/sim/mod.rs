@@ -1,0 +1,1 @@
+//! The built-in switch simulator (the embedded default switch).
