@@ -5,3 +5,5 @@
 //! - [`switch`]: the switch adapter vocabulary and its implementations (`sim`, ...).
 
 pub mod switch;
+pub mod ici;
+pub mod soap;

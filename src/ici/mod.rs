@@ -1,0 +1,3 @@
+//! The ICI layer: the operation catalog, typed operations and their handlers.
+
+pub mod catalog;

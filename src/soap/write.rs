@@ -1,0 +1,137 @@
+//! Writing SOAP 1.1 messages: responses and faults for SAP's requests, and the requests
+//! that carry our events to SAP. RPC/literal shape: everything below the operation element
+//! is unqualified, lists are `<item>` children (what zeep, suds and SOAP::Lite all read).
+
+use std::fmt::Write as _;
+
+use quick_xml::escape::escape;
+
+use super::fault::Fault;
+use super::parse::SOAP11_ENV;
+
+/// A value in a message we write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    /// A structure: named fields in WSDL order.
+    Struct(Vec<(&'static str, Value)>),
+    /// An array: one `<item>` per element.
+    List(Vec<Value>),
+    /// `xsi:nil="true"`: an absent optional value.
+    Nil,
+}
+
+impl Value {
+    /// Text value from anything string-like.
+    pub fn text(s: impl Into<String>) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// Optional text: `Nil` when absent.
+    pub fn opt_text(s: Option<impl Into<String>>) -> Value {
+        s.map_or(Value::Nil, |s| Value::Text(s.into()))
+    }
+
+    /// A list of text values.
+    pub fn text_list<I, S>(items: I) -> Value
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Value::List(items.into_iter().map(|s| Value::Text(s.into())).collect())
+    }
+}
+
+const ENVELOPE_OPEN: &str = concat!(
+    r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+    r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" "#,
+    r#"xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><SOAP-ENV:Body>"#
+);
+const ENVELOPE_CLOSE: &str = "</SOAP-ENV:Body></SOAP-ENV:Envelope>";
+
+/// The response to `operation` in `namespace`: `<operationResponse>` with the result in
+/// `<return>` (nothing inside for operations without a result).
+pub fn write_response(namespace: &str, operation: &str, result: Option<&Value>) -> String {
+    let mut out = String::with_capacity(512);
+    out.push_str(ENVELOPE_OPEN);
+    let _ = write!(
+        out,
+        r#"<ns:{operation}Response xmlns:ns="{}">"#,
+        escape(namespace)
+    );
+    if let Some(result) = result {
+        write_element(&mut out, "return", result);
+    }
+    let _ = write!(out, "</ns:{operation}Response>");
+    out.push_str(ENVELOPE_CLOSE);
+    out
+}
+
+/// A request (our events to SAP): `<operation>` in `namespace` with the parameters in order.
+pub fn write_call(namespace: &str, operation: &str, params: &[(&str, Value)]) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str(ENVELOPE_OPEN);
+    let _ = write!(out, r#"<ns:{operation} xmlns:ns="{}">"#, escape(namespace));
+    for (name, value) in params {
+        write_element(&mut out, name, value);
+    }
+    let _ = write!(out, "</ns:{operation}>");
+    out.push_str(ENVELOPE_CLOSE);
+    out
+}
+
+/// A SOAP 1.1 fault envelope.
+pub fn write_fault(fault: &Fault) -> String {
+    let mut out = String::with_capacity(512);
+    out.push_str(ENVELOPE_OPEN);
+    let _ = write!(
+        out,
+        "<SOAP-ENV:Fault><faultcode>SOAP-ENV:{}</faultcode><faultstring>{}</faultstring>",
+        fault.code.as_str(),
+        escape(fault.string.as_ref())
+    );
+    if let Some(detail) = &fault.detail {
+        let _ = write!(
+            out,
+            "<detail><message>{}</message></detail>",
+            escape(detail.as_str())
+        );
+    }
+    out.push_str("</SOAP-ENV:Fault>");
+    out.push_str(ENVELOPE_CLOSE);
+    debug_assert!(out.contains(SOAP11_ENV));
+    out
+}
+
+fn write_element(out: &mut String, name: &str, value: &Value) {
+    match value {
+        Value::Nil => {
+            let _ = write!(out, r#"<{name} xsi:nil="true"/>"#);
+        }
+        Value::Text(text) => {
+            let _ = write!(out, "<{name}>{}</{name}>", escape(text.as_str()));
+        }
+        Value::Int(n) => {
+            let _ = write!(out, "<{name}>{n}</{name}>");
+        }
+        Value::Bool(b) => {
+            let _ = write!(out, "<{name}>{b}</{name}>");
+        }
+        Value::Struct(fields) => {
+            let _ = write!(out, "<{name}>");
+            for (field, value) in fields {
+                write_element(out, field, value);
+            }
+            let _ = write!(out, "</{name}>");
+        }
+        Value::List(items) => {
+            let _ = write!(out, "<{name}>");
+            for item in items {
+                write_element(out, "item", item);
+            }
+            let _ = write!(out, "</{name}>");
+        }
+    }
+}
