@@ -1,0 +1,161 @@
+//! Reading an operation's parameters by their catalog names and aliases (ICI.md 3.2):
+//! matched by local name, prefixes and `xsi:type` ignored, unknown elements skipped.
+
+use crate::soap::{Element, Fault, Request};
+
+use super::catalog::{OpSpec, Param};
+
+/// The parameters of one request, read against its catalog entry.
+pub struct Args<'a> {
+    request: &'a Request,
+    spec: &'static OpSpec,
+}
+
+impl<'a> Args<'a> {
+    pub fn new(request: &'a Request, spec: &'static OpSpec) -> Self {
+        Args { request, spec }
+    }
+
+    fn param(&self, name: &str) -> &'static Param {
+        self.spec
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{} has no parameter {name}", self.spec.name))
+    }
+
+    /// Every element that carries the parameter (lists may arrive as repeated elements).
+    fn elements(&self, param: &'static Param) -> impl Iterator<Item = &'a Element> {
+        self.request.operation.children.iter().filter(move |e| {
+            e.name == param.name || param.aliases.iter().any(|a| e.name == *a)
+        })
+    }
+
+    fn missing(&self, param: &Param) -> Fault {
+        Fault::client("missing parameter")
+            .with_detail(format!("{} needs {}", self.spec.name, param.name))
+    }
+
+    /// A text parameter, trimmed; `None` when absent, nil or empty.
+    pub fn opt_text(&self, name: &str) -> Option<&'a str> {
+        let param = self.param(name);
+        self.elements(param)
+            .find(|e| !e.nil)
+            .map(|e| e.text.trim())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// A required text parameter.
+    pub fn text(&self, name: &str) -> Result<&'a str, Fault> {
+        self.opt_text(name)
+            .ok_or_else(|| self.missing(self.param(name)))
+    }
+
+    /// A parameter that carries an XML document: escaped text (the usual case) or, from
+    /// clients that embed it, child elements taken verbatim.
+    pub fn opt_document(&self, name: &str) -> Option<String> {
+        let param = self.param(name);
+        let element = self.elements(param).find(|e| !e.nil)?;
+        let doc = if element.is_compound() {
+            self.request.inner_xml(element).trim().to_string()
+        } else {
+            element.text.trim().to_string()
+        };
+        (!doc.is_empty()).then_some(doc)
+    }
+
+    /// An integer parameter; `None` when absent.
+    pub fn opt_int(&self, name: &str) -> Result<Option<i64>, Fault> {
+        let param = self.param(name);
+        match self.opt_text(name) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                Fault::client("wrong parameter type").with_detail(format!(
+                    "{}: {text:?} is not an integer",
+                    param.name
+                ))
+            }),
+        }
+    }
+
+    /// A required integer parameter.
+    pub fn int(&self, name: &str) -> Result<i64, Fault> {
+        self.opt_int(name)?
+            .ok_or_else(|| self.missing(self.param(name)))
+    }
+
+    /// A list of strings: SOAP-encoded (`<item>` children, whatever their name), repeated
+    /// elements, or a single value. Empty items are dropped.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        let param = self.param(name);
+        let mut out = Vec::new();
+        for element in self.elements(param).filter(|e| !e.nil) {
+            if element.is_compound() {
+                out.extend(element.children.iter().map(|c| c.text.trim().to_string()));
+            } else {
+                out.push(element.text.trim().to_string());
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ici::catalog::lookup;
+    use crate::soap::parse_request;
+
+    fn request(body: &str) -> (Request, &'static OpSpec) {
+        let xml = format!(
+            r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>{body}</e:Body></e:Envelope>"#
+        );
+        let req = parse_request(xml.as_bytes()).unwrap();
+        let (spec, _) = lookup(req.namespace(), req.operation_name()).unwrap();
+        (req, spec)
+    }
+
+    #[test]
+    fn aliases_and_lists_in_every_shape() {
+        let shapes = [
+            r#"<u:setCurrentChannels xmlns:u="urn:IciUserInterface"><user>A</user><channels><item>phone</item><item>chat</item></channels></u:setCurrentChannels>"#,
+            r#"<setCurrentChannels xmlns="urn:IciUserInterface"><userId>A</userId><channels>phone</channels><channels>chat</channels></setCurrentChannels>"#,
+            r#"<u:setCurrentChannels xmlns:u="urn:IciUserInterface" xmlns:enc="http://schemas.xmlsoap.org/soap/encoding/"><userId> A </userId><extra>x</extra><channels enc:arrayType="xsd:string[2]"><string>phone</string><string>chat</string><string/></channels></u:setCurrentChannels>"#,
+        ];
+        for shape in shapes {
+            let (req, spec) = request(shape);
+            let args = Args::new(&req, spec);
+            assert_eq!(args.text("userId").unwrap(), "A");
+            assert_eq!(args.list("channels"), ["phone", "chat"]);
+        }
+    }
+
+    #[test]
+    fn missing_and_wrong_types_are_client_faults() {
+        let (req, spec) = request(
+            r#"<u:setCurrentWorkmode xmlns:u="urn:IciUserInterface"><workmode>two</workmode></u:setCurrentWorkmode>"#,
+        );
+        let args = Args::new(&req, spec);
+        assert_eq!(args.text("userId").unwrap_err().string, "missing parameter");
+        assert_eq!(args.int("workmode").unwrap_err().string, "wrong parameter type");
+    }
+
+    #[test]
+    fn documents_as_text_or_elements() {
+        let (req, spec) = request(
+            r#"<i:setAttachedData xmlns:i="urn:IciItemInterface"><itemId>1</itemId><attachedData>&lt;ItemAttachedData/&gt;</attachedData></i:setAttachedData>"#,
+        );
+        assert_eq!(
+            Args::new(&req, spec).opt_document("attachedData").unwrap(),
+            "<ItemAttachedData/>"
+        );
+        let (req, spec) = request(
+            r#"<i:setAttachedData xmlns:i="urn:IciItemInterface"><itemId>1</itemId><attachedData><ItemAttachedData><Application id="A">x</Application></ItemAttachedData></attachedData></i:setAttachedData>"#,
+        );
+        assert_eq!(
+            Args::new(&req, spec).opt_document("attachedData").unwrap(),
+            r#"<ItemAttachedData><Application id="A">x</Application></ItemAttachedData>"#
+        );
+    }
+}
