@@ -1,0 +1,651 @@
+//! Configuration: TOML → serde structs (`deny_unknown_fields`, defaults filled in) → checked
+//! [`Config`].
+//!
+//! - The structs below are what the TOML file holds, one struct per table; every default is
+//!   defined once, in the struct's `Default` impl or a `default_*` fn next to it.
+//! - [`Config::from_toml_str`] parses (a syntax error, unknown key or wrong type is one
+//!   [`ConfigError`] naming the key), then `validate` collects **every** semantic problem.
+//! - [`Config::load`] only reads the file. [`Config::effective_toml`] renders what is in force,
+//!   secrets masked, for `check-config` and the status page.
+//! - `config/ici-connector.toml` is the commented default file; a test keeps it equal to
+//!   [`Config::default`].
+
+mod error;
+mod secret;
+mod serde_util;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{ConfigError, ConfigErrors};
+pub use secret::{MASK, Secret};
+pub use serde_util::OFF;
+
+/// The commented default configuration file shipped with the connector
+/// (`config/ici-connector.toml`); it parses to [`Config::default`].
+pub const DEFAULT_TOML: &str = include_str!("../../config/ici-connector.toml");
+
+/// The whole configuration, one field per TOML table. Every table is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[soap]`: the listener SAP's BCB sends ICI requests to.
+    pub soap: SoapConfig,
+    /// `[admin]`: health, metrics, status page and simulator control.
+    pub admin: AdminConfig,
+    /// `[limits]`: protection of the SOAP listener against oversized or slow requests.
+    pub limits: Limits,
+    /// `[switch]`: which telephone switch the connector drives, and how to reach it.
+    pub switch: SwitchConfig,
+    /// `[agents]`: what every agent gets (channels, queues, interaction cap) and the static
+    /// user → extension map.
+    pub agents: AgentsConfig,
+    /// `[workmodes]`: SAP workmodes ↔ switch agent states.
+    pub workmodes: WorkmodesConfig,
+    /// `[numbers]`: phone number formatting between SAP (E.164) and the switch.
+    pub numbers: NumbersConfig,
+    /// `[events]`: delivery of events to SAP (timeouts, retries, queue bounds, spool).
+    pub events: EventsConfig,
+    /// `[logging]`: trace level, files and per-user SOAP capture.
+    pub logging: LoggingConfig,
+}
+
+impl Config {
+    /// Parse and validate a TOML document. A syntax error, an unknown key or a value of the
+    /// wrong type stops parsing (one error); otherwise every semantic problem is reported.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigErrors> {
+        let config: Config =
+            toml::from_str(s).map_err(|err| ConfigErrors::from(ConfigError::from_toml(&err, s)))?;
+        let problems = validate::validate(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// Read `path` and hand it to [`Config::from_toml_str`]. A read failure is one error with
+    /// an empty key.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigErrors::from(ConfigError::new(
+                "",
+                format!("cannot read {}: {err}", path.display()),
+            ))
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// The configuration in force, defaults filled in, as TOML; secrets print as
+    /// [`MASK`]. Parsing it again gives the same `Config` except for the secrets.
+    pub fn effective_toml(&self) -> String {
+        match toml::to_string_pretty(self) {
+            Ok(body) => format!(
+                "# Effective configuration of ici-connector (defaults filled in, secrets masked).\n\n{body}"
+            ),
+            Err(err) => format!("# cannot render the effective configuration: {err}\n"),
+        }
+    }
+
+    /// Check a configuration built in code (tests, tools) the same way a file is checked.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let problems = validate::validate(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+fn localhost(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[soap]`: where SAP's ICI requests come in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoapConfig {
+    /// Address and port of the SOAP listener; SAP's HTTP destination points here.
+    /// Default `127.0.0.1:8080` (local only until an admin opens it, e.g. `0.0.0.0:8080`).
+    pub listen: SocketAddr,
+    /// URL paths that accept SOAP POSTs, each starting with `/`. Default empty: any path,
+    /// because SAP's trace posts to `/` and the vendor's default is
+    /// `/SapIciWebConnector/IcSapWebService.asmx`; restrict it when a proxy shares the port.
+    pub paths: Vec<String>,
+}
+
+impl Default for SoapConfig {
+    fn default() -> Self {
+        SoapConfig {
+            listen: localhost(8080),
+            paths: Vec::new(),
+        }
+    }
+}
+
+/// `[admin]`: the operator-facing listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of `/healthz`, `/readyz`, `/metrics`, `/status`, `/api` and `/sim`.
+    /// Default `127.0.0.1:8081`: it has no authentication, so keep it off public networks.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: localhost(8081),
+        }
+    }
+}
+
+/// `[limits]`: bounds on what one client can make the SOAP listener do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger ones get a fault without being read.
+    /// Default 1048576 (1 MiB): ICI requests are small, attached data is the biggest part.
+    pub max_body_bytes: usize,
+    /// Time allowed for a client to send the request headers. Default "10s": stops slow
+    /// clients from holding connections open.
+    #[serde(with = "serde_util::duration")]
+    pub header_read_timeout: Duration,
+    /// Most SOAP connections open at once; more wait in the accept backlog. Default 1024
+    /// (one SAP application server keeps a few keep-alive connections per work process).
+    pub max_connections: usize,
+    /// Longest time one SOAP request may take, body read to response written. Default "30s":
+    /// longer than SAP's own HTTP timeout is useless.
+    #[serde(with = "serde_util::duration")]
+    pub request_timeout: Duration,
+    /// Deepest XML element nesting accepted (at least 4: Envelope, Body, operation,
+    /// parameter). Default 32: protects the parser from pathological documents.
+    pub max_xml_depth: usize,
+    /// Most XML elements in one request. Default 10000.
+    pub max_xml_elements: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(30),
+            max_xml_depth: 32,
+            max_xml_elements: 10_000,
+        }
+    }
+}
+
+/// Which switch implementation drives the calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwitchKind {
+    /// The built-in simulator: no switch needed (demos, tests, SAP integration work).
+    #[default]
+    Sim,
+    /// Asterisk through its manager interface (AMI).
+    Asterisk,
+}
+
+impl SwitchKind {
+    /// The name used in the config file and in faults ("hold is not supported by the
+    /// asterisk switch").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchKind::Sim => "sim",
+            SwitchKind::Asterisk => "asterisk",
+        }
+    }
+}
+
+impl fmt::Display for SwitchKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[switch]`: the telephone switch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwitchConfig {
+    /// `"sim"` or `"asterisk"`. Default `"sim"`, so a fresh install runs without a switch.
+    pub kind: SwitchKind,
+    /// `[switch.sim]`: the simulator's extensions and queues; used when `kind = "sim"`.
+    pub sim: SimConfig,
+    /// `[switch.asterisk]`: the AMI connection. No default; required when
+    /// `kind = "asterisk"`.
+    pub asterisk: Option<AsteriskConfig>,
+}
+
+/// `[switch.sim]`: the simulated switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Agent extensions that exist on the simulated switch. Default `["2001", "2002",
+    /// "2003"]`: enough for a demo with a transfer and a conference.
+    pub extensions: Vec<String>,
+    /// Outbound calls to numbers that are not extensions are answered by the simulated
+    /// remote party after this delay; `"off"` = only through the simulator control API.
+    /// Default `"2s"`, so dialling out works in a demo without extra clicks.
+    #[serde(with = "serde_util::duration_or_off")]
+    pub remote_answer_after: Option<Duration>,
+    /// `[[switch.sim.queue]]`: ACD queues callers can dial. Default one queue, `support` on
+    /// number `600`.
+    pub queue: Vec<SimQueue>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            extensions: vec!["2001".into(), "2002".into(), "2003".into()],
+            remote_answer_after: Some(Duration::from_secs(2)),
+            queue: vec![SimQueue {
+                name: "support".into(),
+                number: "600".into(),
+                members: Vec::new(),
+            }],
+        }
+    }
+}
+
+/// `[[switch.sim.queue]]`: one simulated ACD queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimQueue {
+    /// Queue name, as SAP sees it in queue lists and the call's `queue`. Required, unique.
+    pub name: String,
+    /// The number (DNIS) a caller dials to reach the queue. Required, unique, not an
+    /// extension.
+    pub number: String,
+    /// Extensions that take calls from this queue. Default empty: every logged-in agent.
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// `[switch.asterisk]`: how to reach Asterisk's manager interface (AMI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsteriskConfig {
+    /// Host name or address of the Asterisk server. Required.
+    pub host: String,
+    /// AMI TCP port (`manager.conf` `port`). Default 5038, Asterisk's own default.
+    #[serde(default = "AsteriskConfig::default_port")]
+    pub port: u16,
+    /// AMI user (a `[user]` section in `manager.conf`). Required.
+    pub username: String,
+    /// That user's `secret`. Required; masked in logs and in the effective config.
+    pub secret: Secret,
+    /// A second Asterisk (same port and credentials) to switch over to when the first one
+    /// cannot be reached. Default none.
+    #[serde(default)]
+    pub backup_host: Option<String>,
+    /// Asterisk queues (`queues.conf`) the connector watches and logs agents into.
+    /// Default empty: every queue Asterisk reports.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// How an agent's extension becomes an Asterisk device/interface; must contain
+    /// `{extension}`. Default `"PJSIP/{extension}"`; change it for `SIP/` or `Local/` setups.
+    #[serde(default = "AsteriskConfig::default_interface_pattern")]
+    pub interface_pattern: String,
+    /// First wait before reconnecting after the AMI connection drops. Default "1s".
+    #[serde(
+        default = "AsteriskConfig::default_reconnect_min",
+        with = "serde_util::duration"
+    )]
+    pub reconnect_min: Duration,
+    /// Longest wait between reconnect attempts (the wait doubles up to this). Default "30s".
+    #[serde(
+        default = "AsteriskConfig::default_reconnect_max",
+        with = "serde_util::duration"
+    )]
+    pub reconnect_max: Duration,
+}
+
+impl AsteriskConfig {
+    /// The placeholder `interface_pattern` must contain.
+    pub const EXTENSION_PLACEHOLDER: &'static str = "{extension}";
+
+    fn default_port() -> u16 {
+        5038
+    }
+
+    fn default_interface_pattern() -> String {
+        "PJSIP/{extension}".into()
+    }
+
+    fn default_reconnect_min() -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn default_reconnect_max() -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// The Asterisk interface of an agent's extension, e.g. `PJSIP/2001`.
+    pub fn interface(&self, extension: &str) -> String {
+        self.interface_pattern
+            .replace(Self::EXTENSION_PLACEHOLDER, extension)
+    }
+}
+
+/// `[agents]`: what every agent gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Most interactions per agent that SAP sees at once; more wait on the switch and are
+    /// pushed to SAP as earlier ones end. Default 6, which is also the maximum: the IC has six
+    /// session slots. Lower it to keep agents focused.
+    pub max_interactions: u8,
+    /// Channels reported to SAP (`getAttributes`). Default `["phone"]`.
+    pub channels: Vec<String>,
+    /// Queues every agent is logged into and reported in. Default empty: whatever the switch
+    /// assigns.
+    pub queues: Vec<String>,
+    /// Free seating: the agent names a workcenter (extension) at login instead of having a
+    /// fixed one; reported by `getWorkcenterCapability`. Default false.
+    pub free_seating: bool,
+    /// `[agents.users]`: SAP user id → fixed extension (and queues). Default empty: SAP sets
+    /// addresses at runtime (`setAddresses`).
+    pub users: BTreeMap<String, AgentUser>,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            max_interactions: AgentsConfig::MAX_INTERACTIONS,
+            channels: vec!["phone".into()],
+            queues: Vec::new(),
+            free_seating: false,
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+impl AgentsConfig {
+    /// The IC's number of session slots, the upper bound of `max_interactions`.
+    pub const MAX_INTERACTIONS: u8 = 6;
+}
+
+/// One entry of `[agents.users]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUser {
+    /// The agent's extension on the switch. Required, unique among users.
+    pub extension: String,
+    /// Queues for this agent. Default empty: `agents.queues`.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+/// `[workmodes]`: SAP workmodes (1 logged off, 2 ready, 3 not ready, ≥4 custom) and how they
+/// map to switch agent states.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkmodesConfig {
+    /// Workmode applied at login when `ignore_sap_login_workmode` is true; `"off"` = keep the
+    /// agent's state on the switch. Default `"off"`.
+    #[serde(with = "serde_util::workmode_or_off")]
+    pub login: Option<u32>,
+    /// Ignore the workmode SAP asks for at login (use `login` or the switch's state).
+    /// Default false. Set it when agents log in to the phone before SAP.
+    pub ignore_sap_login_workmode: bool,
+    /// Workmode the agent is put in after rejecting an ACD call (`reroute`), so the queue
+    /// does not offer it straight back; `"off"` = unchanged. Default 3 (not ready).
+    #[serde(with = "serde_util::workmode_or_off")]
+    pub reject: Option<u32>,
+    /// Also show custom workmodes with `selectable = false` in the IC's list (the agent still
+    /// cannot choose them). Default false.
+    pub view_non_selectable: bool,
+    /// `[[workmodes.custom]]`: extra workmodes (ids ≥ 4) mapped to switch states.
+    /// Default none.
+    pub custom: Vec<CustomWorkmode>,
+    /// `[[workmodes.reasons]]`: not-ready reason codes offered with workmode 3.
+    /// Default none.
+    pub reasons: Vec<NotReadyReason>,
+}
+
+impl Default for WorkmodesConfig {
+    fn default() -> Self {
+        WorkmodesConfig {
+            login: None,
+            ignore_sap_login_workmode: false,
+            reject: Some(WorkmodesConfig::NOT_READY),
+            view_non_selectable: false,
+            custom: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl WorkmodesConfig {
+    /// SAP workmode 1.
+    pub const LOGGED_OFF: u32 = 1;
+    /// SAP workmode 2.
+    pub const READY: u32 = 2;
+    /// SAP workmode 3.
+    pub const NOT_READY: u32 = 3;
+    /// Lowest id of a custom workmode.
+    pub const FIRST_CUSTOM: u32 = 4;
+
+    /// The custom workmode with this id.
+    pub fn custom_by_id(&self, id: u32) -> Option<&CustomWorkmode> {
+        self.custom.iter().find(|w| w.id == id)
+    }
+
+    /// True for 1, 2, 3 and every configured custom id.
+    pub fn is_defined(&self, id: u32) -> bool {
+        (Self::LOGGED_OFF..=Self::NOT_READY).contains(&id) || self.custom_by_id(id).is_some()
+    }
+}
+
+/// `[[workmodes.custom]]`: one custom workmode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomWorkmode {
+    /// SAP workmode id. Required, ≥ 4 (1–3 are fixed by SAP), unique.
+    pub id: u32,
+    /// Text shown in the IC's workmode list. Required.
+    pub text: String,
+    /// The agent state name on the switch (e.g. an Asterisk pause reason). Required.
+    pub switch_state: String,
+    /// Agents may choose it themselves. Default true; false for states only the switch
+    /// sets (e.g. "ACD no answer").
+    #[serde(default = "yes")]
+    pub selectable: bool,
+}
+
+/// `[[workmodes.reasons]]`: one not-ready reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotReadyReason {
+    /// Code SAP sends with `setCurrentWorkmode` and the switch records. Required, unique.
+    pub code: String,
+    /// Text shown to the agent. Required.
+    pub text: String,
+}
+
+/// `[numbers]`: phone number formatting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NumbersConfig {
+    /// Normalise remote and dialed numbers to E.164 (`+…`) for SAP, which needs it for the
+    /// account lookup. Default true; the raw value is kept beside it.
+    pub e164: bool,
+    /// Call attributes searched in order for the caller's number (ANI); the first non-empty
+    /// one wins. Default `["ani"]`.
+    pub remote_attributes: Vec<String>,
+    /// Call attributes searched in order for the dialed number (DNIS). Default `["dnis"]`.
+    pub dialed_attributes: Vec<String>,
+    /// Strip the leading `+` of numbers SAP dials or transfers to (`+13172222222` →
+    /// `13172222222`), for switches whose dial plan does not take `+`. Default false.
+    pub reformat_make_call: bool,
+    /// `[[numbers.dial_prefix]]`: leading-prefix rewrites for outbound numbers, applied in
+    /// order after `reformat_make_call`; the first match wins. Default none.
+    pub dial_prefix: Vec<DialPrefix>,
+}
+
+impl Default for NumbersConfig {
+    fn default() -> Self {
+        NumbersConfig {
+            e164: true,
+            remote_attributes: vec!["ani".into()],
+            dialed_attributes: vec!["dnis".into()],
+            reformat_make_call: false,
+            dial_prefix: Vec::new(),
+        }
+    }
+}
+
+impl NumbersConfig {
+    /// The number to send to the switch for an address SAP dials or transfers to:
+    /// `reformat_make_call`, then the first matching `dial_prefix`.
+    pub fn outbound_number(&self, number: &str) -> String {
+        let number = number.trim();
+        let number = if self.reformat_make_call {
+            number.strip_prefix('+').unwrap_or(number)
+        } else {
+            number
+        };
+        for rule in &self.dial_prefix {
+            if let Some(rest) = number.strip_prefix(rule.from.as_str()) {
+                return format!("{}{rest}", rule.to);
+            }
+        }
+        number.to_owned()
+    }
+}
+
+/// `[[numbers.dial_prefix]]`: replace a leading prefix of an outbound number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialPrefix {
+    /// Prefix to replace, e.g. `"+49"`. Required, not empty.
+    pub from: String,
+    /// Replacement, e.g. `"0"`; may be empty. Required.
+    pub to: String,
+}
+
+/// What to do when a subscription's event queue is full (SAP not taking events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// Keep only the latest state per call, dropping intermediate changes.
+    Coalesce,
+    /// End the subscription (SAP gets `subscriptionEnded` and subscribes again).
+    #[default]
+    EndSubscription,
+}
+
+/// `[events]`: event delivery to SAP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Timeout of one event POST to SAP's appURL. Default "10s".
+    #[serde(with = "serde_util::duration")]
+    pub request_timeout: Duration,
+    /// First retry delay after a failed POST. Default "500ms".
+    #[serde(with = "serde_util::duration")]
+    pub retry_min: Duration,
+    /// Longest retry delay (the delay doubles up to this). Default "30s".
+    #[serde(with = "serde_util::duration")]
+    pub retry_max: Duration,
+    /// Most undelivered events kept per subscription before `overflow` applies.
+    /// Default 10000.
+    pub max_queue_per_subscription: usize,
+    /// Most undelivered events kept over all subscriptions; bounds memory and spool size.
+    /// Default 1000000.
+    pub max_queue_total: usize,
+    /// Directory of the durable event spool and subscription registry, so a restart loses
+    /// nothing. Default `"data"`, relative to the working directory.
+    pub data_dir: PathBuf,
+    /// `"coalesce"` or `"end_subscription"`. Default `"end_subscription"`: SAP notices and
+    /// resubscribes, rather than silently missing events.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            request_timeout: Duration::from_secs(10),
+            retry_min: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            max_queue_per_subscription: 10_000,
+            max_queue_total: 1_000_000,
+            data_dir: PathBuf::from("data"),
+            overflow: OverflowPolicy::EndSubscription,
+        }
+    }
+}
+
+/// When log files roll over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    /// A new file every day.
+    #[default]
+    Daily,
+    /// A new file every hour (busy sites, short retention).
+    Hourly,
+    /// One file, never rotated (leave rotation to logrotate).
+    Never,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `[logging]`: traces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A `tracing` filter, e.g. `"info"` or `"info,ici_connector::soap=debug"`. Default
+    /// `"info"`: one line per SOAP request and event. `RUST_LOG` overrides it.
+    pub level: String,
+    /// Directory for log files. Default none: stderr only (systemd's journal).
+    pub directory: Option<PathBuf>,
+    /// `"daily"`, `"hourly"` or `"never"`. Default `"daily"`.
+    pub rotation: LogRotation,
+    /// Rotated log files kept. Default 14.
+    pub retention: usize,
+    /// `"text"` or `"json"`. Default `"text"`.
+    pub format: LogFormat,
+    /// SAP users whose full SOAP requests, responses and events are logged (for support;
+    /// they hold customer data). Default none.
+    pub capture_users: Vec<String>,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".into(),
+            directory: None,
+            rotation: LogRotation::Daily,
+            retention: 14,
+            format: LogFormat::Text,
+            capture_users: Vec::new(),
+        }
+    }
+}

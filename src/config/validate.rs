@@ -1,0 +1,434 @@
+//! Semantic checks of a parsed [`Config`]. Every rule adds a problem and carries on, so an
+//! admin sees all of them in one `check-config` run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use super::error::quote_key;
+use super::{AsteriskConfig, Config, ConfigError, SwitchKind, WorkmodesConfig, serde_util::OFF};
+
+/// Collects problems.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::new(key, message));
+    }
+
+    fn positive(&mut self, key: &str, value: usize) {
+        if value == 0 {
+            self.add(key, "must be greater than 0");
+        }
+    }
+
+    fn nonzero_duration(&mut self, key: &str, value: Duration) {
+        if value.is_zero() {
+            self.add(key, "must be longer than 0s");
+        }
+    }
+
+    /// Each entry non-empty (after trimming) and unique.
+    fn names(&mut self, key: &str, values: &[String]) {
+        let mut seen = HashMap::new();
+        for (i, value) in values.iter().enumerate() {
+            if value.trim().is_empty() {
+                self.add(format!("{key}[{i}]"), "must not be empty");
+            } else if let Some(first) = seen.insert(value.as_str(), i) {
+                self.add(
+                    format!("{key}[{i}]"),
+                    format!("duplicate \"{value}\" (also {key}[{first}])"),
+                );
+                seen.insert(value.as_str(), first);
+            }
+        }
+    }
+
+    fn required(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.add(key, "must not be empty");
+        }
+    }
+}
+
+/// Every problem with `config`; empty when it is usable.
+pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut p = Problems::default();
+    soap_and_admin(config, &mut p);
+    limits(config, &mut p);
+    let queues = switch(config, &mut p);
+    agents(config, queues.as_ref(), &mut p);
+    workmodes(&config.workmodes, &mut p);
+    numbers(config, &mut p);
+    events(config, &mut p);
+    logging(config, &mut p);
+    p.0
+}
+
+fn soap_and_admin(config: &Config, p: &mut Problems) {
+    for (i, path) in config.soap.paths.iter().enumerate() {
+        if !path.starts_with('/') {
+            p.add(
+                format!("soap.paths[{i}]"),
+                format!("\"{path}\" must start with \"/\""),
+            );
+        } else if path.contains(|c: char| c == '?' || c == '#' || c.is_whitespace()) {
+            p.add(
+                format!("soap.paths[{i}]"),
+                format!("\"{path}\" must be a plain path (no query, fragment or spaces)"),
+            );
+        }
+    }
+    let (soap, admin) = (config.soap.listen, config.admin.listen);
+    if soap == admin && soap.port() != 0 {
+        p.add("admin.listen", format!("{admin} is already soap.listen"));
+    }
+}
+
+fn limits(config: &Config, p: &mut Problems) {
+    let l = &config.limits;
+    p.positive("limits.max_body_bytes", l.max_body_bytes);
+    p.nonzero_duration("limits.header_read_timeout", l.header_read_timeout);
+    p.positive("limits.max_connections", l.max_connections);
+    p.nonzero_duration("limits.request_timeout", l.request_timeout);
+    if l.max_xml_depth < 4 {
+        p.add(
+            "limits.max_xml_depth",
+            "must be at least 4 (Envelope, Body, operation, parameter)",
+        );
+    }
+    p.positive("limits.max_xml_elements", l.max_xml_elements);
+}
+
+/// Checks `[switch]`; returns the queue names agents may refer to, when the switch's
+/// configuration lists them exhaustively.
+fn switch(config: &Config, p: &mut Problems) -> Option<BTreeSet<String>> {
+    let sw = &config.switch;
+    match sw.kind {
+        SwitchKind::Sim => {
+            let sim = &sw.sim;
+            if sim.extensions.is_empty() {
+                p.add("switch.sim.extensions", "must list at least one extension");
+            }
+            p.names("switch.sim.extensions", &sim.extensions);
+            let extensions: BTreeSet<&str> = sim.extensions.iter().map(String::as_str).collect();
+            let mut names = HashMap::new();
+            let mut numbers = HashMap::new();
+            for (i, q) in sim.queue.iter().enumerate() {
+                let key = format!("switch.sim.queue[{i}]");
+                if q.name.trim().is_empty() {
+                    p.add(format!("{key}.name"), "must not be empty");
+                } else if let Some(first) = names.insert(q.name.as_str(), i) {
+                    p.add(
+                        format!("{key}.name"),
+                        format!(
+                            "duplicate queue name \"{}\" (also switch.sim.queue[{first}])",
+                            q.name
+                        ),
+                    );
+                }
+                if q.number.trim().is_empty() {
+                    p.add(format!("{key}.number"), "must not be empty");
+                } else if let Some(first) = numbers.insert(q.number.as_str(), i) {
+                    p.add(
+                        format!("{key}.number"),
+                        format!(
+                            "duplicate queue number \"{}\" (also switch.sim.queue[{first}])",
+                            q.number
+                        ),
+                    );
+                } else if extensions.contains(q.number.as_str()) {
+                    p.add(
+                        format!("{key}.number"),
+                        format!("\"{}\" is also an extension", q.number),
+                    );
+                }
+                for (j, member) in q.members.iter().enumerate() {
+                    if !extensions.contains(member.as_str()) {
+                        p.add(
+                            format!("{key}.members[{j}]"),
+                            format!("\"{member}\" is not one of switch.sim.extensions"),
+                        );
+                    }
+                }
+            }
+            Some(sim.queue.iter().map(|q| q.name.clone()).collect())
+        }
+        SwitchKind::Asterisk => match &sw.asterisk {
+            None => {
+                p.add(
+                    "switch.asterisk",
+                    "required when switch.kind = \"asterisk\"",
+                );
+                None
+            }
+            Some(ast) => {
+                asterisk(ast, p);
+                (!ast.queues.is_empty()).then(|| ast.queues.iter().cloned().collect())
+            }
+        },
+    }
+}
+
+fn asterisk(ast: &AsteriskConfig, p: &mut Problems) {
+    p.required("switch.asterisk.host", &ast.host);
+    if ast.port == 0 {
+        p.add("switch.asterisk.port", "must not be 0");
+    }
+    p.required("switch.asterisk.username", &ast.username);
+    if ast.secret.expose().is_empty() {
+        p.add("switch.asterisk.secret", "must not be empty");
+    }
+    if let Some(backup) = &ast.backup_host {
+        if backup.trim().is_empty() {
+            p.add(
+                "switch.asterisk.backup_host",
+                "must not be empty (leave it out for no backup)",
+            );
+        } else if backup == &ast.host {
+            p.add(
+                "switch.asterisk.backup_host",
+                "is the same as switch.asterisk.host",
+            );
+        }
+    }
+    p.names("switch.asterisk.queues", &ast.queues);
+    if !ast
+        .interface_pattern
+        .contains(AsteriskConfig::EXTENSION_PLACEHOLDER)
+    {
+        p.add(
+            "switch.asterisk.interface_pattern",
+            format!(
+                "\"{}\" must contain {}",
+                ast.interface_pattern,
+                AsteriskConfig::EXTENSION_PLACEHOLDER
+            ),
+        );
+    }
+    p.nonzero_duration("switch.asterisk.reconnect_min", ast.reconnect_min);
+    if ast.reconnect_min > ast.reconnect_max {
+        p.add(
+            "switch.asterisk.reconnect_max",
+            "must not be shorter than switch.asterisk.reconnect_min",
+        );
+    }
+}
+
+fn check_queue_refs(
+    key: &str,
+    queues: &[String],
+    known: Option<&BTreeSet<String>>,
+    p: &mut Problems,
+) {
+    p.names(key, queues);
+    let Some(known) = known else { return };
+    for (i, q) in queues.iter().enumerate() {
+        if !q.trim().is_empty() && !known.contains(q) {
+            let list: Vec<&str> = known.iter().map(String::as_str).collect();
+            p.add(
+                format!("{key}[{i}]"),
+                format!(
+                    "unknown queue \"{q}\" (the switch has: {})",
+                    if list.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        list.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+}
+
+fn agents(config: &Config, known_queues: Option<&BTreeSet<String>>, p: &mut Problems) {
+    let a = &config.agents;
+    if !(1..=super::AgentsConfig::MAX_INTERACTIONS).contains(&a.max_interactions) {
+        p.add(
+            "agents.max_interactions",
+            format!(
+                "must be between 1 and 6: the SAP IC has six interaction slots per agent (got {})",
+                a.max_interactions
+            ),
+        );
+    }
+    if a.channels.is_empty() {
+        p.add(
+            "agents.channels",
+            "must list at least one channel (e.g. \"phone\")",
+        );
+    }
+    p.names("agents.channels", &a.channels);
+    check_queue_refs("agents.queues", &a.queues, known_queues, p);
+
+    let sim_extensions: Option<BTreeSet<&str>> =
+        (config.switch.kind == SwitchKind::Sim).then(|| {
+            config
+                .switch
+                .sim
+                .extensions
+                .iter()
+                .map(String::as_str)
+                .collect()
+        });
+    let mut owners: HashMap<&str, &str> = HashMap::new();
+    for (user, entry) in &a.users {
+        let key = format!("agents.users.{}", quote_key(user));
+        if user.trim().is_empty() {
+            p.add(&key, "user id must not be empty");
+        }
+        let ext = entry.extension.as_str();
+        if ext.trim().is_empty() {
+            p.add(format!("{key}.extension"), "must not be empty");
+        } else {
+            if let Some(other) = owners.insert(ext, user) {
+                p.add(
+                    format!("{key}.extension"),
+                    format!("\"{ext}\" is already the extension of user \"{other}\""),
+                );
+            }
+            if let Some(known) = &sim_extensions
+                && !known.contains(ext)
+            {
+                p.add(
+                    format!("{key}.extension"),
+                    format!("\"{ext}\" is not one of switch.sim.extensions"),
+                );
+            }
+        }
+        check_queue_refs(&format!("{key}.queues"), &entry.queues, known_queues, p);
+    }
+}
+
+fn workmodes(w: &WorkmodesConfig, p: &mut Problems) {
+    let mut ids = HashMap::new();
+    for (i, mode) in w.custom.iter().enumerate() {
+        let key = format!("workmodes.custom[{i}]");
+        if mode.id < WorkmodesConfig::FIRST_CUSTOM {
+            p.add(
+                format!("{key}.id"),
+                format!(
+                    "{} is reserved (1 logged off, 2 ready, 3 not ready); custom workmodes start at 4",
+                    mode.id
+                ),
+            );
+        } else if let Some(first) = ids.insert(mode.id, i) {
+            p.add(
+                format!("{key}.id"),
+                format!(
+                    "duplicate workmode id {} (also workmodes.custom[{first}])",
+                    mode.id
+                ),
+            );
+        }
+        p.required(&format!("{key}.text"), &mode.text);
+        p.required(&format!("{key}.switch_state"), &mode.switch_state);
+    }
+    for (name, value) in [("login", w.login), ("reject", w.reject)] {
+        if let Some(id) = value
+            && !w.is_defined(id)
+        {
+            p.add(
+                format!("workmodes.{name}"),
+                format!(
+                    "workmode {id} is neither 1, 2, 3 nor a workmodes.custom id (use \"{OFF}\" for none)"
+                ),
+            );
+        }
+    }
+    let mut codes = HashMap::new();
+    for (i, reason) in w.reasons.iter().enumerate() {
+        let key = format!("workmodes.reasons[{i}]");
+        if reason.code.trim().is_empty() {
+            p.add(format!("{key}.code"), "must not be empty");
+        } else if let Some(first) = codes.insert(reason.code.as_str(), i) {
+            p.add(
+                format!("{key}.code"),
+                format!(
+                    "duplicate reason code \"{}\" (also workmodes.reasons[{first}])",
+                    reason.code
+                ),
+            );
+        }
+        p.required(&format!("{key}.text"), &reason.text);
+    }
+}
+
+fn numbers(config: &Config, p: &mut Problems) {
+    let n = &config.numbers;
+    if n.remote_attributes.is_empty() {
+        p.add(
+            "numbers.remote_attributes",
+            "must list at least one call attribute",
+        );
+    }
+    p.names("numbers.remote_attributes", &n.remote_attributes);
+    if n.dialed_attributes.is_empty() {
+        p.add(
+            "numbers.dialed_attributes",
+            "must list at least one call attribute",
+        );
+    }
+    p.names("numbers.dialed_attributes", &n.dialed_attributes);
+    for (i, rule) in n.dial_prefix.iter().enumerate() {
+        let key = format!("numbers.dial_prefix[{i}].from");
+        if rule.from.is_empty() {
+            p.add(key, "must not be empty");
+        } else if n.reformat_make_call && rule.from.starts_with('+') {
+            p.add(
+                key,
+                format!(
+                    "\"{}\" never matches: numbers.reformat_make_call removes the \"+\" first",
+                    rule.from
+                ),
+            );
+        }
+    }
+}
+
+fn events(config: &Config, p: &mut Problems) {
+    let e = &config.events;
+    p.nonzero_duration("events.request_timeout", e.request_timeout);
+    p.nonzero_duration("events.retry_min", e.retry_min);
+    if e.retry_min > e.retry_max {
+        p.add(
+            "events.retry_max",
+            "must not be shorter than events.retry_min",
+        );
+    }
+    p.positive(
+        "events.max_queue_per_subscription",
+        e.max_queue_per_subscription,
+    );
+    if e.max_queue_total < e.max_queue_per_subscription {
+        p.add(
+            "events.max_queue_total",
+            "must be at least events.max_queue_per_subscription",
+        );
+    }
+    if e.data_dir.as_os_str().is_empty() {
+        p.add("events.data_dir", "must not be empty");
+    }
+}
+
+fn logging(config: &Config, p: &mut Problems) {
+    let l = &config.logging;
+    if l.level.trim().is_empty() {
+        p.add("logging.level", "must not be empty (e.g. \"info\")");
+    } else if let Err(err) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+        p.add(
+            "logging.level",
+            format!("\"{}\" is not a valid filter: {err}", l.level),
+        );
+    }
+    if let Some(dir) = &l.directory
+        && dir.as_os_str().is_empty()
+    {
+        p.add(
+            "logging.directory",
+            "must not be empty (leave it out to log to stderr)",
+        );
+    }
+    p.positive("logging.retention", l.retention);
+    p.names("logging.capture_users", &l.capture_users);
+}
