@@ -2,15 +2,151 @@
 //! and a contact-center telephone switch.
 //!
 //! Map of the crate and its data flow:
+//! ```text
+//! SAP ──SOAP──▶ server ─▶ soap::parse_request ─▶ ici::resolve ─▶ session (actor) ─▶ switch adapter
+//!                                                                    ▲                  │
+//!                                                                    └──SwitchEvent─────┘
+//! session ─▶ notify (one ordered outbox per subscription) ──SOAP POST──▶ SAP appURL
+//! admin: /healthz /readyz /status /sim/...
+//! ```
 //! - [`config`]: TOML file → validated [`config::Config`] that every other module reads.
-//! - [`numbers`]: phone numbers: switch parties to SAP's E.164 form, ANI/DNIS attribute
-//!   search, and the number SAP dials as sent to the switch.
+//! - [`http`]: the accept loop both listeners share: connection cap, header timeout,
+//!   graceful shutdown.
+//! - [`server`]: the SAP-facing SOAP listener (limits, `?wsdl`, faults).
+//! - [`admin`]: health, status, simulator control.
 //! - [`soap`]: the SOAP 1.1 wire layer (pure): request bytes → element tree, envelopes out.
 //! - [`ici`]: the ICI operation catalog and typed operations.
+//! - [`domain`]: validated domain types (`UserId`, `Workmode`, `AppUrl`).
+//! - [`session`]: the session manager actor: agents, interactions (six-cap), subscriptions.
+//! - [`notify`]: event delivery to SAP, ordered per subscription, with retries.
+//! - [`numbers`]: phone numbers: switch parties to SAP's E.164 form, ANI/DNIS attribute
+//!   search, and the number SAP dials as sent to the switch.
 //! - [`switch`]: the switch adapter vocabulary and its implementations (`sim`, ...).
+//! - [`wsdl`]: WSDL 1.1 documents generated from the `ici` catalog, served on `GET ?wsdl`.
 
+pub mod admin;
 pub mod config;
+pub mod domain;
+pub mod http;
 pub mod ici;
+pub mod notify;
 pub mod numbers;
+pub mod server;
+pub mod session;
 pub mod soap;
 pub mod switch;
+pub mod wsdl;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use config::{Config, SwitchKind};
+
+/// The two bound listeners. Binding is the caller's job, so tests can bind port 0 and
+/// learn the addresses before the server runs.
+#[derive(Debug)]
+pub struct Listeners {
+    pub soap: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both listeners at their configured addresses.
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            soap: TcpListener::bind(config.soap.listen).await?,
+            admin: TcpListener::bind(config.admin.listen).await?,
+        })
+    }
+
+    /// The bound addresses (soap, admin).
+    pub fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
+        Ok((self.soap.local_addr()?, self.admin.local_addr()?))
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("switch kind {0} is not available in this build yet")]
+    SwitchUnavailable(SwitchKind),
+}
+
+/// Runs the connector until `shutdown` completes, then stops accepting, lets in-flight
+/// requests finish within `limits.request_timeout`, and returns.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let (event_tx, event_rx) = mpsc::channel(session::SWITCH_EVENT_QUEUE);
+    let sink = switch::EventSink::new(event_tx);
+    let (adapter, sim_control): (Arc<dyn switch::SwitchAdapter>, _) = match config.switch.kind {
+        SwitchKind::Sim => {
+            let (sim, control) = switch::sim::start(sim_settings(&config), sink);
+            (Arc::new(sim), Some(control))
+        }
+        kind @ SwitchKind::Asterisk => return Err(RunError::SwitchUnavailable(kind)),
+    };
+    let (feedback_tx, feedback_rx) = mpsc::channel(1024);
+    let notifier = notify::Notifier::new(notifier_settings(&config), feedback_tx);
+    let (session, session_task) =
+        session::start(Arc::clone(&config), adapter, event_rx, notifier, feedback_rx);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let soap_task = tokio::spawn(server::serve(
+        listeners.soap,
+        Arc::clone(&config),
+        session.clone(),
+        stop_rx.clone(),
+    ));
+    let admin_task = tokio::spawn(admin::serve(
+        listeners.admin,
+        Arc::clone(&config),
+        session.clone(),
+        sim_control,
+        stop_rx,
+    ));
+    info!(switch = %config.switch.kind, "ici-connector running");
+    shutdown.await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = soap_task.await;
+    let _ = admin_task.await;
+    drop(session);
+    let _ = session_task.await;
+    Ok(())
+}
+
+fn sim_settings(config: &Config) -> switch::sim::SimSettings {
+    let sim = &config.switch.sim;
+    switch::sim::SimSettings {
+        extensions: sim.extensions.clone(),
+        queues: sim
+            .queue
+            .iter()
+            .map(|q| switch::sim::SimQueue {
+                name: q.name.clone(),
+                number: q.number.clone(),
+                members: q.members.clone(),
+            })
+            .collect(),
+        remote_answer_after: sim.remote_answer_after,
+    }
+}
+
+fn notifier_settings(config: &Config) -> notify::NotifierSettings {
+    let events = &config.events;
+    notify::NotifierSettings {
+        request_timeout: events.request_timeout,
+        retry_min: events.retry_min,
+        retry_max: events.retry_max,
+        max_queue_per_subscription: events.max_queue_per_subscription,
+    }
+}

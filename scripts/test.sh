@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The test command (README and CI both call it). Installs what the tests need when it is
+# missing, then runs `cargo test --all-targets` with any extra arguments forwarded:
+#   - xmllint (Debian libxml2-utils), to validate the generated WSDL against WSDL 1.1;
+#   - a Python venv at .venv with the SOAP toolkits pinned in tests/interop/requirements.txt
+#     (zeep, suds-community, xmlschema), used by the interop tests.
+# Exports ICI_PYTHON and ICI_XMLLINT for the tests. Idempotent; quick once installed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+requirements=tests/interop/requirements.txt
+
+apt_updated=no
+apt_install() {
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "scripts/test.sh: missing $*; install it (Debian: apt-get install -y $*) or run this as root" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$apt_updated" = no ]; then
+        apt-get update -qq
+        apt_updated=yes
+    fi
+    apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v xmllint >/dev/null 2>&1; then
+    apt_install libxml2-utils
+fi
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt_install python3 python3-venv
+fi
+
+venv=$root/.venv
+if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+fi
+# Reinstall only when the pinned requirements change.
+stamp=$venv/.requirements.sha256
+wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
+    echo "$wanted" >"$stamp"
+fi
+
+export ICI_PYTHON=$venv/bin/python
+ICI_XMLLINT=$(command -v xmllint)
+export ICI_XMLLINT
+export PYTHONDONTWRITEBYTECODE=1
+
+cargo test --all-targets "$@"
