@@ -10,7 +10,7 @@
 //! admin: /healthz /readyz /status /sim/...
 //! ```
 //! - [`config`]: TOML file → validated [`config::Config`] that every other module reads.
-//! - [`http`]: the accept loop both listeners share: connection cap, header timeout,
+//! - [`listener`]: the accept loop both listeners share: connection cap, header timeout,
 //!   graceful shutdown.
 //! - [`server`]: the SAP-facing SOAP listener (limits, `?wsdl`, faults).
 //! - [`admin`]: health, status, simulator control.
@@ -27,8 +27,8 @@
 pub mod admin;
 pub mod config;
 pub mod domain;
-pub mod http;
 pub mod ici;
+pub mod listener;
 pub mod notify;
 pub mod numbers;
 pub mod server;
@@ -96,8 +96,13 @@ pub async fn run(
     };
     let (feedback_tx, feedback_rx) = mpsc::channel(1024);
     let notifier = notify::Notifier::new(notifier_settings(&config), feedback_tx);
-    let (session, session_task) =
-        session::start(Arc::clone(&config), adapter, event_rx, notifier, feedback_rx);
+    let (session, session_task) = session::start(
+        Arc::clone(&config),
+        adapter,
+        event_rx,
+        notifier,
+        feedback_rx,
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let soap_task = tokio::spawn(server::serve(
@@ -148,5 +153,6 @@ fn notifier_settings(config: &Config) -> notify::NotifierSettings {
         retry_min: events.retry_min,
         retry_max: events.retry_max,
         max_queue_per_subscription: events.max_queue_per_subscription,
+        ..notify::NotifierSettings::default()
     }
 }

@@ -132,7 +132,8 @@ pub fn pick_attribute<'a>(
 /// One dial-plan rule for outbound numbers: a number that starts with `from` has that start
 /// replaced by `to` (e.g. `from = "1317"`, `to = "9"` dials local numbers with an outside-line
 /// code). Plain data so the config module can build it from its own types.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DialPrefix {
     /// Literal start to match, case-sensitive, compared after reformatting. Empty matches
     /// every number, which makes an empty-`from` rule a catch-all (put it last) that only

@@ -363,6 +363,10 @@ pub struct AgentsConfig {
     /// `[agents.users]`: SAP user id → fixed extension (and queues). Default empty: SAP sets
     /// addresses at runtime (`setAddresses`).
     pub users: BTreeMap<String, AgentUser>,
+    /// Whether SAP users not listed in `[agents.users]` may log in (they name their
+    /// extension with `setAddresses`). Default true; set false to allow only listed users,
+    /// so a typo in SAP's user mapping fails loudly with "unknown user".
+    pub accept_unlisted_users: bool,
 }
 
 impl Default for AgentsConfig {
@@ -372,6 +376,7 @@ impl Default for AgentsConfig {
             channels: vec!["phone".into()],
             queues: Vec::new(),
             free_seating: false,
+            accept_unlisted_users: true,
             users: BTreeMap::new(),
         }
     }
@@ -516,30 +521,12 @@ impl NumbersConfig {
     /// The number to send to the switch for an address SAP dials or transfers to:
     /// `reformat_make_call`, then the first matching `dial_prefix`.
     pub fn outbound_number(&self, number: &str) -> String {
-        let number = number.trim();
-        let number = if self.reformat_make_call {
-            number.strip_prefix('+').unwrap_or(number)
-        } else {
-            number
-        };
-        for rule in &self.dial_prefix {
-            if let Some(rest) = number.strip_prefix(rule.from.as_str()) {
-                return format!("{}{rest}", rule.to);
-            }
-        }
-        number.to_owned()
+        crate::numbers::make_call_number(number, self.reformat_make_call, &self.dial_prefix)
     }
 }
 
 /// `[[numbers.dial_prefix]]`: replace a leading prefix of an outbound number.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DialPrefix {
-    /// Prefix to replace, e.g. `"+49"`. Required, not empty.
-    pub from: String,
-    /// Replacement, e.g. `"0"`; may be empty. Required.
-    pub to: String,
-}
+pub use crate::numbers::DialPrefix;
 
 /// What to do when a subscription's event queue is full (SAP not taking events).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

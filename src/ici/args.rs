@@ -26,9 +26,11 @@ impl<'a> Args<'a> {
 
     /// Every element that carries the parameter (lists may arrive as repeated elements).
     fn elements(&self, param: &'static Param) -> impl Iterator<Item = &'a Element> {
-        self.request.operation.children.iter().filter(move |e| {
-            e.name == param.name || param.aliases.iter().any(|a| e.name == *a)
-        })
+        self.request
+            .operation
+            .children
+            .iter()
+            .filter(move |e| e.name == param.name || param.aliases.iter().any(|a| e.name == *a))
     }
 
     fn missing(&self, param: &Param) -> Fault {
@@ -70,10 +72,8 @@ impl<'a> Args<'a> {
         match self.opt_text(name) {
             None => Ok(None),
             Some(text) => text.parse().map(Some).map_err(|_| {
-                Fault::client("wrong parameter type").with_detail(format!(
-                    "{}: {text:?} is not an integer",
-                    param.name
-                ))
+                Fault::client("wrong parameter type")
+                    .with_detail(format!("{}: {text:?} is not an integer", param.name))
             }),
         }
     }
@@ -138,7 +138,10 @@ mod tests {
         );
         let args = Args::new(&req, spec);
         assert_eq!(args.text("userId").unwrap_err().string, "missing parameter");
-        assert_eq!(args.int("workmode").unwrap_err().string, "wrong parameter type");
+        assert_eq!(
+            args.int("workmode").unwrap_err().string,
+            "wrong parameter type"
+        );
     }
 
     #[test]

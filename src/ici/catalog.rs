@@ -237,7 +237,10 @@ pub static OPERATIONS: &[OpSpec] = &[
         "setCurrentWorkmode",
         &[
             USER_ID,
-            aka(req("workmode", Ty::Int), &["workMode", "workmodeId", "mode"]),
+            aka(
+                req("workmode", Ty::Int),
+                &["workMode", "workmodeId", "mode"],
+            ),
             aka(opt("reason", Ty::String), &["reasonCode"]),
         ],
         None,
@@ -312,7 +315,10 @@ pub static OPERATIONS: &[OpSpec] = &[
         "setAttachedData",
         &[
             ITEM_ID,
-            aka(req("attachedData", Ty::String), &["data", "itemAttachedData"]),
+            aka(
+                req("attachedData", Ty::String),
+                &["data", "itemAttachedData"],
+            ),
         ],
         None,
         "Replace the named Application elements of the item's attached data.",
@@ -329,7 +335,10 @@ pub static OPERATIONS: &[OpSpec] = &[
         "deleteAttachedData",
         &[
             ITEM_ID,
-            aka(opt("attachedData", Ty::String), &["data", "itemAttachedData"]),
+            aka(
+                opt("attachedData", Ty::String),
+                &["data", "itemAttachedData"],
+            ),
         ],
         None,
         "Remove the named Application elements (all of them when none is named).",
@@ -360,9 +369,27 @@ pub static OPERATIONS: &[OpSpec] = &[
         Some(Ty::String),
         "Outbound call; returns the call id.",
     ),
-    op(PhoneCall, "hold", &[CALL_ID], None, "Hold a connected call."),
-    op(PhoneCall, "unhold", &[CALL_ID], None, "Retrieve a held call."),
-    op(PhoneCall, "drop", &[CALL_ID], None, "Hang up the agent's side."),
+    op(
+        PhoneCall,
+        "hold",
+        &[CALL_ID],
+        None,
+        "Hold a connected call.",
+    ),
+    op(
+        PhoneCall,
+        "unhold",
+        &[CALL_ID],
+        None,
+        "Retrieve a held call.",
+    ),
+    op(
+        PhoneCall,
+        "drop",
+        &[CALL_ID],
+        None,
+        "Hang up the agent's side.",
+    ),
     op(
         PhoneCall,
         "transfer",
@@ -572,17 +599,18 @@ pub enum Match {
 pub fn lookup(namespace: Option<&str>, name: &str) -> Result<(&'static OpSpec, Match), Fault> {
     let known = OPERATIONS.iter().filter(|o| o.interface != Event);
     if let Some(interface) = namespace.and_then(Interface::from_namespace) {
-        if let Some(spec) = known.clone().find(|o| o.interface == interface && o.name == name) {
+        if let Some(spec) = known
+            .clone()
+            .find(|o| o.interface == interface && o.name == name)
+        {
             return Ok((spec, Match::Exact));
         }
     }
     let mut by_name = known.filter(|o| o.name == name);
     match (by_name.next(), by_name.next()) {
         (Some(spec), None) => Ok((spec, Match::ByNameOnly)),
-        _ => Err(Fault::client("unknown operation").with_detail(format!(
-            "{{{}}}{name}",
-            namespace.unwrap_or("")
-        ))),
+        _ => Err(Fault::client("unknown operation")
+            .with_detail(format!("{{{}}}{name}", namespace.unwrap_or("")))),
     }
 }
 
@@ -635,7 +663,10 @@ mod tests {
     #[test]
     fn interface_names() {
         assert_eq!(Interface::from_name("user"), Some(User));
-        assert_eq!(Interface::from_name("IciPhoneCallInterface"), Some(PhoneCall));
+        assert_eq!(
+            Interface::from_name("IciPhoneCallInterface"),
+            Some(PhoneCall)
+        );
         assert_eq!(Interface::from_name("nope"), None);
     }
 }

@@ -71,7 +71,10 @@ mod tests {
             .replace("UTF-8", "ISO-8859-1")
             .replace(">CRMFOSOUT</userId>", ">M\u{fc}LLER</userId>");
         let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&latin1);
-        assert!(bytes.contains(&0xFC), "the test must send a real Latin-1 byte");
+        assert!(
+            bytes.contains(&0xFC),
+            "the test must send a real Latin-1 byte"
+        );
         assert_eq!(user_param(&parse_request(&bytes).unwrap()), "M\u{fc}LLER");
     }
 
@@ -81,7 +84,10 @@ mod tests {
         let at = vendor_body().find("CRMFOSOUT</userId>").unwrap();
         bytes[at] = 0xFF;
         let fault = parse_request(&bytes).unwrap_err();
-        assert_eq!((fault.code, fault.string.as_ref()), (FaultCode::Client, "malformed XML"));
+        assert_eq!(
+            (fault.code, fault.string.as_ref()),
+            (FaultCode::Client, "malformed XML")
+        );
     }
 
     #[test]
@@ -90,7 +96,10 @@ mod tests {
             ">CRMFOSOUT</userId>",
             "><![CDATA[<a>]]>&amp;&#65;&#x42;&lt;</userId>",
         );
-        assert_eq!(user_param(&parse_request(body.as_bytes()).unwrap()), "<a>&AB<");
+        assert_eq!(
+            user_param(&parse_request(body.as_bytes()).unwrap()),
+            "<a>&AB<"
+        );
     }
 
     fn fault_of(xml: &str) -> Fault {
@@ -192,11 +201,21 @@ mod tests {
         let req = parse_request(xml.as_bytes()).unwrap();
         let v = req.operation.child("v").unwrap();
         assert_eq!(v.child("userId").unwrap().text, "A&B <x>");
-        let channels: Vec<_> = v.child("channels").unwrap().children.iter().map(|c| c.text.as_str()).collect();
+        let channels: Vec<_> = v
+            .child("channels")
+            .unwrap()
+            .children
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect();
         assert_eq!(channels, ["phone", "chat"]);
         assert!(v.child("none").unwrap().nil);
 
-        let resp = write_response("urn:IciUserInterface", "getAttributes", Some(&Value::text("x")));
+        let resp = write_response(
+            "urn:IciUserInterface",
+            "getAttributes",
+            Some(&Value::text("x")),
+        );
         let req = parse_request(resp.as_bytes()).unwrap();
         assert_eq!(req.operation_name(), "getAttributesResponse");
         assert_eq!(req.operation.child("return").unwrap().text, "x");

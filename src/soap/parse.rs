@@ -7,9 +7,9 @@
 
 use std::ops::Range;
 
+use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
-use quick_xml::XmlVersion;
 use quick_xml::reader::NsReader;
 
 use super::fault::{Fault, FaultCode};
@@ -238,13 +238,10 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
             Event::GeneralRef(reference) => {
                 let ch = match reference.resolve_char_ref() {
                     Ok(Some(ch)) => ch,
-                    Ok(None) => predefined_entity(&reference.xml10_content())
-                        .ok_or_else(|| {
-                            Fault::client("undefined entity").with_detail(format!(
-                                "&{};",
-                                reference.xml10_content()
-                            ))
-                        })?,
+                    Ok(None) => predefined_entity(&reference.xml10_content()).ok_or_else(|| {
+                        Fault::client("undefined entity")
+                            .with_detail(format!("&{};", reference.xml10_content()))
+                    })?,
                     Err(e) => return Err(Fault::malformed(e.to_string())),
                 };
                 match stack.last_mut() {
@@ -315,9 +312,7 @@ fn read_attributes(
         };
         match (ns, local) {
             (Some(XSI), "nil") => element.nil = is_true(),
-            (Some(SOAP11_ENV), "mustUnderstand") => {
-                element.must_understand = is_true()
-            }
+            (Some(SOAP11_ENV), "mustUnderstand") => element.must_understand = is_true(),
             _ => {}
         }
     }

@@ -1,0 +1,114 @@
+//! Domain types: once a SOAP parameter is converted into one of these, it is valid.
+
+use std::fmt;
+
+use crate::soap::Fault;
+
+/// A SAP user id (the agent). SAP user names are case-insensitive and stored upper-case,
+/// so we upper-case too: `crmfosout` and `CRMFOSOUT` are one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    /// SAP user names are at most 12 characters; we allow more for other front ends but
+    /// refuse anything that could not be a user name.
+    const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<UserId, Fault> {
+        let raw = raw.trim();
+        if raw.is_empty()
+            || raw.chars().count() > Self::MAX_LEN
+            || raw.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Fault::client("invalid user id").with_detail(format!("{raw:?}")));
+        }
+        Ok(UserId(raw.to_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SAP workmode id: 1 logged off, 2 ready, 3 not ready, 4 and above mapped by config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Workmode(pub u32);
+
+impl Workmode {
+    pub const LOGGED_OFF: Workmode = Workmode(1);
+    pub const READY: Workmode = Workmode(2);
+    pub const NOT_READY: Workmode = Workmode(3);
+
+    pub fn parse(value: i64) -> Result<Workmode, Fault> {
+        u32::try_from(value)
+            .ok()
+            .filter(|v| *v >= 1)
+            .map(Workmode)
+            .ok_or_else(|| Fault::client("unknown workmode").with_detail(value.to_string()))
+    }
+}
+
+/// SAP's event endpoint for one IC session: an absolute http(s) URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppUrl(String);
+
+impl AppUrl {
+    pub fn parse(raw: &str) -> Result<AppUrl, Fault> {
+        let bad = || Fault::client("invalid appURL").with_detail(format!("{raw:?}"));
+        let uri: http::Uri = raw.trim().parse().map_err(|_| bad())?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(_)) => Ok(AppUrl(uri.to_string())),
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn uri(&self) -> http::Uri {
+        self.0.parse().expect("validated in AppUrl::parse")
+    }
+}
+
+impl fmt::Display for AppUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids() {
+        assert_eq!(UserId::parse(" crmfosout ").unwrap().as_str(), "CRMFOSOUT");
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("a b").is_err());
+        assert!(UserId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn workmodes() {
+        assert_eq!(Workmode::parse(2).unwrap(), Workmode::READY);
+        assert!(Workmode::parse(0).is_err());
+        assert!(Workmode::parse(-1).is_err());
+        assert!(Workmode::parse(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn app_urls() {
+        assert!(AppUrl::parse("http://sap:8000/sap/bc/ici?x=1").is_ok());
+        assert!(AppUrl::parse("https://sap/").is_ok());
+        assert!(AppUrl::parse("ftp://sap/").is_err());
+        assert!(AppUrl::parse("/relative").is_err());
+        assert!(AppUrl::parse("not a url").is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! The SAP-facing SOAP listener: POST on any path (or the configured ones) is a SOAP
+//! request, `GET <path>?wsdl` serves the WSDL, everything else is 404/405. Every failure
+//! becomes a SOAP fault or a fitting HTTP status on the same connection; nothing here can
+//! take the server down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, StatusCode, header};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::ici::{self, catalog::Match};
+use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse};
+use crate::session::SessionHandle;
+use crate::soap::{self, Fault, ParseLimits};
+use crate::wsdl;
+
+/// Content type of every SOAP message we write.
+pub const SOAP_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
+
+struct Soap {
+    config: Arc<Config>,
+    session: SessionHandle,
+}
+
+/// Serves the SOAP listener until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<Config>,
+    session: SessionHandle,
+    stop: watch::Receiver<bool>,
+) {
+    let limits = connection_limits(&config);
+    let soap = Arc::new(Soap { config, session });
+    listener::serve(listener, limits, stop, move |request, peer| {
+        let soap = Arc::clone(&soap);
+        async move { soap.handle(request, peer).await }
+    })
+    .await;
+}
+
+/// The connection limits of `[limits]`.
+pub fn connection_limits(config: &Config) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: config.limits.max_connections,
+        header_read_timeout: config.limits.header_read_timeout,
+        drain: config.limits.request_timeout,
+    }
+}
+
+impl Soap {
+    async fn handle(&self, request: hyper::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or("").to_string();
+        let paths = &self.config.soap.paths;
+        if !paths.is_empty() && !paths.iter().any(|p| *p == path) {
+            return listener::text(StatusCode::NOT_FOUND, "not found\n");
+        }
+        match *request.method() {
+            Method::POST => self.soap(request, peer).await,
+            Method::GET | Method::HEAD if wsdl::is_wsdl_query(&query) => {
+                self.wsdl(&request, &path, &query)
+            }
+            _ => {
+                let mut response = listener::text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "SOAP requests are POSTed; the WSDL is at ?wsdl\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static("POST, GET"));
+                response
+            }
+        }
+    }
+
+    fn wsdl(&self, request: &hyper::Request<Incoming>, path: &str, query: &str) -> HttpResponse {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.config.soap.listen.to_string());
+        let base = format!("http://{host}{path}");
+        match wsdl::interface_for_request(path, query) {
+            Some(interface) => listener::response(
+                StatusCode::OK,
+                wsdl::WSDL_CONTENT_TYPE,
+                wsdl::generate(interface, &base),
+            ),
+            None => {
+                listener::response(StatusCode::OK, wsdl::INDEX_CONTENT_TYPE, wsdl::index(&base))
+            }
+        }
+    }
+
+    async fn soap(&self, request: hyper::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let limits = &self.config.limits;
+        let body = match listener::read_body(request, limits.max_body_bytes, limits.request_timeout)
+            .await
+        {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                warn!(%peer, max = limits.max_body_bytes, "request body too large");
+                return listener::closing(listener::text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body over {} bytes\n", limits.max_body_bytes),
+                ));
+            }
+            Err(BodyError::TimedOut) => {
+                warn!(%peer, "request body not received in time");
+                return listener::closing(listener::text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request timeout\n",
+                ));
+            }
+            Err(BodyError::Broken) => {
+                return listener::closing(listener::text(
+                    StatusCode::BAD_REQUEST,
+                    "broken request body\n",
+                ));
+            }
+        };
+        let started = Instant::now();
+        let parse_limits = ParseLimits {
+            max_depth: limits.max_xml_depth,
+            max_elements: limits.max_xml_elements,
+        };
+        let mut log = RequestLog::default();
+        let outcome = self.dispatch(&body, &parse_limits, &mut log).await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (status, xml, result) = match outcome {
+            Ok((namespace, operation, value)) => (
+                StatusCode::OK,
+                soap::write_response(&namespace, &operation, value.as_ref()),
+                "ok".to_string(),
+            ),
+            Err(fault) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                soap::write_fault(&fault),
+                fault.to_string(),
+            ),
+        };
+        info!(
+            target: "ici_connector::soap",
+            %peer,
+            user = log.user.as_deref().unwrap_or("-"),
+            op = log.operation.as_deref().unwrap_or("-"),
+            call = log.call.as_deref().unwrap_or("-"),
+            result = %result,
+            duration_ms = format_args!("{duration_ms:.2}"),
+            "soap request"
+        );
+        listener::response(status, SOAP_CONTENT_TYPE, xml)
+    }
+
+    /// Parse, resolve, execute: (namespace, operation, result) or a fault.
+    async fn dispatch(
+        &self,
+        body: &[u8],
+        limits: &ParseLimits,
+        log: &mut RequestLog,
+    ) -> Result<(String, String, Option<soap::Value>), Fault> {
+        let request = soap::parse_request_with(body, limits)?;
+        log.user = request.headers.user.clone();
+        log.operation = Some(request.operation_name().to_string());
+        let resolved = ici::resolve(&request)?;
+        if resolved.how == Match::ByNameOnly {
+            warn!(
+                namespace = request.namespace().unwrap_or(""),
+                op = resolved.spec.name,
+                "operation in an unknown namespace accepted by its name"
+            );
+        }
+        log.call = resolved.operation.call_id().map(str::to_string);
+        // Answer in the namespace the request used, so the client finds its response.
+        let namespace = request
+            .namespace()
+            .unwrap_or(resolved.spec.interface.namespace())
+            .to_string();
+        let operation = resolved.spec.name.to_string();
+        let timeout = self.config.limits.request_timeout;
+        let value = tokio::time::timeout(timeout, ici::execute(resolved, &self.session))
+            .await
+            .map_err(|_| Fault::server("request timed out"))??;
+        Ok((namespace, operation, value))
+    }
+}
+
+/// What one request line in the trace log says.
+#[derive(Default)]
+struct RequestLog {
+    user: Option<String>,
+    operation: Option<String>,
+    call: Option<String>,
+}

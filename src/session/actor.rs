@@ -1,0 +1,1226 @@
+//! The session actor's state and its one loop.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::domain::{AppUrl, UserId, Workmode};
+use crate::ici::catalog::Interface;
+use crate::ici::{Operation, Target};
+use crate::notify::{EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushError};
+use crate::numbers::E164;
+use crate::soap::{Value, write_call};
+use crate::switch::{
+    AgentState, Capability, LegEvent, LegState, SwitchAdapter, SwitchCommand, SwitchError,
+    SwitchEvent, SwitchReply, SwitchRequest,
+};
+
+use super::view::{self, AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
+use super::workmodes;
+use super::{AttachedData, Command, IciError};
+
+type Reply = oneshot::Sender<Result<Option<Value>, IciError>>;
+
+/// Call attribute an IVR sets with item attached data before the agent gets the call
+/// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
+const SAP_CAD: &str = "sap_cad";
+
+/// One agent (SAP user).
+#[derive(Debug)]
+struct Agent {
+    user: UserId,
+    extension: Option<String>,
+    workmode: Workmode,
+    reason: Option<String>,
+    channels: Vec<String>,
+    queues: Vec<String>,
+    /// Interactions SAP sees, in arrival order (at most `max_interactions`).
+    visible: Vec<LegEvent>,
+    /// Interactions waiting behind the cap, oldest first; SAP has never heard of them.
+    waiting: VecDeque<LegEvent>,
+}
+
+/// One subscription: events for a user or container, to one appURL.
+struct Subscription {
+    id: u64,
+    target: Target,
+    url: AppUrl,
+    app_ids: Vec<String>,
+    sequence: u64,
+    outbox: Outbox,
+}
+
+pub(super) struct Actor {
+    config: Arc<Config>,
+    switch: Arc<dyn SwitchAdapter>,
+    notifier: Notifier,
+    link_up: bool,
+    agents: BTreeMap<UserId, Agent>,
+    by_extension: HashMap<String, UserId>,
+    /// Attached data by call id (or by item id before its call exists).
+    attached: HashMap<String, AttachedData>,
+    /// Item id (from `create`) → the call placed for it.
+    aliases: HashMap<String, String>,
+    /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
+    pending_items: HashSet<String>,
+    subscriptions: Vec<Subscription>,
+    next_id: u64,
+}
+
+impl Actor {
+    pub(super) fn new(
+        config: Arc<Config>,
+        switch: Arc<dyn SwitchAdapter>,
+        notifier: Notifier,
+    ) -> Self {
+        Actor {
+            config,
+            switch,
+            notifier,
+            link_up: true,
+            agents: BTreeMap::new(),
+            by_extension: HashMap::new(),
+            attached: HashMap::new(),
+            aliases: HashMap::new(),
+            pending_items: HashSet::new(),
+            subscriptions: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut switch_events: mpsc::Receiver<SwitchEvent>,
+        mut feedback: mpsc::Receiver<Feedback>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = switch_events.recv() => self.on_switch_event(event),
+                Some(fb) = feedback.recv() => self.on_feedback(fb),
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+            }
+        }
+        debug!("session manager stopped");
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Execute {
+                operation,
+                user_header,
+                reply,
+            } => self.execute(operation, user_header, reply),
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+    }
+
+    // ---- operations ---------------------------------------------------------------------
+
+    fn execute(&mut self, operation: Operation, hint: Option<UserId>, reply: Reply) {
+        let result = self.execute_inner(operation, hint.as_ref());
+        match result {
+            Ok(Step::Answer(value)) => {
+                let _ = reply.send(Ok(value));
+            }
+            Ok(Step::Switch(commands)) => self.submit(commands, reply),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn execute_inner(
+        &mut self,
+        operation: Operation,
+        hint: Option<&UserId>,
+    ) -> Result<Step, IciError> {
+        use Operation::*;
+        match operation {
+            GetWorkcenterCapability => answer(Value::Bool(self.config.agents.free_seating)),
+            GetPresenceQueueInfo { channel } => answer(self.presence_queues(channel)),
+            GetAttributes { user } => {
+                self.ensure_agent(&user)?;
+                self.end_subscriptions(&Target::User(user.clone()), "new session");
+                answer(self.attributes(&user))
+            }
+            SetCurrentWorkmode {
+                user,
+                workmode,
+                reason,
+            } => self.set_workmode(&user, workmode, reason),
+            SetCurrentChannels { user, channels } => {
+                self.ensure_agent(&user)?.channels = channels;
+                done()
+            }
+            SetCurrentQueues { user, queues } => {
+                self.ensure_agent(&user)?.queues = queues;
+                done()
+            }
+            SetAddresses { user, addresses } => {
+                self.ensure_agent(&user)?;
+                self.set_extension(&user, addresses.into_iter().next());
+                done()
+            }
+            Subscribe {
+                target,
+                url,
+                app_id,
+            } => self.subscribe(target, url, app_id),
+            Unsubscribe {
+                target,
+                url,
+                app_id,
+            } => {
+                self.unsubscribe(&target, &url, &app_id);
+                done()
+            }
+            Create { .. } => {
+                let item = format!("item-{}", self.next_id());
+                self.pending_items.insert(item.clone());
+                answer(Value::text(item))
+            }
+            Accept { item } => self.on_leg_in(
+                &item,
+                hint,
+                Capability::Answer,
+                &[LegState::Alerting],
+                |leg| SwitchCommand::Answer {
+                    call: leg.call.clone(),
+                    extension: leg.extension.clone(),
+                },
+            ),
+            Reroute { item } => self.reroute(&item, hint),
+            SetAttachedData { item, data } => {
+                let key = self.item_key(&item)?;
+                self.attached.entry(key).or_default().merge(data);
+                done()
+            }
+            GetAttachedData { item } => {
+                let key = self.item_key(&item)?;
+                let data = self.attached.get(&key).cloned().unwrap_or_default();
+                answer(Value::text(data.to_xml()))
+            }
+            DeleteAttachedData { item, applications } => {
+                let key = self.item_key(&item)?;
+                if let Some(data) = self.attached.get_mut(&key) {
+                    match applications {
+                        Some(ids) => data.remove(&ids),
+                        None => *data = AttachedData::default(),
+                    }
+                }
+                done()
+            }
+            GetCalls { container } => {
+                let agent = self.agent_for_container(&container)?;
+                let calls = agent
+                    .visible
+                    .iter()
+                    .map(|leg| self.phone_call(&agent.user, leg))
+                    .collect();
+                answer(Value::List(calls))
+            }
+            DropCalls { container } => {
+                self.require(Capability::Clear)?;
+                let agent = self.agent_for_container(&container)?;
+                Ok(Step::Switch(
+                    agent
+                        .visible
+                        .iter()
+                        .map(|leg| SwitchCommand::Clear {
+                            call: leg.call.clone(),
+                            extension: leg.extension.clone(),
+                        })
+                        .collect(),
+                ))
+            }
+            Dial {
+                container,
+                user,
+                address,
+                item,
+            } => self.dial(container, user.as_ref().or(hint), &address, item),
+            Hold { call } => self.on_leg_in(
+                &call,
+                hint,
+                Capability::Hold,
+                &[LegState::Connected, LegState::Conferenced],
+                |leg| SwitchCommand::Hold {
+                    call: leg.call.clone(),
+                    extension: leg.extension.clone(),
+                },
+            ),
+            Unhold { call } => {
+                self.on_leg_in(&call, hint, Capability::Hold, &[LegState::Held], |leg| {
+                    SwitchCommand::Retrieve {
+                        call: leg.call.clone(),
+                        extension: leg.extension.clone(),
+                    }
+                })
+            }
+            Drop { call } => self.on_leg_in(&call, hint, Capability::Clear, &[], |leg| {
+                SwitchCommand::Clear {
+                    call: leg.call.clone(),
+                    extension: leg.extension.clone(),
+                }
+            }),
+            Transfer { call, address } => {
+                let destination = self.destination(&address)?;
+                self.on_leg_in(
+                    &call,
+                    hint,
+                    Capability::BlindTransfer,
+                    &[LegState::Connected, LegState::Held],
+                    |leg| SwitchCommand::SingleStepTransfer {
+                        call: leg.call.clone(),
+                        extension: leg.extension.clone(),
+                        destination,
+                    },
+                )
+            }
+            Consult { call, address } => {
+                let destination = self.destination(&address)?;
+                self.on_leg_in(
+                    &call,
+                    hint,
+                    Capability::Consult,
+                    &[LegState::Connected],
+                    |leg| SwitchCommand::Consult {
+                        call: leg.call.clone(),
+                        extension: leg.extension.clone(),
+                        destination,
+                    },
+                )
+            }
+            Conference { call, consult } => {
+                self.require(Capability::Conference)?;
+                let (held, other) = self.call_pair(&call, &consult, hint)?;
+                expect_state(&held, &[LegState::Held])?;
+                expect_state(&other, &[LegState::Connected, LegState::Dialing])?;
+                Ok(Step::Switch(vec![SwitchCommand::Conference {
+                    held: held.call,
+                    consult: other.call,
+                    extension: held.extension,
+                }]))
+            }
+            Alternate { call, consult } => {
+                self.require(Capability::Hold)?;
+                let (a, b) = self.call_pair(&call, &consult, hint)?;
+                let (held, connected) = match (a.state, b.state) {
+                    (LegState::Held, LegState::Connected) => (a, b),
+                    (LegState::Connected, LegState::Held) => (b, a),
+                    _ => return Err(invalid_state(&a)),
+                };
+                Ok(Step::Switch(vec![
+                    SwitchCommand::Hold {
+                        call: connected.call,
+                        extension: connected.extension,
+                    },
+                    SwitchCommand::Retrieve {
+                        call: held.call,
+                        extension: held.extension,
+                    },
+                ]))
+            }
+            Reconnect { call, consult } => {
+                self.require(Capability::Hold)?;
+                self.require(Capability::Clear)?;
+                let (held, other) = self.call_pair(&call, &consult, hint)?;
+                expect_state(&held, &[LegState::Held])?;
+                Ok(Step::Switch(vec![
+                    SwitchCommand::Clear {
+                        call: other.call,
+                        extension: other.extension,
+                    },
+                    SwitchCommand::Retrieve {
+                        call: held.call,
+                        extension: held.extension,
+                    },
+                ]))
+            }
+            DropParty { call, address } => {
+                self.require(Capability::DropParty)?;
+                let (_, leg) = self.find_leg(&call, hint)?;
+                expect_state(&leg, &[LegState::Conferenced, LegState::Connected])?;
+                let wanted = E164::normalize(&address);
+                let party = leg
+                    .parties
+                    .iter()
+                    .find(|p| p.as_str() == address.trim() || E164::normalize(p) == wanted)
+                    .cloned()
+                    .ok_or_else(|| IciError::InvalidAddress(address.clone()))?;
+                Ok(Step::Switch(vec![SwitchCommand::DropParty {
+                    call: leg.call,
+                    extension: leg.extension,
+                    party,
+                }]))
+            }
+            Listen { call, user } => self.listen(&call, &user, true),
+            ListenEnd { call, user } => self.listen(&call, &user, false),
+            GetPhoneCallAttributes { call } => {
+                let (user, leg) = self.find_leg(&call, hint)?;
+                answer(self.phone_call(&user, &leg))
+            }
+            ExchangeProductInformation | GetMessages { .. } => {
+                unreachable!("answered by the ici layer")
+            }
+        }
+    }
+
+    /// Sends commands to the switch one after another (stopping at the first failure) and
+    /// answers the SOAP caller from a task, so the actor never waits for the switch.
+    fn submit(&self, commands: Vec<SwitchCommand>, reply: Reply) {
+        let switch = Arc::clone(&self.switch);
+        tokio::spawn(async move {
+            let mut result = Ok(None);
+            for command in commands {
+                let (tx, rx) = oneshot::channel();
+                switch.submit(SwitchRequest { command, reply: tx });
+                result = match rx.await {
+                    Ok(Ok(SwitchReply::Done)) => Ok(None),
+                    Ok(Ok(SwitchReply::NewCall(call))) => Ok(Some(Value::text(call))),
+                    Ok(Err(e)) => Err(IciError::Switch(e)),
+                    Err(_) => Err(IciError::Switch(SwitchError::Unavailable(
+                        "switch adapter stopped".into(),
+                    ))),
+                };
+                if result.is_err() {
+                    break;
+                }
+            }
+            let _ = reply.send(result);
+        });
+    }
+
+    fn require(&self, capability: Capability) -> Result<(), IciError> {
+        if self.switch.capabilities().contains(&capability) {
+            Ok(())
+        } else {
+            Err(IciError::NotSupported {
+                capability,
+                switch: self.switch.name(),
+            })
+        }
+    }
+
+    /// The common shape of call operations: capability, the agent's leg, its state, one
+    /// command.
+    fn on_leg_in(
+        &self,
+        call: &str,
+        hint: Option<&UserId>,
+        capability: Capability,
+        states: &[LegState],
+        command: impl FnOnce(&LegEvent) -> SwitchCommand,
+    ) -> Result<Step, IciError> {
+        self.require(capability)?;
+        let (_, leg) = self.find_leg(call, hint)?;
+        if !states.is_empty() {
+            expect_state(&leg, states)?;
+        }
+        Ok(Step::Switch(vec![command(&leg)]))
+    }
+
+    fn reroute(&mut self, item: &str, hint: Option<&UserId>) -> Result<Step, IciError> {
+        self.require(Capability::Reroute)?;
+        let (user, leg) = self.find_leg(item, hint)?;
+        expect_state(&leg, &[LegState::Alerting])?;
+        let mut commands = vec![SwitchCommand::Reroute {
+            call: leg.call.clone(),
+            extension: leg.extension.clone(),
+        }];
+        // The reject workmode keeps the call from coming straight back (applied after the
+        // reroute succeeded, as the vendor does).
+        if let Some(reject) = self.config.workmodes.reject
+            && self.require(Capability::AgentState).is_ok()
+        {
+            let state = workmodes::to_switch(&self.config.workmodes, Workmode(reject), None)?;
+            commands.push(SwitchCommand::SetAgentState {
+                extension: leg.extension.clone(),
+                state,
+                queues: self.login_queues(&user),
+            });
+        }
+        Ok(Step::Switch(commands))
+    }
+
+    fn set_workmode(
+        &mut self,
+        user: &UserId,
+        requested: Workmode,
+        reason: Option<String>,
+    ) -> Result<Step, IciError> {
+        self.require(Capability::AgentState)?;
+        let config = Arc::clone(&self.config);
+        let config = &config.workmodes;
+        let agent = self.ensure_agent(user)?;
+        let extension = agent
+            .extension
+            .clone()
+            .ok_or_else(|| IciError::NoAddress(user.to_string()))?;
+        let logging_in =
+            agent.workmode == Workmode::LOGGED_OFF && requested != Workmode::LOGGED_OFF;
+        let workmode = if logging_in && config.ignore_sap_login_workmode {
+            // SAP's initial workmode is ignored: the configured login workmode, or not ready
+            // (the safe choice: no ACD call before the agent says so).
+            Workmode(config.login.unwrap_or(Workmode::NOT_READY.0))
+        } else {
+            requested
+        };
+        let state = workmodes::to_switch(config, workmode, reason)?;
+        let queues = self.login_queues(user);
+        Ok(Step::Switch(vec![SwitchCommand::SetAgentState {
+            extension,
+            state,
+            queues,
+        }]))
+    }
+
+    fn login_queues(&self, user: &UserId) -> Vec<String> {
+        let agent_queues = self
+            .agents
+            .get(user)
+            .map(|a| a.queues.clone())
+            .unwrap_or_default();
+        if !agent_queues.is_empty() {
+            return agent_queues;
+        }
+        match self.config.agents.users.get(user.as_str()) {
+            Some(listed) if !listed.queues.is_empty() => listed.queues.clone(),
+            _ => self.config.agents.queues.clone(),
+        }
+    }
+
+    fn dial(
+        &mut self,
+        container: Option<String>,
+        user: Option<&UserId>,
+        address: &str,
+        item: Option<String>,
+    ) -> Result<Step, IciError> {
+        self.require(Capability::MakeCall)?;
+        let agent = match (&container, user) {
+            (_, Some(user)) => self.ensure_agent(user)?,
+            (Some(container), None) => self.agent_for_container(container)?,
+            (None, None) => return Err(IciError::UnknownContainer(String::new())),
+        };
+        let extension = agent
+            .extension
+            .clone()
+            .ok_or_else(|| IciError::NoAddress(agent.user.to_string()))?;
+        let destination = self.destination(address)?;
+        let correlation = match item {
+            Some(item) => item,
+            None => format!("dial-{}", self.next_id()),
+        };
+        self.pending_items.insert(correlation.clone());
+        Ok(Step::Switch(vec![SwitchCommand::MakeCall {
+            extension,
+            destination,
+            correlation,
+        }]))
+    }
+
+    fn listen(&mut self, call: &str, supervisor: &UserId, start: bool) -> Result<Step, IciError> {
+        self.require(Capability::Listen)?;
+        let extension = self
+            .ensure_agent(supervisor)?
+            .extension
+            .clone()
+            .ok_or_else(|| IciError::NoAddress(supervisor.to_string()))?;
+        let call = self.resolve(call);
+        let known = self
+            .agents
+            .values()
+            .any(|a| a.visible.iter().any(|l| l.call == call));
+        if !known {
+            return Err(IciError::UnknownCall(call));
+        }
+        let command = if start {
+            SwitchCommand::Listen {
+                call,
+                supervisor: extension,
+            }
+        } else {
+            SwitchCommand::ListenEnd {
+                call,
+                supervisor: extension,
+            }
+        };
+        Ok(Step::Switch(vec![command]))
+    }
+
+    /// The number to hand the switch for an address SAP dials or transfers to.
+    fn destination(&self, address: &str) -> Result<String, IciError> {
+        let number = self.config.numbers.outbound_number(address);
+        if number.is_empty() || number.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(IciError::InvalidAddress(address.to_string()));
+        }
+        Ok(number)
+    }
+
+    // ---- lookups ------------------------------------------------------------------------
+
+    /// The agent for a user, created on first use if the user may log in.
+    fn ensure_agent(&mut self, user: &UserId) -> Result<&mut Agent, IciError> {
+        if !self.agents.contains_key(user) {
+            let listed = self
+                .config
+                .agents
+                .users
+                .iter()
+                .find(|(id, _)| id.eq_ignore_ascii_case(user.as_str()));
+            if listed.is_none() && !self.config.agents.accept_unlisted_users {
+                return Err(IciError::UnknownUser(user.to_string()));
+            }
+            let extension = listed.map(|(_, u)| u.extension.clone());
+            let queues = listed.map(|(_, u)| u.queues.clone()).unwrap_or_default();
+            self.agents.insert(
+                user.clone(),
+                Agent {
+                    user: user.clone(),
+                    extension: None,
+                    workmode: Workmode::LOGGED_OFF,
+                    reason: None,
+                    channels: self.config.agents.channels.clone(),
+                    queues,
+                    visible: Vec::new(),
+                    waiting: VecDeque::new(),
+                },
+            );
+            self.set_extension(user, extension);
+        }
+        Ok(self.agents.get_mut(user).expect("inserted above"))
+    }
+
+    fn set_extension(&mut self, user: &UserId, extension: Option<String>) {
+        let Some(agent) = self.agents.get_mut(user) else {
+            return;
+        };
+        if let Some(old) = agent.extension.take() {
+            self.by_extension.remove(&old);
+        }
+        if let Some(new) = &extension {
+            if let Some(previous) = self.by_extension.insert(new.clone(), user.clone())
+                && previous != *user
+                && let Some(other) = self.agents.get_mut(&previous)
+            {
+                // Free seating: the workcenter changed hands.
+                other.extension = None;
+            }
+        }
+        let agent = self.agents.get_mut(user).expect("checked above");
+        agent.extension = extension;
+    }
+
+    /// A container is an address (extension) or a user id.
+    fn agent_for_container(&self, container: &str) -> Result<&Agent, IciError> {
+        let by_address = self.by_extension.get(container);
+        let by_user = UserId::parse(container).ok();
+        by_address
+            .or(by_user.as_ref())
+            .and_then(|user| self.agents.get(user))
+            .ok_or_else(|| IciError::UnknownContainer(container.to_string()))
+    }
+
+    /// The call an item id stands for.
+    fn resolve(&self, id: &str) -> String {
+        self.aliases
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// A visible leg of the call, at the agent named by the `user` header when it has one.
+    fn find_leg(&self, id: &str, hint: Option<&UserId>) -> Result<(UserId, LegEvent), IciError> {
+        let call = self.resolve(id);
+        let hinted = hint.and_then(|u| self.agents.get(u)).into_iter();
+        hinted
+            .chain(self.agents.values())
+            .find_map(|agent| {
+                agent
+                    .visible
+                    .iter()
+                    .find(|leg| leg.call == call)
+                    .map(|leg| (agent.user.clone(), leg.clone()))
+            })
+            .ok_or(IciError::UnknownCall(id.to_string()))
+    }
+
+    /// Two calls of the same agent (held call and consultation call).
+    fn call_pair(
+        &self,
+        call: &str,
+        consult: &str,
+        hint: Option<&UserId>,
+    ) -> Result<(LegEvent, LegEvent), IciError> {
+        let (user, first) = self.find_leg(call, hint)?;
+        let (_, second) = self.find_leg(consult, Some(&user))?;
+        if second.extension != first.extension {
+            return Err(IciError::UnknownCall(consult.to_string()));
+        }
+        Ok((first, second))
+    }
+
+    /// The attached-data key of an item: a live call, a created item, or one with data.
+    fn item_key(&self, item: &str) -> Result<String, IciError> {
+        let key = self.resolve(item);
+        let live = self.agents.values().any(|a| {
+            a.visible
+                .iter()
+                .chain(a.waiting.iter())
+                .any(|l| l.call == key)
+        });
+        if live || self.pending_items.contains(&key) || self.attached.contains_key(&key) {
+            Ok(key)
+        } else {
+            Err(IciError::UnknownItem(item.to_string()))
+        }
+    }
+
+    // ---- views --------------------------------------------------------------------------
+
+    fn phone_call(&self, user: &UserId, leg: &LegEvent) -> Value {
+        view::phone_call(
+            user,
+            leg,
+            self.attached.get(&leg.call),
+            &self.config.numbers,
+        )
+    }
+
+    fn attributes(&self, user: &UserId) -> Value {
+        let agent = &self.agents[user];
+        let mut queues = self.config.agents.queues.clone();
+        if let Some(listed) = self.config.agents.users.get(user.as_str()) {
+            queues.extend(listed.queues.iter().cloned());
+        }
+        queues.dedup();
+        let capabilities = self.switch.capabilities().iter().map(|c| c.as_str());
+        Value::Struct(vec![
+            ("userId", Value::text(user.as_str())),
+            (
+                "channels",
+                Value::text_list(self.config.agents.channels.iter().cloned()),
+            ),
+            (
+                "currentChannels",
+                Value::text_list(agent.channels.iter().cloned()),
+            ),
+            ("queues", Value::text_list(queues)),
+            (
+                "currentQueues",
+                Value::text_list(agent.queues.iter().cloned()),
+            ),
+            ("workmodes", workmodes::list(&self.config.workmodes)),
+            ("currentWorkmode", Value::Int(agent.workmode.0.into())),
+            ("reasons", workmodes::reasons(&self.config.workmodes)),
+            (
+                "addresses",
+                Value::text_list(agent.extension.iter().cloned()),
+            ),
+            (
+                "workcenterCapability",
+                Value::Bool(self.config.agents.free_seating),
+            ),
+            (
+                "maxInteractions",
+                Value::Int(self.max_interactions() as i64),
+            ),
+            ("capabilities", Value::text_list(capabilities)),
+        ])
+    }
+
+    fn presence_queues(&self, channel: Option<String>) -> Value {
+        let channel = channel.unwrap_or_else(|| "phone".to_string());
+        let mut names: Vec<String> = self.config.agents.queues.clone();
+        for user in self.config.agents.users.values() {
+            names.extend(user.queues.iter().cloned());
+        }
+        for agent in self.agents.values() {
+            names.extend(agent.queues.iter().cloned());
+        }
+        names.sort();
+        names.dedup();
+        let queues = names
+            .into_iter()
+            .map(|queue| {
+                let ready = self
+                    .agents
+                    .values()
+                    .filter(|a| {
+                        a.workmode == Workmode::READY
+                            && (a.queues.is_empty() || a.queues.contains(&queue))
+                    })
+                    .count();
+                let waiting = self
+                    .agents
+                    .values()
+                    .flat_map(|a| a.waiting.iter())
+                    .filter(|l| l.queue.as_deref() == Some(queue.as_str()))
+                    .count();
+                Value::Struct(vec![
+                    ("queue", Value::text(queue)),
+                    ("channel", Value::text(&channel)),
+                    ("waiting", Value::Int(waiting as i64)),
+                    ("agentsReady", Value::Int(ready as i64)),
+                ])
+            })
+            .collect();
+        Value::List(queues)
+    }
+
+    fn max_interactions(&self) -> usize {
+        usize::from(self.config.agents.max_interactions.clamp(1, 6))
+    }
+
+    fn snapshot(&self) -> StatusSnapshot {
+        let legs = |agent: &Agent| {
+            let numbers = &self.config.numbers;
+            let status = |leg: &LegEvent, visible: bool| InteractionStatus {
+                call_id: leg.call.clone(),
+                state: leg.state.as_str().to_string(),
+                direction: leg.direction.as_str().to_string(),
+                remote: view::numbers(leg, numbers).remote,
+                queue: leg.queue.clone(),
+                visible,
+            };
+            agent
+                .visible
+                .iter()
+                .map(|l| status(l, true))
+                .chain(agent.waiting.iter().map(|l| status(l, false)))
+                .collect()
+        };
+        StatusSnapshot {
+            switch: self.switch.name(),
+            switch_link_up: self.link_up,
+            agents: self
+                .agents
+                .values()
+                .map(|a| AgentStatus {
+                    user_id: a.user.to_string(),
+                    extension: a.extension.clone(),
+                    workmode: a.workmode.0,
+                    reason: a.reason.clone(),
+                    interactions: legs(a),
+                })
+                .collect(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|s| SubscriptionStatus {
+                    id: s.id,
+                    target: match &s.target {
+                        Target::User(u) => format!("user {u}"),
+                        Target::Container(c) => format!("container {c}"),
+                    },
+                    app_url: s.url.to_string(),
+                    app_ids: s.app_ids.clone(),
+                    sequence: s.sequence,
+                    queue_depth: s.outbox.depth(),
+                })
+                .collect(),
+        }
+    }
+
+    // ---- switch events ------------------------------------------------------------------
+
+    fn on_switch_event(&mut self, event: SwitchEvent) {
+        match event {
+            SwitchEvent::Leg(leg) => self.on_leg(leg),
+            SwitchEvent::Agent { extension, state } => self.on_agent_state(&extension, &state),
+            SwitchEvent::LinkUp { calls } => self.resync(calls),
+            SwitchEvent::LinkDown { reason } => {
+                warn!(%reason, "switch link down");
+                self.link_up = false;
+            }
+        }
+    }
+
+    fn on_leg(&mut self, leg: LegEvent) {
+        let Some(user) = self.by_extension.get(&leg.extension).cloned() else {
+            debug!(call = %leg.call, extension = %leg.extension, "leg at an address no agent uses");
+            return;
+        };
+        self.adopt_item(&leg);
+        self.adopt_switch_data(&leg);
+        let cap = self.max_interactions();
+        let agent = self
+            .agents
+            .get_mut(&user)
+            .expect("by_extension points at agents");
+        let final_state = leg.state.is_final();
+        let mut announce = Vec::new();
+        if let Some(pos) = agent.visible.iter().position(|l| l.call == leg.call) {
+            announce.push(leg.clone());
+            if final_state {
+                agent.visible.remove(pos);
+                while agent.visible.len() < cap {
+                    let Some(next) = agent.waiting.pop_front() else {
+                        break;
+                    };
+                    agent.visible.push(next.clone());
+                    announce.push(next);
+                }
+            } else {
+                agent.visible[pos] = leg.clone();
+            }
+        } else if let Some(pos) = agent.waiting.iter().position(|l| l.call == leg.call) {
+            if final_state {
+                // Ended while waiting behind the cap: SAP never knew it, so it never hears.
+                agent.waiting.remove(pos);
+            } else {
+                agent.waiting[pos] = leg.clone();
+            }
+        } else if !final_state {
+            if agent.visible.len() < cap {
+                agent.visible.push(leg.clone());
+                announce.push(leg.clone());
+            } else {
+                debug!(%user, call = %leg.call, "interaction waits behind the cap");
+                agent.waiting.push_back(leg.clone());
+            }
+        }
+        for leg in &announce {
+            self.publish_call(&user, leg);
+        }
+        if final_state && leg.cause.as_deref() != Some("transferred") {
+            self.forget_call_if_gone(&leg.call);
+        }
+    }
+
+    /// A call placed for an item (create + dial) takes over the item's id and data.
+    fn adopt_item(&mut self, leg: &LegEvent) {
+        if let Some(item) = &leg.correlation
+            && self.pending_items.remove(item)
+        {
+            if *item != leg.call {
+                self.aliases.insert(item.clone(), leg.call.clone());
+            }
+            if let Some(data) = self.attached.remove(item) {
+                self.attached
+                    .entry(leg.call.clone())
+                    .or_default()
+                    .merge(data);
+            }
+        }
+    }
+
+    /// Attached data the IVR set on the switch rides on the first phoneCallChanged.
+    fn adopt_switch_data(&mut self, leg: &LegEvent) {
+        if self.attached.contains_key(&leg.call) {
+            return;
+        }
+        let cad = leg
+            .attributes
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case(SAP_CAD) && !v.trim().is_empty());
+        if let Some((_, cad)) = cad {
+            match AttachedData::parse(cad) {
+                Ok(data) => {
+                    self.attached.insert(leg.call.clone(), data);
+                }
+                Err(fault) => {
+                    warn!(call = %leg.call, %fault, "ignoring attached data from the switch")
+                }
+            }
+        }
+    }
+
+    fn forget_call_if_gone(&mut self, call: &str) {
+        let live = self.agents.values().any(|a| {
+            a.visible
+                .iter()
+                .chain(a.waiting.iter())
+                .any(|l| l.call == call)
+        });
+        if !live {
+            self.attached.remove(call);
+            self.aliases.retain(|_, c| c != call);
+        }
+    }
+
+    fn on_agent_state(&mut self, extension: &str, state: &AgentState) {
+        let Some(user) = self.by_extension.get(extension).cloned() else {
+            return;
+        };
+        let (workmode, reason) = workmodes::from_switch(&self.config.workmodes, state);
+        let agent = self
+            .agents
+            .get_mut(&user)
+            .expect("by_extension points at agents");
+        if agent.workmode == workmode && agent.reason == reason {
+            return;
+        }
+        agent.workmode = workmode;
+        agent.reason = reason.clone();
+        info!(%user, workmode = workmode.0, reason = reason.as_deref().unwrap_or(""), "workmode changed");
+        self.publish(
+            &user,
+            Some(extension),
+            "workmodeChanged",
+            None,
+            |app_ids, sequence| {
+                vec![
+                    ("appIds", app_ids),
+                    ("sequence", sequence),
+                    ("userId", Value::text(user.as_str())),
+                    ("workmode", Value::Int(workmode.0.into())),
+                    ("reason", Value::opt_text(reason.clone())),
+                ]
+            },
+        );
+    }
+
+    /// After a (re)connect the switch's list of live legs is the truth: every interaction
+    /// not in it ended while we could not see it, and is dropped toward SAP.
+    fn resync(&mut self, calls: Vec<LegEvent>) {
+        info!(calls = calls.len(), "switch link up; resynchronising");
+        self.link_up = true;
+        let live: HashSet<(String, String)> = calls
+            .iter()
+            .map(|l| (l.call.clone(), l.extension.clone()))
+            .collect();
+        let gone: Vec<LegEvent> = self
+            .agents
+            .values()
+            .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
+            .filter(|l| !live.contains(&(l.call.clone(), l.extension.clone())))
+            .cloned()
+            .collect();
+        for mut leg in gone {
+            leg.state = LegState::Dropped;
+            leg.cause = Some("switch resync".into());
+            self.on_leg(leg);
+        }
+        for leg in calls {
+            self.on_leg(leg);
+        }
+    }
+
+    // ---- subscriptions and events -------------------------------------------------------
+
+    fn subscribe(&mut self, target: Target, url: AppUrl, app_id: String) -> Result<Step, IciError> {
+        if let Target::User(user) = &target {
+            self.ensure_agent(user)?;
+        }
+        if let Some(sub) = self
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.target == target && s.url == url)
+        {
+            if !sub.app_ids.contains(&app_id) {
+                sub.app_ids.push(app_id);
+            }
+            return done();
+        }
+        let id = self.next_id();
+        info!(subscription = id, ?target, %url, %app_id, "subscribed");
+        let outbox = self.notifier.open(id, url.uri());
+        self.subscriptions.push(Subscription {
+            id,
+            target,
+            url,
+            app_ids: vec![app_id],
+            sequence: 0,
+            outbox,
+        });
+        done()
+    }
+
+    fn unsubscribe(&mut self, target: &Target, url: &AppUrl, app_id: &str) {
+        if let Some(pos) = self
+            .subscriptions
+            .iter()
+            .position(|s| s.target == *target && s.url == *url)
+        {
+            let sub = &mut self.subscriptions[pos];
+            sub.app_ids.retain(|a| a != app_id);
+            if sub.app_ids.is_empty() {
+                info!(subscription = sub.id, "unsubscribed");
+                self.subscriptions.remove(pos);
+            }
+        }
+    }
+
+    /// Ends every subscription for `target`, telling SAP with subscriptionEnded.
+    fn end_subscriptions(&mut self, target: &Target, reason: &str) {
+        let (ending, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.subscriptions)
+            .into_iter()
+            .partition(|s| s.target == *target);
+        self.subscriptions = keep;
+        for mut sub in ending {
+            info!(subscription = sub.id, %reason, "ending subscription");
+            let user = match target {
+                Target::User(u) => u.to_string(),
+                Target::Container(c) => c.clone(),
+            };
+            let event = event_for(&mut sub, user, None, "subscriptionEnded", |app_ids, seq| {
+                vec![
+                    ("appIds", app_ids),
+                    ("sequence", seq),
+                    ("reason", Value::text(reason)),
+                ]
+            });
+            if let Err(e) = sub.outbox.push(event) {
+                warn!(subscription = sub.id, ?e, "subscriptionEnded not queued");
+            }
+            // Dropping the outbox lets it deliver what is queued, subscriptionEnded last.
+        }
+    }
+
+    fn publish_call(&mut self, user: &UserId, leg: &LegEvent) {
+        let call = self.phone_call(user, leg);
+        let attached = self
+            .attached
+            .get(&leg.call)
+            .filter(|a| !a.is_empty())
+            .map(AttachedData::to_xml);
+        self.publish(
+            user,
+            Some(&leg.extension),
+            "phoneCallChanged",
+            Some(&leg.call),
+            |app_ids, seq| {
+                vec![
+                    ("appIds", app_ids),
+                    ("sequence", seq),
+                    ("phoneCall", call.clone()),
+                    ("attachedData", Value::opt_text(attached.clone())),
+                ]
+            },
+        );
+    }
+
+    /// Queues an event on every subscription of this user (or its address). A full outbox
+    /// ends that subscription: SAP must subscribe again and resynchronise with getCalls.
+    fn publish(
+        &mut self,
+        user: &UserId,
+        extension: Option<&str>,
+        name: &'static str,
+        call: Option<&str>,
+        params: impl Fn(Value, Value) -> Vec<(&'static str, Value)>,
+    ) {
+        let mut overflowed = Vec::new();
+        for sub in self.subscriptions.iter_mut() {
+            let matches = match &sub.target {
+                Target::User(u) => u == user,
+                Target::Container(c) => {
+                    Some(c.as_str()) == extension || c.eq_ignore_ascii_case(user.as_str())
+                }
+            };
+            if !matches {
+                continue;
+            }
+            let event = event_for(
+                sub,
+                user.to_string(),
+                call.map(str::to_string),
+                name,
+                &params,
+            );
+            match sub.outbox.push(event) {
+                Ok(()) => {}
+                Err(PushError::Full) => overflowed.push(sub.id),
+                Err(PushError::Closed) => debug!(subscription = sub.id, "outbox closed"),
+            }
+        }
+        for id in overflowed {
+            warn!(
+                subscription = id,
+                "event queue full: ending the subscription"
+            );
+            self.subscriptions.retain(|s| s.id != id);
+        }
+    }
+
+    fn on_feedback(&mut self, feedback: Feedback) {
+        match feedback {
+            Feedback::Ended { id, reason } => {
+                match &reason {
+                    EndReason::SessionGone { status } => {
+                        info!(
+                            subscription = id,
+                            status, "SAP session gone; subscription ended"
+                        )
+                    }
+                    other => warn!(subscription = id, reason = ?other, "subscription ended"),
+                }
+                self.subscriptions.retain(|s| s.id != id);
+            }
+        }
+    }
+}
+
+/// What an operation leads to.
+enum Step {
+    /// Answer now.
+    Answer(Option<Value>),
+    /// Send these commands to the switch; answer with the last one's result.
+    Switch(Vec<SwitchCommand>),
+}
+
+fn answer(value: Value) -> Result<Step, IciError> {
+    Ok(Step::Answer(Some(value)))
+}
+
+fn done() -> Result<Step, IciError> {
+    Ok(Step::Answer(None))
+}
+
+fn invalid_state(leg: &LegEvent) -> IciError {
+    IciError::InvalidState {
+        call: leg.call.clone(),
+        state: leg.state.as_str().to_string(),
+    }
+}
+
+fn expect_state(leg: &LegEvent, states: &[LegState]) -> Result<(), IciError> {
+    if states.contains(&leg.state) {
+        Ok(())
+    } else {
+        Err(invalid_state(leg))
+    }
+}
+
+/// Builds one event for a subscription: next sequence number, its app ids.
+fn event_for(
+    sub: &mut Subscription,
+    user: String,
+    call: Option<String>,
+    name: &'static str,
+    params: impl Fn(Value, Value) -> Vec<(&'static str, Value)>,
+) -> OutboundEvent {
+    sub.sequence += 1;
+    let app_ids = Value::text_list(sub.app_ids.iter().cloned());
+    let sequence = Value::Int(sub.sequence as i64);
+    let body = write_call(
+        Interface::Event.namespace(),
+        name,
+        &params(app_ids, sequence),
+    );
+    OutboundEvent {
+        name,
+        sequence: sub.sequence,
+        user,
+        call,
+        body,
+    }
+}

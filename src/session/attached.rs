@@ -1,0 +1,182 @@
+//! Item attached data (ICI.md section 6): `<ItemAttachedData>` with one `<Application id>`
+//! per SAP application. There is no schema below `Application`, so each one is kept as the
+//! exact text SAP (or the IVR) sent and relayed unchanged.
+
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+
+use crate::soap::Fault;
+
+/// The attached data of one item, in the order the applications were first set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachedData {
+    /// (application id, the whole `<Application ...>...</Application>` element as text)
+    applications: Vec<(String, String)>,
+}
+
+impl AttachedData {
+    /// Parses an `ItemAttachedData` document. Refuses DOCTYPEs and malformed XML; anything
+    /// at the top level other than `Application` elements is ignored.
+    pub fn parse(document: &str) -> Result<AttachedData, Fault> {
+        let bad = |why: String| Fault::client("invalid attached data").with_detail(why);
+        let mut reader = Reader::from_str(document);
+        reader.config_mut().check_end_names = true;
+        let mut data = AttachedData::default();
+        let mut depth = 0usize;
+        let mut current: Option<(String, usize)> = None;
+        let mut last_pos = 0usize;
+        let mut saw_root = false;
+        loop {
+            let event = reader.read_event().map_err(|e| bad(e.to_string()))?;
+            let is_start = matches!(event, Event::Start(_));
+            match event {
+                Event::Start(start) | Event::Empty(start) if depth == 0 => {
+                    if saw_root {
+                        return Err(bad("more than one root element".into()));
+                    }
+                    saw_root = true;
+                    if start.local_name().into_inner() != "ItemAttachedData" {
+                        return Err(bad("root element must be ItemAttachedData".into()));
+                    }
+                    if is_start {
+                        depth = 1;
+                    }
+                }
+                Event::Start(start) => {
+                    if depth == 1 && start.local_name().into_inner() == "Application" {
+                        current = Some((application_id(&start)?, last_pos));
+                    }
+                    depth += 1;
+                }
+                Event::Empty(start) if depth == 1 => {
+                    if start.local_name().into_inner() == "Application" {
+                        let end = reader.buffer_position() as usize;
+                        data.set(application_id(&start)?, document[last_pos..end].to_string());
+                    }
+                }
+                Event::End(_) => {
+                    depth -= 1;
+                    if depth == 1
+                        && let Some((id, start)) = current.take()
+                    {
+                        let end = reader.buffer_position() as usize;
+                        data.set(id, document[start..end].to_string());
+                    }
+                }
+                Event::DocType(_) => return Err(bad("DOCTYPE is not allowed".into())),
+                Event::Eof => break,
+                _ => {}
+            }
+            last_pos = reader.buffer_position() as usize;
+        }
+        if !saw_root || depth != 0 {
+            return Err(bad("incomplete document".into()));
+        }
+        Ok(data)
+    }
+
+    fn set(&mut self, id: String, element: String) {
+        match self.applications.iter_mut().find(|(i, _)| *i == id) {
+            Some(slot) => slot.1 = element,
+            None => self.applications.push((id, element)),
+        }
+    }
+
+    /// Replaces the applications `other` names and adds the new ones (setAttachedData).
+    pub fn merge(&mut self, other: AttachedData) {
+        for (id, element) in other.applications {
+            self.set(id, element);
+        }
+    }
+
+    /// Removes the named applications (deleteAttachedData).
+    pub fn remove(&mut self, ids: &[String]) {
+        self.applications.retain(|(id, _)| !ids.contains(id));
+    }
+
+    /// The application ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.applications.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.applications.is_empty()
+    }
+
+    /// The document, as getAttachedData and phoneCallChanged carry it.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::from("<ItemAttachedData>");
+        for (_, element) in &self.applications {
+            out.push_str(element);
+        }
+        out.push_str("</ItemAttachedData>");
+        out
+    }
+}
+
+fn application_id(start: &quick_xml::events::BytesStart<'_>) -> Result<String, Fault> {
+    for attr in start.attributes() {
+        let attr =
+            attr.map_err(|e| Fault::client("invalid attached data").with_detail(e.to_string()))?;
+        if attr.key.local_name().into_inner() == "id" {
+            return attr
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map(|v| v.into_owned())
+                .map_err(|e| Fault::client("invalid attached data").with_detail(e.to_string()));
+        }
+    }
+    Ok(String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAP: &str =
+        r#"<Application id="SAP-IC"><CRM_IC><BUPA>0815</BUPA></CRM_IC></Application>"#;
+    const IVR: &str = r#"<Application id="IVR"><pin>1234</pin></Application>"#;
+
+    #[test]
+    fn keeps_applications_verbatim_and_replaces_by_id() {
+        let mut data = AttachedData::parse(&format!(
+            "<ItemAttachedData>{SAP}\n{IVR}</ItemAttachedData>"
+        ))
+        .unwrap();
+        assert_eq!(data.ids(), ["SAP-IC", "IVR"]);
+        assert_eq!(
+            data.to_xml(),
+            format!("<ItemAttachedData>{SAP}{IVR}</ItemAttachedData>")
+        );
+
+        let new_ivr = r#"<Application id="IVR"/>"#;
+        data.merge(
+            AttachedData::parse(&format!("<ItemAttachedData>{new_ivr}</ItemAttachedData>"))
+                .unwrap(),
+        );
+        assert_eq!(
+            data.to_xml(),
+            format!("<ItemAttachedData>{SAP}{new_ivr}</ItemAttachedData>")
+        );
+
+        data.remove(&["SAP-IC".to_string()]);
+        assert_eq!(data.ids(), ["IVR"]);
+    }
+
+    #[test]
+    fn refuses_what_is_not_item_attached_data() {
+        for bad in [
+            "",
+            "<Other/>",
+            "<ItemAttachedData><Application id='x'>",
+            "<!DOCTYPE x [<!ENTITY a 'b'>]><ItemAttachedData/>",
+            "<ItemAttachedData/><ItemAttachedData/>",
+        ] {
+            assert!(AttachedData::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            AttachedData::parse("<ItemAttachedData/>")
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The session manager: one actor task that owns all agent state.
+//!
+//! Per agent (SAP user): workmode, channels, queues, address, and the interaction table
+//! (at most `max_interactions` visible to SAP, the rest waiting in FIFO order). Subscriptions
+//! and item attached data live here too. Inputs arrive on bounded channels: switch events
+//! first (so a SOAP request answered after a switch change always sees that change), then
+//! notifier feedback, then SOAP commands. The actor never awaits I/O: commands go to the
+//! switch adapter with the SOAP caller's reply, events go to per-subscription outboxes.
+
+mod actor;
+mod attached;
+mod error;
+mod view;
+mod workmodes;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::domain::UserId;
+use crate::ici::Operation;
+use crate::notify::{Feedback, Notifier};
+use crate::soap::Value;
+use crate::switch::{SwitchAdapter, SwitchEvent};
+
+pub use attached::AttachedData;
+pub use error::IciError;
+pub use view::{AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
+
+/// Depth of the command queue from the SOAP listener; a full queue makes callers wait
+/// (back-pressure), it never drops a request.
+const COMMAND_QUEUE: usize = 1024;
+/// Depth of the switch event queue; the adapter waits when it is full.
+pub const SWITCH_EVENT_QUEUE: usize = 4096;
+
+/// A request to the actor.
+#[derive(Debug)]
+enum Command {
+    Execute {
+        operation: Operation,
+        user_header: Option<UserId>,
+        reply: oneshot::Sender<Result<Option<Value>, IciError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<StatusSnapshot>,
+    },
+}
+
+/// The cloneable handle the SOAP and admin listeners talk to.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SessionHandle {
+    /// Runs an operation; `user_header` is SAP's `user` SOAP header (it picks the agent
+    /// when a call id is shared by two agents, as in an internal call).
+    pub async fn execute(
+        &self,
+        operation: Operation,
+        user_header: Option<UserId>,
+    ) -> Result<Option<Value>, IciError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Execute {
+                operation,
+                user_header,
+                reply,
+            })
+            .await
+            .map_err(|_| IciError::ShuttingDown)?;
+        rx.await.map_err(|_| IciError::ShuttingDown)?
+    }
+
+    /// What the status page and metrics show.
+    pub async fn snapshot(&self) -> Option<StatusSnapshot> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Snapshot { reply }).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Starts the actor. `switch_events` is the receiving end of the channel whose sender the
+/// switch adapter got in its [`crate::switch::EventSink`]. The task ends when every handle
+/// is dropped; dropping its subscriptions lets their outboxes drain.
+pub fn start(
+    config: Arc<Config>,
+    switch: Arc<dyn SwitchAdapter>,
+    switch_events: mpsc::Receiver<SwitchEvent>,
+    notifier: Notifier,
+    feedback: mpsc::Receiver<Feedback>,
+) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let actor = actor::Actor::new(config, switch, notifier);
+    let task = tokio::spawn(actor.run(rx, switch_events, feedback));
+    (SessionHandle { tx }, task)
+}

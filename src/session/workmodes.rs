@@ -1,0 +1,164 @@
+//! SAP workmodes ↔ switch agent states (ICI.md section 8): 1, 2, 3 fixed, 4 and above mapped
+//! to custom switch states by `[workmodes]`.
+
+use crate::config::WorkmodesConfig;
+use crate::domain::Workmode;
+use crate::soap::Value;
+use crate::switch::AgentState;
+
+use super::error::IciError;
+
+/// The switch state for a workmode SAP asked for.
+pub fn to_switch(
+    config: &WorkmodesConfig,
+    workmode: Workmode,
+    reason: Option<String>,
+) -> Result<AgentState, IciError> {
+    if let Some(reason) = &reason
+        && !config.reasons.is_empty()
+        && !config.reasons.iter().any(|r| r.code == *reason)
+    {
+        return Err(IciError::UnknownReason(reason.clone()));
+    }
+    Ok(match workmode {
+        Workmode::LOGGED_OFF => AgentState::LoggedOut,
+        Workmode::READY => AgentState::Ready,
+        Workmode::NOT_READY => AgentState::NotReady { reason },
+        Workmode(id) => AgentState::Custom {
+            state: config
+                .custom_by_id(id)
+                .ok_or(IciError::UnknownWorkmode(id))?
+                .switch_state
+                .clone(),
+        },
+    })
+}
+
+/// The workmode (and reason) SAP is told for a switch state. A custom state nobody mapped
+/// shows as not ready with the state as reason, so SAP never sees an id it cannot display.
+pub fn from_switch(config: &WorkmodesConfig, state: &AgentState) -> (Workmode, Option<String>) {
+    match state {
+        AgentState::LoggedOut => (Workmode::LOGGED_OFF, None),
+        AgentState::Ready => (Workmode::READY, None),
+        AgentState::NotReady { reason } => (Workmode::NOT_READY, reason.clone()),
+        AgentState::Custom { state } => config
+            .custom
+            .iter()
+            .find(|c| c.switch_state == *state)
+            .map(|c| (Workmode(c.id), None))
+            .unwrap_or((Workmode::NOT_READY, Some(state.clone()))),
+    }
+}
+
+/// The workmode list for getAttributes: the fixed three, then the custom ones (hidden when
+/// not selectable, unless `view_non_selectable`).
+pub fn list(config: &WorkmodesConfig) -> Value {
+    let fixed = [
+        (WorkmodesConfig::LOGGED_OFF, "Logged off"),
+        (WorkmodesConfig::READY, "Ready"),
+        (WorkmodesConfig::NOT_READY, "Not ready"),
+    ]
+    .into_iter()
+    .map(|(id, text)| workmode_value(id, text, true));
+    let custom = config
+        .custom
+        .iter()
+        .filter(|c| c.selectable || config.view_non_selectable)
+        .map(|c| workmode_value(c.id, &c.text, c.selectable));
+    Value::List(fixed.chain(custom).collect())
+}
+
+/// The not-ready reasons for getAttributes.
+pub fn reasons(config: &WorkmodesConfig) -> Value {
+    Value::List(
+        config
+            .reasons
+            .iter()
+            .map(|r| {
+                Value::Struct(vec![
+                    ("code", Value::text(&r.code)),
+                    ("text", Value::text(&r.text)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn workmode_value(id: u32, text: &str, selectable: bool) -> Value {
+    Value::Struct(vec![
+        ("id", Value::Int(id.into())),
+        ("text", Value::text(text)),
+        ("selectable", Value::Bool(selectable)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CustomWorkmode, NotReadyReason};
+
+    fn config() -> WorkmodesConfig {
+        WorkmodesConfig {
+            custom: vec![
+                CustomWorkmode {
+                    id: 4,
+                    text: "Lunch".into(),
+                    switch_state: "Lunch".into(),
+                    selectable: true,
+                },
+                CustomWorkmode {
+                    id: 5,
+                    text: "Training".into(),
+                    switch_state: "Training".into(),
+                    selectable: false,
+                },
+            ],
+            reasons: vec![NotReadyReason {
+                code: "BRK".into(),
+                text: "Break".into(),
+            }],
+            ..WorkmodesConfig::default()
+        }
+    }
+
+    #[test]
+    fn round_trip_through_the_switch() {
+        let c = config();
+        for (wm, reason) in [
+            (Workmode(1), None),
+            (Workmode(2), None),
+            (Workmode(3), Some("BRK".to_string())),
+            (Workmode(4), None),
+        ] {
+            let state = to_switch(&c, wm, reason.clone()).unwrap();
+            assert_eq!(from_switch(&c, &state), (wm, reason));
+        }
+        assert_eq!(
+            to_switch(&c, Workmode(9), None),
+            Err(IciError::UnknownWorkmode(9))
+        );
+        assert!(matches!(
+            to_switch(&c, Workmode(3), Some("XXX".into())),
+            Err(IciError::UnknownReason(_))
+        ));
+        let unmapped = AgentState::Custom {
+            state: "Gone".into(),
+        };
+        assert_eq!(
+            from_switch(&c, &unmapped),
+            (Workmode(3), Some("Gone".into()))
+        );
+    }
+
+    #[test]
+    fn non_selectable_hidden_unless_asked() {
+        let count = |c: &WorkmodesConfig| match list(c) {
+            Value::List(items) => items.len(),
+            _ => unreachable!(),
+        };
+        let mut c = config();
+        assert_eq!(count(&c), 4);
+        c.view_non_selectable = true;
+        assert_eq!(count(&c), 5);
+    }
+}
