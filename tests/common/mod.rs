@@ -1,2 +1,3 @@
+pub mod fake_sap;
 pub mod server;
 pub mod tools;

@@ -1,0 +1,199 @@
+//! The notifier: delivers events (`phoneCallChanged`, `workmodeChanged`,
+//! `subscriptionEnded`, ...) to the callback URL (appURL) that SAP handed over when it
+//! subscribed.
+//!
+//! One ordered [`Outbox`] per subscription, drained by its own tokio task that POSTs the
+//! events one after another, so the order of one subscription holds and one slow or dead SAP
+//! session never delays another. The session manager calls [`Outbox::push`] from inside its
+//! actor loop: it never blocks and never awaits; the memory it may hold is bounded by
+//! [`NotifierSettings::max_queue_per_subscription`].
+//!
+//! Delivery (`drain`): `POST` with `Content-Type: text/xml; charset=utf-8` and
+//! `SOAPAction: "urn:IciEventInterface#<event>"`, HTTP/1.1 keep-alive through one shared
+//! connection pool.
+//! - 2xx with a complete response: delivered, the next event goes out.
+//! - 401 or 404: SAP's IC session behind this URL has ended (ICI.md, section 1). That is
+//!   normal: logged at info, [`Feedback::Ended`] with [`EndReason::SessionGone`] is sent once,
+//!   the rest of the outbox is dropped and the task stops.
+//! - Anything else (connection refused, reset or closed mid-response, no complete answer
+//!   within [`NotifierSettings::request_timeout`], 5xx, any other status): the **same** event
+//!   is retried after a capped exponential backoff with jitter, for as long as the
+//!   subscription exists; later events wait behind it.
+//!
+//! **Duplicates.** A request that timed out (or whose connection broke after SAP read it) may
+//! still have been processed by SAP, so its retry can deliver the same event twice. Events
+//! are never reordered and never skipped; the per-subscription `sequence` inside each event
+//! body lets SAP (and the tests) recognise a repeat: it carries the same sequence number.
+
+mod backoff;
+mod drain;
+mod outbox;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+
+pub use outbox::{Outbox, PushError};
+
+/// The session manager's identifier of one subscription (one appURL of one user or
+/// container). Never reused while the process runs.
+pub type SubscriptionId = u64;
+
+/// The notifier's limits. Every default is set in [`Default`] and nowhere else.
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    /// How long one delivery attempt may take, from connecting to the last byte of SAP's
+    /// answer, before it counts as failed and is retried. Default 10 s.
+    pub request_timeout: Duration,
+    /// First pause before a retry; it doubles with every failed attempt of the same event.
+    /// Default 500 ms.
+    pub retry_min: Duration,
+    /// The longest pause between two attempts. Default 30 s.
+    pub retry_max: Duration,
+    /// Events one subscription may hold undelivered (queued plus the one in flight); past
+    /// that [`Outbox::push`] answers [`PushError::Full`]. Bounds memory when SAP is away.
+    /// Default 10 000.
+    pub max_queue_per_subscription: usize,
+    /// After the [`Outbox`] is dropped (the subscription ended), how long its task keeps
+    /// retrying what is still queued before it gives up and discards the rest, so a dead URL
+    /// cannot keep a task alive for ever. Default 60 s.
+    pub close_grace: Duration,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        NotifierSettings {
+            request_timeout: Duration::from_secs(10),
+            retry_min: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+            max_queue_per_subscription: 10_000,
+            close_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One event, ready to go on the wire. The session manager writes the SOAP envelope; the
+/// notifier only carries it.
+#[derive(Debug, Clone)]
+pub struct OutboundEvent {
+    /// The ICI event operation, e.g. `"phoneCallChanged"`; it names the `SOAPAction`.
+    pub name: &'static str,
+    /// The per-subscription sequence number written into `body` (for logs; duplicates keep
+    /// it).
+    pub sequence: u64,
+    /// The agent (SAP user) the event concerns, for logs.
+    pub user: String,
+    /// The call the event concerns, if any, for logs.
+    pub call: Option<String>,
+    /// The complete SOAP envelope, already written.
+    pub body: String,
+}
+
+/// Why the notifier ended a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// SAP answered 401 or 404 at the appURL: its IC session has ended.
+    SessionGone {
+        /// The HTTP status SAP answered.
+        status: u16,
+    },
+    /// The outbox was full (SAP did not keep up). Not sent by the notifier itself: the
+    /// caller sees [`PushError::Full`] and ends the subscription with this reason.
+    Overflow,
+}
+
+/// What the notifier tells the session manager, on the channel given to [`Notifier::new`].
+#[derive(Debug)]
+pub enum Feedback {
+    /// The subscription can no longer be served; its outbox is closed and its task stopped.
+    /// Sent at most once per subscription, and only while its [`Outbox`] is still alive.
+    Ended {
+        /// The subscription that ended.
+        id: SubscriptionId,
+        /// Why it ended.
+        reason: EndReason,
+    },
+}
+
+/// How long an idle keep-alive connection to SAP stays in the pool. Below the usual 2 to 5
+/// minute server-side keep-alive limits, so we rarely reuse a connection SAP is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The HTTP client type shared by every outbox.
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Opens outboxes. Cheap to clone: all clones share one HTTP client, so one keep-alive
+/// connection pool per SAP host.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: HttpClient,
+    settings: NotifierSettings,
+    feedback: mpsc::Sender<Feedback>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// A notifier whose tasks report ended subscriptions on `feedback`.
+    pub fn new(settings: NotifierSettings, feedback: mpsc::Sender<Feedback>) -> Notifier {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Notifier {
+            inner: Arc::new(Inner {
+                client,
+                settings,
+                feedback,
+            }),
+        }
+    }
+
+    /// The settings this notifier runs with.
+    pub fn settings(&self) -> &NotifierSettings {
+        &self.inner.settings
+    }
+
+    /// Opens the outbox of subscription `id` and spawns the task that delivers it to `url`.
+    /// Must be called inside a tokio runtime. Only plain `http://` URLs are delivered to;
+    /// any other scheme fails every attempt (logged at error here, once).
+    pub fn open(&self, id: SubscriptionId, url: http::Uri) -> Outbox {
+        if url.scheme_str() != Some("http") {
+            tracing::error!(
+                subscription = id,
+                url = %url,
+                "appURL scheme not supported (plain http only): deliveries will fail"
+            );
+        }
+        let shared = Arc::new(outbox::Shared::new(
+            self.inner.settings.max_queue_per_subscription,
+        ));
+        let task = drain::Drain {
+            id,
+            url,
+            shared: shared.clone(),
+            client: self.inner.client.clone(),
+            settings: self.inner.settings.clone(),
+            feedback: self.inner.feedback.clone(),
+        };
+        tokio::spawn(task.run());
+        Outbox::new(id, shared)
+    }
+}

@@ -1,0 +1,229 @@
+//! The queue between the session manager (which pushes) and one drain task (which takes).
+//!
+//! A plain `VecDeque` behind a `std` mutex that is only held for a push or a pop, never
+//! across an `.await`, plus a [`Notify`] to wake the task. The bound is checked on push
+//! against everything not yet acknowledged by SAP, so memory stays bounded while SAP is away.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{OutboundEvent, SubscriptionId};
+
+/// Why [`Outbox::push`] refused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// `max_queue_per_subscription` events are already waiting for SAP. The caller decides
+    /// what follows (it ends the subscription with [`super::EndReason::Overflow`]).
+    #[error("event outbox is full")]
+    Full,
+    /// The outbox no longer takes events: SAP's session is gone (see [`super::Feedback`]).
+    #[error("event outbox is closed")]
+    Closed,
+}
+
+/// The ordered queue of one subscription's events. Owned by the session manager; not
+/// `Clone`, so there is exactly one owner.
+///
+/// Dropping it means the subscription has ended: the task still delivers what is queued
+/// (so a final `subscriptionEnded` pushed just before goes out last, within
+/// `close_grace`), then stops.
+#[derive(Debug)]
+pub struct Outbox {
+    id: SubscriptionId,
+    shared: std::sync::Arc<Shared>,
+}
+
+impl Outbox {
+    pub(super) fn new(id: SubscriptionId, shared: std::sync::Arc<Shared>) -> Outbox {
+        Outbox { id, shared }
+    }
+
+    /// The subscription this outbox belongs to.
+    pub fn id(&self) -> SubscriptionId {
+        self.id
+    }
+
+    /// Queues `event` behind the ones already queued. Never blocks or awaits.
+    pub fn push(&self, event: OutboundEvent) -> Result<(), PushError> {
+        {
+            let mut queue = self.shared.lock();
+            if queue.ended {
+                return Err(PushError::Closed);
+            }
+            if queue.depth() >= self.shared.capacity {
+                return Err(PushError::Full);
+            }
+            queue.events.push_back(event);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Events queued and not yet acknowledged by SAP, the one in flight included (for the
+    /// status page).
+    pub fn depth(&self) -> usize {
+        self.shared.lock().depth()
+    }
+
+    /// Failed delivery attempts of this outbox so far (refused, timed out, 5xx, ...): a
+    /// growing number with a steady depth means SAP is unreachable.
+    pub fn failed_attempts(&self) -> u64 {
+        self.shared.failed_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Whether the outbox still takes events (false once SAP's session is gone).
+    pub fn is_open(&self) -> bool {
+        !self.shared.lock().ended
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.shared.lock().closed_at = Some(Instant::now());
+        self.shared.wake.notify_one();
+    }
+}
+
+/// State shared by an [`Outbox`] and its drain task.
+#[derive(Debug)]
+pub(super) struct Shared {
+    capacity: usize,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    pub(super) failed_attempts: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<OutboundEvent>,
+    /// The drain task has taken an event and SAP has not acknowledged it yet.
+    in_flight: bool,
+    /// When the [`Outbox`] was dropped.
+    closed_at: Option<Instant>,
+    /// The task has stopped; nothing will be delivered any more.
+    ended: bool,
+}
+
+impl Queue {
+    fn depth(&self) -> usize {
+        self.events.len() + usize::from(self.in_flight)
+    }
+}
+
+impl Shared {
+    pub(super) fn new(capacity: usize) -> Shared {
+        Shared {
+            capacity,
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            failed_attempts: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Nothing panics while holding the lock; recover the data anyway rather than spread
+        // a poison panic into the session manager.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next event to deliver, marked in flight; `None` once the outbox was dropped and
+    /// everything is delivered (the outbox is then ended).
+    pub(super) async fn next(&self) -> Option<OutboundEvent> {
+        loop {
+            {
+                let mut queue = self.lock();
+                if let Some(event) = queue.events.pop_front() {
+                    queue.in_flight = true;
+                    return Some(event);
+                }
+                if queue.closed_at.is_some() {
+                    queue.ended = true;
+                    return None;
+                }
+            }
+            // A push or drop between the check above and this await leaves a permit, so no
+            // wake-up is lost.
+            self.wake.notified().await;
+        }
+    }
+
+    /// SAP acknowledged the event in flight.
+    pub(super) fn delivered(&self) {
+        self.lock().in_flight = false;
+    }
+
+    /// When the [`Outbox`] was dropped, if it was.
+    pub(super) fn closed_at(&self) -> Option<Instant> {
+        self.lock().closed_at
+    }
+
+    /// Stops taking events and discards what is queued; returns how many were discarded
+    /// (the one in flight included).
+    pub(super) fn end(&self) -> usize {
+        let mut queue = self.lock();
+        let discarded = queue.depth();
+        queue.events.clear();
+        queue.in_flight = false;
+        queue.ended = true;
+        discarded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn event(sequence: u64) -> OutboundEvent {
+        OutboundEvent {
+            name: "phoneCallChanged",
+            sequence,
+            user: "AGENT1".into(),
+            call: None,
+            body: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bound_counts_the_event_in_flight() {
+        let shared = Arc::new(Shared::new(2));
+        let outbox = Outbox::new(1, shared.clone());
+        outbox.push(event(1)).unwrap();
+        outbox.push(event(2)).unwrap();
+        assert_eq!(outbox.push(event(3)), Err(PushError::Full));
+        assert_eq!(shared.next().await.unwrap().sequence, 1);
+        assert_eq!(outbox.depth(), 2, "in flight still counts");
+        assert_eq!(outbox.push(event(3)), Err(PushError::Full));
+        shared.delivered();
+        assert_eq!(outbox.depth(), 1);
+        outbox.push(event(3)).unwrap();
+        assert_eq!(outbox.depth(), 2);
+    }
+
+    #[tokio::test]
+    async fn drop_lets_the_queue_drain_then_ends() {
+        let shared = Arc::new(Shared::new(10));
+        let outbox = Outbox::new(1, shared.clone());
+        outbox.push(event(1)).unwrap();
+        drop(outbox);
+        assert_eq!(shared.next().await.unwrap().sequence, 1);
+        shared.delivered();
+        assert!(shared.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn ended_outbox_refuses_pushes() {
+        let shared = Arc::new(Shared::new(10));
+        let outbox = Outbox::new(1, shared.clone());
+        outbox.push(event(1)).unwrap();
+        outbox.push(event(2)).unwrap();
+        assert_eq!(shared.end(), 2);
+        assert_eq!(outbox.push(event(3)), Err(PushError::Closed));
+        assert_eq!(outbox.depth(), 0);
+        assert!(!outbox.is_open());
+    }
+}
