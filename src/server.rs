@@ -58,7 +58,7 @@ impl Soap {
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or("").to_string();
         let paths = &self.config.soap.paths;
-        if !paths.is_empty() && !paths.iter().any(|p| *p == path) {
+        if !paths.is_empty() && !paths.contains(&path) {
             return listener::text(StatusCode::NOT_FOUND, "not found\n");
         }
         match *request.method() {

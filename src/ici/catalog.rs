@@ -598,13 +598,12 @@ pub enum Match {
 /// Finds the SAP-facing operation for an operation element.
 pub fn lookup(namespace: Option<&str>, name: &str) -> Result<(&'static OpSpec, Match), Fault> {
     let known = OPERATIONS.iter().filter(|o| o.interface != Event);
-    if let Some(interface) = namespace.and_then(Interface::from_namespace) {
-        if let Some(spec) = known
+    if let Some(interface) = namespace.and_then(Interface::from_namespace)
+        && let Some(spec) = known
             .clone()
             .find(|o| o.interface == interface && o.name == name)
-        {
-            return Ok((spec, Match::Exact));
-        }
+    {
+        return Ok((spec, Match::Exact));
     }
     let mut by_name = known.filter(|o| o.name == name);
     match (by_name.next(), by_name.next()) {

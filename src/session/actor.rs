@@ -615,14 +615,13 @@ impl Actor {
         if let Some(old) = agent.extension.take() {
             self.by_extension.remove(&old);
         }
-        if let Some(new) = &extension {
-            if let Some(previous) = self.by_extension.insert(new.clone(), user.clone())
-                && previous != *user
-                && let Some(other) = self.agents.get_mut(&previous)
-            {
-                // Free seating: the workcenter changed hands.
-                other.extension = None;
-            }
+        if let Some(new) = &extension
+            && let Some(previous) = self.by_extension.insert(new.clone(), user.clone())
+            && previous != *user
+            && let Some(other) = self.agents.get_mut(&previous)
+        {
+            // Free seating: the workcenter changed hands.
+            other.extension = None;
         }
         let agent = self.agents.get_mut(user).expect("checked above");
         agent.extension = extension;

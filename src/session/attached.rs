@@ -48,11 +48,11 @@ impl AttachedData {
                     }
                     depth += 1;
                 }
-                Event::Empty(start) if depth == 1 => {
-                    if start.local_name().into_inner() == "Application" {
-                        let end = reader.buffer_position() as usize;
-                        data.set(application_id(&start)?, document[last_pos..end].to_string());
-                    }
+                Event::Empty(start)
+                    if depth == 1 && start.local_name().into_inner() == "Application" =>
+                {
+                    let end = reader.buffer_position() as usize;
+                    data.set(application_id(&start)?, document[last_pos..end].to_string());
                 }
                 Event::End(_) => {
                     depth -= 1;

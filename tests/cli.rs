@@ -1,0 +1,121 @@
+//! The binary as an admin uses it: --version, check-config, and a real process that is
+//! started, answers, and stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ici-connector");
+
+fn root(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ici-connector {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_masked() {
+    let out = Command::new(BIN)
+        .args(["check-config", &root("config/examples/asterisk.toml")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("kind = \"asterisk\""), "{stdout}");
+    assert!(stdout.contains("secret = \"********\""), "{stdout}");
+    let example = std::fs::read_to_string(root("config/examples/asterisk.toml")).unwrap();
+    let secret = example
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret = "))
+        .expect("the example has a secret")
+        .trim_matches('"');
+    assert!(!stdout.contains(secret), "the secret leaked");
+}
+
+#[test]
+fn check_config_names_every_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[agents]\nmax_interactions = 7\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("agents.max_interactions"), "{stderr}");
+
+    std::fs::write(&file, "[soap]\nlisen = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("soap.lisen"));
+}
+
+#[test]
+fn runs_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"info\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .env("ICI_CONNECTOR_CONFIG", &file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Log lines arrive through a channel so a silent server fails the test instead of
+    // hanging it.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait = std::time::Duration::from_secs(30);
+    let listening = std::iter::from_fn(|| lines.recv_timeout(wait).ok())
+        .find(|l| l.contains("listening"))
+        .expect("the server logs its addresses on stderr");
+    let soap = listening
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("soap="))
+        .expect("soap=ADDR in the log line")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&soap).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    use std::io::{Read, Write};
+    let body = std::fs::read(root("tests/fixtures/soap/vendor-trace.http")).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "graceful stop exits 0");
+    let rest: Vec<String> = std::iter::from_fn(|| lines.recv_timeout(wait).ok()).collect();
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
