@@ -355,3 +355,21 @@ async fn zeep_and_suds_drive_the_server_from_its_wsdl() {
     }
     server.stop().await;
 }
+
+/// The example requests README shows with curl are real, valid requests.
+#[test]
+fn example_requests_are_valid_ici_requests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/soap/examples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "examples are missing: {files:?}");
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let request = ici_connector::soap::parse_request(&bytes)
+            .unwrap_or_else(|f| panic!("{}: {f}", file.display()));
+        ici_connector::ici::resolve(&request).unwrap_or_else(|f| panic!("{}: {f}", file.display()));
+    }
+}
