@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::backoff::Backoff;
 use super::outbox::Shared;
+use super::spool::{Spool, SpoolOp};
 use super::{EndReason, Feedback, HttpClient, NotifierSettings, OutboundEvent, SubscriptionId};
 
 /// SAP answers an event with an empty SOAP response; anything longer than this is read as a
@@ -34,6 +35,7 @@ pub(super) struct Drain {
     pub(super) client: HttpClient,
     pub(super) settings: NotifierSettings,
     pub(super) feedback: mpsc::Sender<Feedback>,
+    pub(super) spool: Spool,
 }
 
 /// How the delivery of one event ended.
@@ -66,8 +68,12 @@ impl Drain {
     async fn drain(self) {
         let mut backoff = Backoff::new(self.settings.retry_min, self.settings.retry_max, self.id);
         while let Some(event) = self.shared.next().await {
+            let sequence = event.sequence;
             match self.deliver(event, &mut backoff).await {
-                Outcome::Delivered => self.shared.delivered(),
+                Outcome::Delivered => {
+                    self.spool.record(SpoolOp::Remove(self.id, sequence));
+                    self.shared.delivered();
+                }
                 Outcome::SessionGone(status) => {
                     let still_owned = self.shared.closed_at().is_none();
                     let discarded = self.shared.end();
@@ -235,7 +241,7 @@ mod tests {
         drop(listener);
 
         let shared = Arc::new(Shared::new(10));
-        let outbox = Outbox::new(1, shared.clone());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
         let (feedback, mut feedback_rx) = mpsc::channel(1);
         let drain = Drain {
             id: 1,
@@ -249,6 +255,7 @@ mod tests {
                 ..NotifierSettings::default()
             },
             feedback,
+            spool: Spool::memory(),
         };
         let task = tokio::spawn(drain.run());
         for sequence in 1..=3 {

@@ -28,6 +28,7 @@
 mod backoff;
 mod drain;
 mod outbox;
+pub mod spool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
 pub use outbox::{Outbox, PushError};
+pub use spool::{RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription};
 
 /// The session manager's identifier of one subscription (one appURL of one user or
 /// container). Never reused while the process runs.
@@ -139,6 +141,7 @@ struct Inner {
     client: HttpClient,
     settings: NotifierSettings,
     feedback: mpsc::Sender<Feedback>,
+    spool: Spool,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -150,8 +153,18 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// A notifier whose tasks report ended subscriptions on `feedback`.
+    /// A notifier whose tasks report ended subscriptions on `feedback`, with events in
+    /// memory only.
     pub fn new(settings: NotifierSettings, feedback: mpsc::Sender<Feedback>) -> Notifier {
+        Notifier::with_spool(settings, feedback, Spool::memory())
+    }
+
+    /// A notifier that keeps every event on `spool` until SAP acknowledged it.
+    pub fn with_spool(
+        settings: NotifierSettings,
+        feedback: mpsc::Sender<Feedback>,
+        spool: Spool,
+    ) -> Notifier {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
@@ -162,8 +175,14 @@ impl Notifier {
                 client,
                 settings,
                 feedback,
+                spool,
             }),
         }
+    }
+
+    /// The spool, for the session manager's subscription records.
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
     }
 
     /// The settings this notifier runs with.
@@ -175,6 +194,17 @@ impl Notifier {
     /// Must be called inside a tokio runtime. Only plain `http://` URLs are delivered to;
     /// any other scheme fails every attempt (logged at error here, once).
     pub fn open(&self, id: SubscriptionId, url: http::Uri) -> Outbox {
+        self.open_with(id, url, Vec::new())
+    }
+
+    /// Opens an outbox that starts with `events` restored from the spool (already on
+    /// disk), so they go out first, in order.
+    pub fn open_with(
+        &self,
+        id: SubscriptionId,
+        url: http::Uri,
+        events: Vec<OutboundEvent>,
+    ) -> Outbox {
         if url.scheme_str() != Some("http") {
             tracing::error!(
                 subscription = id,
@@ -185,6 +215,7 @@ impl Notifier {
         let shared = Arc::new(outbox::Shared::new(
             self.inner.settings.max_queue_per_subscription,
         ));
+        shared.restore(events);
         let task = drain::Drain {
             id,
             url,
@@ -192,8 +223,9 @@ impl Notifier {
             client: self.inner.client.clone(),
             settings: self.inner.settings.clone(),
             feedback: self.inner.feedback.clone(),
+            spool: self.inner.spool.clone(),
         };
         tokio::spawn(task.run());
-        Outbox::new(id, shared)
+        Outbox::new(id, shared, self.inner.spool.clone())
     }
 }

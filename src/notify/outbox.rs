@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::spool::Spool;
 use super::{OutboundEvent, SubscriptionId};
 
 /// Why [`Outbox::push`] refused an event.
@@ -35,11 +36,12 @@ pub enum PushError {
 pub struct Outbox {
     id: SubscriptionId,
     shared: std::sync::Arc<Shared>,
+    spool: Spool,
 }
 
 impl Outbox {
-    pub(super) fn new(id: SubscriptionId, shared: std::sync::Arc<Shared>) -> Outbox {
-        Outbox { id, shared }
+    pub(super) fn new(id: SubscriptionId, shared: std::sync::Arc<Shared>, spool: Spool) -> Outbox {
+        Outbox { id, shared, spool }
     }
 
     /// The subscription this outbox belongs to.
@@ -47,7 +49,8 @@ impl Outbox {
         self.id
     }
 
-    /// Queues `event` behind the ones already queued. Never blocks or awaits.
+    /// Queues `event` behind the ones already queued, and on the spool; it goes out once
+    /// the spool has committed it. Never blocks or awaits.
     pub fn push(&self, event: OutboundEvent) -> Result<(), PushError> {
         {
             let mut queue = self.shared.lock();
@@ -57,6 +60,7 @@ impl Outbox {
             if queue.depth() >= self.shared.capacity {
                 return Err(PushError::Full);
             }
+            self.spool.append(self.id, &event, &self.shared);
             queue.events.push_back(event);
         }
         self.shared.wake.notify_one();
@@ -95,6 +99,8 @@ pub(super) struct Shared {
     queue: Mutex<Queue>,
     wake: Notify,
     pub(super) failed_attempts: AtomicU64,
+    /// The highest sequence number the spool has committed: events up to it may be sent.
+    durable: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +127,22 @@ impl Shared {
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             failed_attempts: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+        }
+    }
+
+    /// The spool committed every event up to `sequence`.
+    pub(super) fn mark_durable(&self, sequence: u64) {
+        self.durable.fetch_max(sequence, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Queues events restored from the spool (already durable).
+    pub(super) fn restore(&self, events: impl IntoIterator<Item = OutboundEvent>) {
+        let mut queue = self.lock();
+        for event in events {
+            self.durable.fetch_max(event.sequence, Ordering::AcqRel);
+            queue.events.push_back(event);
         }
     }
 
@@ -136,11 +158,13 @@ impl Shared {
         loop {
             {
                 let mut queue = self.lock();
-                if let Some(event) = queue.events.pop_front() {
+                let durable = self.durable.load(Ordering::Acquire);
+                if queue.events.front().is_some_and(|e| e.sequence <= durable) {
+                    let event = queue.events.pop_front().expect("checked");
                     queue.in_flight = true;
                     return Some(event);
                 }
-                if queue.closed_at.is_some() {
+                if queue.events.is_empty() && queue.closed_at.is_some() {
                     queue.ended = true;
                     return None;
                 }
@@ -191,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn bound_counts_the_event_in_flight() {
         let shared = Arc::new(Shared::new(2));
-        let outbox = Outbox::new(1, shared.clone());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
         outbox.push(event(1)).unwrap();
         outbox.push(event(2)).unwrap();
         assert_eq!(outbox.push(event(3)), Err(PushError::Full));
@@ -207,7 +231,7 @@ mod tests {
     #[tokio::test]
     async fn drop_lets_the_queue_drain_then_ends() {
         let shared = Arc::new(Shared::new(10));
-        let outbox = Outbox::new(1, shared.clone());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
         outbox.push(event(1)).unwrap();
         drop(outbox);
         assert_eq!(shared.next().await.unwrap().sequence, 1);
@@ -218,7 +242,7 @@ mod tests {
     #[tokio::test]
     async fn ended_outbox_refuses_pushes() {
         let shared = Arc::new(Shared::new(10));
-        let outbox = Outbox::new(1, shared.clone());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
         outbox.push(event(1)).unwrap();
         outbox.push(event(2)).unwrap();
         assert_eq!(shared.end(), 2);
