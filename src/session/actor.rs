@@ -14,8 +14,8 @@ use crate::notify::{EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushEr
 use crate::numbers::E164;
 use crate::soap::{Value, write_call};
 use crate::switch::{
-    AgentState, Capability, LegEvent, LegState, SwitchAdapter, SwitchCommand, SwitchError,
-    SwitchEvent, SwitchReply, SwitchRequest,
+    AgentState, Capability, Direction, LegEvent, LegState, SwitchAdapter, SwitchCommand,
+    SwitchError, SwitchEvent, SwitchReply, SwitchRequest,
 };
 
 use super::view::{self, AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
@@ -66,6 +66,9 @@ pub(super) struct Actor {
     aliases: HashMap<String, String>,
     /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
     pending_items: HashSet<String>,
+    /// Consultations asked for: consulting extension → the call it holds. The consultation
+    /// call inherits that call's attached data (warm transfer screen pop).
+    consults: HashMap<String, String>,
     subscriptions: Vec<Subscription>,
     next_id: u64,
 }
@@ -86,6 +89,7 @@ impl Actor {
             attached: HashMap::new(),
             aliases: HashMap::new(),
             pending_items: HashSet::new(),
+            consults: HashMap::new(),
             subscriptions: Vec::new(),
             next_id: 1,
         }
@@ -295,7 +299,7 @@ impl Actor {
             }
             Consult { call, address } => {
                 let destination = self.destination(&address)?;
-                self.on_leg_in(
+                let step = self.on_leg_in(
                     &call,
                     hint,
                     Capability::Consult,
@@ -305,7 +309,15 @@ impl Actor {
                         extension: leg.extension.clone(),
                         destination,
                     },
-                )
+                )?;
+                if let Step::Switch(commands) = &step
+                    && let Some(SwitchCommand::Consult {
+                        call, extension, ..
+                    }) = commands.first()
+                {
+                    self.consults.insert(extension.clone(), call.clone());
+                }
+                Ok(step)
             }
             Conference { call, consult } => {
                 self.require(Capability::Conference)?;
@@ -358,6 +370,16 @@ impl Actor {
                 let (_, leg) = self.find_leg(&call, hint)?;
                 expect_state(&leg, &[LegState::Conferenced, LegState::Connected])?;
                 let wanted = E164::normalize(&address);
+                if address.trim() == leg.extension || E164::normalize(&leg.extension) == wanted {
+                    // The agent drops itself (the vendor allows it): it leaves, the others
+                    // stay in the conference.
+                    self.require(Capability::Clear)?;
+                    expect_state(&leg, &[LegState::Conferenced])?;
+                    return Ok(Step::Switch(vec![SwitchCommand::Clear {
+                        call: leg.call,
+                        extension: leg.extension,
+                    }]));
+                }
                 let party = leg
                     .parties
                     .iter()
@@ -429,7 +451,7 @@ impl Actor {
         command: impl FnOnce(&LegEvent) -> SwitchCommand,
     ) -> Result<Step, IciError> {
         self.require(capability)?;
-        let (_, leg) = self.find_leg(call, hint)?;
+        let (_, leg) = self.find_leg_in(call, hint, states)?;
         if !states.is_empty() {
             expect_state(&leg, states)?;
         }
@@ -647,17 +669,35 @@ impl Actor {
 
     /// A visible leg of the call, at the agent named by the `user` header when it has one.
     fn find_leg(&self, id: &str, hint: Option<&UserId>) -> Result<(UserId, LegEvent), IciError> {
+        self.find_leg_in(id, hint, &[])
+    }
+
+    /// Like [`Self::find_leg`]; without a `user` header naming an agent on the call, a leg
+    /// in one of `states` wins: an internal call has a leg at both agents, and `accept`
+    /// means the alerting one, not the caller's dialing one.
+    fn find_leg_in(
+        &self,
+        id: &str,
+        hint: Option<&UserId>,
+        states: &[LegState],
+    ) -> Result<(UserId, LegEvent), IciError> {
         let call = self.resolve(id);
-        let hinted = hint.and_then(|u| self.agents.get(u)).into_iter();
-        hinted
-            .chain(self.agents.values())
-            .find_map(|agent| {
+        let legs = || {
+            let hinted = hint.and_then(|u| self.agents.get(u)).into_iter();
+            hinted.chain(self.agents.values()).filter_map(|agent| {
                 agent
                     .visible
                     .iter()
                     .find(|leg| leg.call == call)
                     .map(|leg| (agent.user.clone(), leg.clone()))
             })
+        };
+        let hinted = hint.is_some_and(|u| legs().next().is_some_and(|(user, _)| user == *u));
+        let fitting = (!hinted && !states.is_empty())
+            .then(|| legs().find(|(_, leg)| states.contains(&leg.state)))
+            .flatten();
+        fitting
+            .or_else(|| legs().next())
             .ok_or(IciError::UnknownCall(id.to_string()))
     }
 
@@ -858,6 +898,7 @@ impl Actor {
             return;
         };
         self.adopt_item(&leg);
+        self.adopt_consult_data(&user, &leg);
         self.adopt_switch_data(&leg);
         let cap = self.max_interactions();
         let agent = self
@@ -918,6 +959,34 @@ impl Actor {
                     .or_default()
                     .merge(data);
             }
+        }
+    }
+
+    /// The first leg of a new call placed from an extension that asked for a consultation,
+    /// while the consulted-about call is still held there, is the consultation call: it
+    /// gets a copy of the held call's attached data, so the consulted agent's IC pops the
+    /// customer's account (the vendor's warm transfer screen pop). Calls placed with `dial`
+    /// carry a correlation and are never taken for one.
+    fn adopt_consult_data(&mut self, user: &UserId, leg: &LegEvent) {
+        let placed_here = leg.direction != Direction::Inbound
+            && matches!(leg.state, LegState::Dialing | LegState::Connected);
+        if !placed_here || leg.correlation.is_some() || self.attached.contains_key(&leg.call) {
+            return;
+        }
+        let Some(held) = self.consults.get(&leg.extension).cloned() else {
+            return;
+        };
+        let agent = &self.agents[user];
+        let mut legs = agent.visible.iter().chain(agent.waiting.iter());
+        if legs.clone().any(|l| l.call == leg.call) {
+            return;
+        }
+        self.consults.remove(&leg.extension);
+        if held != leg.call
+            && legs.any(|l| l.call == held && l.state == LegState::Held)
+            && let Some(data) = self.attached.get(&held).cloned()
+        {
+            self.attached.insert(leg.call.clone(), data);
         }
     }
 
