@@ -70,9 +70,15 @@ impl Listeners {
     }
 }
 
+/// How long a graceful stop keeps delivering queued events before it leaves them in the
+/// spool.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(transparent)]
+    Spool(notify::spool::SpoolError),
     #[error("switch kind {0} is not available in this build yet")]
     SwitchUnavailable(SwitchKind),
 }
@@ -94,14 +100,17 @@ pub async fn run(
         }
         kind @ SwitchKind::Asterisk => return Err(RunError::SwitchUnavailable(kind)),
     };
+    let store = notify::RedbStore::open(&config.events.data_dir).map_err(RunError::Spool)?;
+    let (spool, restored) = notify::Spool::start(store).map_err(RunError::Spool)?;
     let (feedback_tx, feedback_rx) = mpsc::channel(1024);
-    let notifier = notify::Notifier::new(notifier_settings(&config), feedback_tx);
+    let notifier = notify::Notifier::with_spool(notifier_settings(&config), feedback_tx, spool);
     let (session, session_task) = session::start(
         Arc::clone(&config),
         adapter,
         event_rx,
-        notifier,
+        notifier.clone(),
         feedback_rx,
+        restored,
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -126,6 +135,8 @@ pub async fn run(
     let _ = admin_task.await;
     drop(session);
     let _ = session_task.await;
+    // What SAP does not take in time stays in the spool for the next start.
+    notifier.shutdown(SHUTDOWN_FLUSH).await;
     Ok(())
 }
 

@@ -71,9 +71,13 @@ fn check_config_names_every_problem_and_fails() {
 fn runs_answers_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");
+    let data = dir.path().join("data");
     std::fs::write(
         &file,
-        "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"info\"\n",
+        format!(
+            "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"info\"\n[events]\ndata_dir = {:?}\n",
+            data.display().to_string()
+        ),
     )
     .unwrap();
     let mut child = Command::new(BIN)

@@ -138,6 +138,11 @@ pub struct Notifier {
 }
 
 struct Inner {
+    /// Drain tasks still running, and a wake-up when one ends (for [`Notifier::flush`]).
+    active: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
+    /// Turns true when the process stops: every drain task ends at once, leaving what it
+    /// holds in the spool.
+    stop: tokio::sync::watch::Sender<bool>,
     client: HttpClient,
     settings: NotifierSettings,
     feedback: mpsc::Sender<Feedback>,
@@ -172,12 +177,46 @@ impl Notifier {
             .build(connector);
         Notifier {
             inner: Arc::new(Inner {
+                active: Arc::default(),
+                stop: tokio::sync::watch::Sender::new(false),
                 client,
                 settings,
                 feedback,
                 spool,
             }),
         }
+    }
+
+    /// Waits until every drain task has ended (their outboxes were dropped and emptied) or
+    /// `deadline` passed, whichever comes first. Used by a graceful stop.
+    pub async fn flush(&self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let (count, wake) = &*self.inner.active;
+            let notified = wake.notified();
+            if count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                tracing::info!(
+                    outboxes = count.load(std::sync::atomic::Ordering::Acquire),
+                    "stopping with undelivered events; they stay in the spool"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Stops the notifier for good: delivers what it can within `deadline` ([`flush`]),
+    /// then ends every drain task and closes the spool (its last commit done). What was not
+    /// delivered is on disk for the next start.
+    ///
+    /// [`flush`]: Notifier::flush
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.flush(deadline).await;
+        self.inner.stop.send_replace(true);
+        let spool = self.inner.spool.clone();
+        let _ = tokio::task::spawn_blocking(move || spool.close()).await;
     }
 
     /// The spool, for the session manager's subscription records.
@@ -225,7 +264,17 @@ impl Notifier {
             feedback: self.inner.feedback.clone(),
             spool: self.inner.spool.clone(),
         };
-        tokio::spawn(task.run());
+        let active = Arc::clone(&self.inner.active);
+        active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut stop = self.inner.stop.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = task.run() => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
+            active.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            active.1.notify_waiters();
+        });
         Outbox::new(id, shared, self.inner.spool.clone())
     }
 }

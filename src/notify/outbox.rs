@@ -67,6 +67,36 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a last event even when the outbox is full (one past the bound): the
+    /// `subscriptionEnded` that tells SAP why its subscription ends.
+    pub fn push_final(&self, event: OutboundEvent) -> Result<(), PushError> {
+        {
+            let mut queue = self.shared.lock();
+            if queue.ended {
+                return Err(PushError::Closed);
+            }
+            self.spool.append(self.id, &event, &self.shared);
+            queue.events.push_back(event);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Drops the oldest queued (not in flight) event named `name` about `call`, superseded
+    /// by a newer state of the same call; returns its sequence number. The overflow policy
+    /// `coalesce` uses it to make room without losing the call's latest state.
+    pub fn coalesce(&self, name: &str, call: &str) -> Option<u64> {
+        let mut queue = self.shared.lock();
+        let pos = queue
+            .events
+            .iter()
+            .position(|e| e.name == name && e.call.as_deref() == Some(call))?;
+        let dropped = queue.events.remove(pos)?;
+        self.spool
+            .record(super::spool::SpoolOp::Remove(self.id, dropped.sequence));
+        Some(dropped.sequence)
+    }
+
     /// Events queued and not yet acknowledged by SAP, the one in flight included (for the
     /// status page).
     pub fn depth(&self) -> usize {
@@ -77,6 +107,12 @@ impl Outbox {
     /// growing number with a steady depth means SAP is unreachable.
     pub fn failed_attempts(&self) -> u64 {
         self.shared.failed_attempts.load(Ordering::Relaxed)
+    }
+
+    /// The highest sequence number on disk (or, without a spool, queued): events up to it
+    /// survive a crash.
+    pub fn durable_sequence(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
     }
 
     /// Whether the outbox still takes events (false once SAP's session is gone).

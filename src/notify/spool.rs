@@ -215,6 +215,8 @@ impl SpoolStore for RedbStore {
 /// A message to the writer thread.
 enum Message {
     Op(SpoolOp, Option<Durable>),
+    /// Commit what came before, close the store, answer, and end.
+    Close(std_mpsc::Sender<()>),
 }
 
 /// Marks an event durable in its outbox once committed.
@@ -277,6 +279,17 @@ impl Spool {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// Commits what is queued, closes the store and ends the writer thread; later changes
+    /// are ignored. Blocks until done (call it off the async threads).
+    pub fn close(&self) {
+        if let Some(tx) = &self.tx {
+            let (done, wait) = std_mpsc::channel();
+            if tx.send(Message::Close(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
+    }
+
     /// Queues a change; never blocks.
     pub fn record(&self, op: SpoolOp) {
         if let Some(tx) = &self.tx {
@@ -305,12 +318,22 @@ impl Spool {
 /// The writer thread: commits everything waiting in one transaction, then tells the
 /// outboxes which events are durable. Ends when every [`Spool`] handle is gone.
 fn writer(mut store: impl SpoolStore, rx: std_mpsc::Receiver<Message>, failures: Arc<AtomicU64>) {
-    while let Ok(first) = rx.recv() {
+    let mut closing = None;
+    while closing.is_none() {
+        let Ok(first) = rx.recv() else { break };
         let mut ops = Vec::new();
         let mut durable = Vec::new();
-        for Message::Op(op, mark) in std::iter::once(first).chain(rx.try_iter().take(4096)) {
-            ops.push(op);
-            durable.extend(mark);
+        for message in std::iter::once(first).chain(rx.try_iter().take(4096)) {
+            match message {
+                Message::Op(op, mark) => {
+                    ops.push(op);
+                    durable.extend(mark);
+                }
+                Message::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
         }
         if let Err(e) = store.apply(&ops) {
             failures.fetch_add(1, Ordering::Relaxed);
@@ -323,6 +346,10 @@ fn writer(mut store: impl SpoolStore, rx: std_mpsc::Receiver<Message>, failures:
         }
     }
     warn_if_failed(&failures);
+    drop(store);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
 }
 
 fn warn_if_failed(failures: &AtomicU64) {

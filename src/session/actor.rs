@@ -7,10 +7,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::config::OverflowPolicy;
 use crate::domain::{AppUrl, UserId, Workmode};
 use crate::ici::catalog::Interface;
 use crate::ici::{Operation, Target};
-use crate::notify::{EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushError};
+use crate::notify::{
+    EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushError, SpoolContents, SpoolOp,
+    StoredSubscription,
+};
 use crate::numbers::E164;
 use crate::soap::{Value, write_call};
 use crate::switch::{
@@ -645,6 +649,9 @@ impl Actor {
             // Free seating: the workcenter changed hands.
             other.extension = None;
         }
+        self.notifier
+            .spool()
+            .record(SpoolOp::Agent(user.to_string(), extension.clone()));
         let agent = self.agents.get_mut(user).expect("checked above");
         agent.extension = extension;
     }
@@ -873,6 +880,7 @@ impl Actor {
                     app_ids: s.app_ids.clone(),
                     sequence: s.sequence,
                     queue_depth: s.outbox.depth(),
+                    durable_sequence: s.outbox.durable_sequence(),
                 })
                 .collect(),
         }
@@ -1095,21 +1103,91 @@ impl Actor {
         {
             if !sub.app_ids.contains(&app_id) {
                 sub.app_ids.push(app_id);
+                let stored = stored(sub);
+                self.notifier
+                    .spool()
+                    .record(SpoolOp::PutSubscription(stored));
             }
             return done();
         }
         let id = self.next_id();
         info!(subscription = id, ?target, %url, %app_id, "subscribed");
         let outbox = self.notifier.open(id, url.uri());
-        self.subscriptions.push(Subscription {
+        let sub = Subscription {
             id,
             target,
             url,
             app_ids: vec![app_id],
             sequence: 0,
             outbox,
-        });
+        };
+        self.notifier
+            .spool()
+            .record(SpoolOp::PutSubscription(stored(&sub)));
+        self.subscriptions.push(sub);
         done()
+    }
+
+    /// Forgets a subscription here and on the spool (its outbox, if still held by the
+    /// caller, delivers what is queued when dropped).
+    fn forget_subscription(&mut self, id: u64) {
+        self.subscriptions.retain(|s| s.id != id);
+        self.notifier
+            .spool()
+            .record(SpoolOp::RemoveSubscription(id));
+    }
+
+    /// Re-creates the subscriptions and agent addresses the spool kept across a restart;
+    /// their undelivered events go out first, in order.
+    pub(super) fn restore(&mut self, contents: SpoolContents) {
+        for (user, extension) in contents.agents {
+            let Ok(user) = UserId::parse(&user) else {
+                continue;
+            };
+            if self.ensure_agent(&user).is_ok() {
+                self.set_extension(&user, Some(extension));
+            }
+        }
+        for (stored, events) in contents.subscriptions {
+            let target = match stored.kind.as_str() {
+                "user" => UserId::parse(&stored.target).ok().map(Target::User),
+                _ => Some(Target::Container(stored.target.clone())),
+            };
+            let (Some(target), Ok(url)) = (target, AppUrl::parse(&stored.url)) else {
+                warn!(
+                    subscription = stored.id,
+                    "unreadable subscription in the spool; dropped"
+                );
+                self.notifier
+                    .spool()
+                    .record(SpoolOp::RemoveSubscription(stored.id));
+                continue;
+            };
+            let events: Vec<OutboundEvent> = events
+                .into_iter()
+                .filter_map(|e| {
+                    let name = event_name(&e.name)?;
+                    Some(OutboundEvent {
+                        name,
+                        sequence: e.sequence,
+                        user: e.user,
+                        call: e.call,
+                        body: e.body,
+                    })
+                })
+                .collect();
+            info!(subscription = stored.id, pending = events.len(), %url, "subscription restored");
+            self.next_id = self.next_id.max(stored.id + 1);
+            let outbox = self.notifier.open_with(stored.id, url.uri(), events);
+            self.subscriptions.push(Subscription {
+                id: stored.id,
+                target,
+                url,
+                app_ids: stored.app_ids,
+                sequence: stored.sequence,
+                outbox,
+            });
+        }
     }
 
     fn unsubscribe(&mut self, target: &Target, url: &AppUrl, app_id: &str) {
@@ -1122,7 +1200,13 @@ impl Actor {
             sub.app_ids.retain(|a| a != app_id);
             if sub.app_ids.is_empty() {
                 info!(subscription = sub.id, "unsubscribed");
-                self.subscriptions.remove(pos);
+                let id = sub.id;
+                self.forget_subscription(id);
+            } else {
+                let stored = stored(sub);
+                self.notifier
+                    .spool()
+                    .record(SpoolOp::PutSubscription(stored));
             }
         }
     }
@@ -1146,9 +1230,12 @@ impl Actor {
                     ("reason", Value::text(reason)),
                 ]
             });
-            if let Err(e) = sub.outbox.push(event) {
+            if let Err(e) = sub.outbox.push_final(event) {
                 warn!(subscription = sub.id, ?e, "subscriptionEnded not queued");
             }
+            self.notifier
+                .spool()
+                .record(SpoolOp::RemoveSubscription(sub.id));
             // Dropping the outbox lets it deliver what is queued, subscriptionEnded last.
         }
     }
@@ -1204,7 +1291,25 @@ impl Actor {
                 name,
                 &params,
             );
-            match sub.outbox.push(event) {
+            let coalesce = self.config.events.overflow == OverflowPolicy::Coalesce;
+            let result = match sub.outbox.push(event.clone()) {
+                Err(PushError::Full) if coalesce => {
+                    match call.and_then(|c| sub.outbox.coalesce(name, c)) {
+                        Some(dropped) => {
+                            warn!(
+                                subscription = sub.id,
+                                dropped,
+                                reason = "coalesced",
+                                "event queue full: superseded call state dropped"
+                            );
+                            sub.outbox.push(event)
+                        }
+                        None => Err(PushError::Full),
+                    }
+                }
+                other => other,
+            };
+            match result {
                 Ok(()) => {}
                 Err(PushError::Full) => overflowed.push(sub.id),
                 Err(PushError::Closed) => debug!(subscription = sub.id, "outbox closed"),
@@ -1213,9 +1318,21 @@ impl Actor {
         for id in overflowed {
             warn!(
                 subscription = id,
+                reason = "overflow",
                 "event queue full: ending the subscription"
             );
-            self.subscriptions.retain(|s| s.id != id);
+            if let Some(sub) = self.subscriptions.iter_mut().find(|s| s.id == id) {
+                let user = user.to_string();
+                let ended = event_for(sub, user, None, "subscriptionEnded", |app_ids, seq| {
+                    vec![
+                        ("appIds", app_ids),
+                        ("sequence", seq),
+                        ("reason", Value::text("event queue overflow")),
+                    ]
+                });
+                let _ = sub.outbox.push_final(ended);
+            }
+            self.forget_subscription(id);
         }
     }
 
@@ -1231,7 +1348,7 @@ impl Actor {
                     }
                     other => warn!(subscription = id, reason = ?other, "subscription ended"),
                 }
-                self.subscriptions.retain(|s| s.id != id);
+                self.forget_subscription(id);
             }
         }
     }
@@ -1266,6 +1383,29 @@ fn expect_state(leg: &LegEvent, states: &[LegState]) -> Result<(), IciError> {
     } else {
         Err(invalid_state(leg))
     }
+}
+
+/// The stored form of a subscription.
+fn stored(sub: &Subscription) -> StoredSubscription {
+    let (kind, target) = match &sub.target {
+        Target::User(u) => ("user", u.to_string()),
+        Target::Container(c) => ("container", c.clone()),
+    };
+    StoredSubscription {
+        id: sub.id,
+        kind: kind.to_string(),
+        target,
+        url: sub.url.to_string(),
+        app_ids: sub.app_ids.clone(),
+        sequence: sub.sequence,
+    }
+}
+
+/// The static name of an event read back from the spool.
+fn event_name(name: &str) -> Option<&'static str> {
+    crate::ici::catalog::operations(Interface::Event)
+        .find(|o| o.name == name)
+        .map(|o| o.name)
 }
 
 /// Builds one event for a subscription: next sequence number, its app ids.

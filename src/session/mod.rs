@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::ici::Operation;
-use crate::notify::{Feedback, Notifier};
+use crate::notify::{Feedback, Notifier, SpoolContents};
 use crate::soap::Value;
 use crate::switch::{SwitchAdapter, SwitchEvent};
 
@@ -83,16 +83,19 @@ impl SessionHandle {
 
 /// Starts the actor. `switch_events` is the receiving end of the channel whose sender the
 /// switch adapter got in its [`crate::switch::EventSink`]. The task ends when every handle
-/// is dropped; dropping its subscriptions lets their outboxes drain.
+/// is dropped; dropping its subscriptions lets their outboxes drain. `restored` is what the
+/// event spool kept from the previous run.
 pub fn start(
     config: Arc<Config>,
     switch: Arc<dyn SwitchAdapter>,
     switch_events: mpsc::Receiver<SwitchEvent>,
     notifier: Notifier,
     feedback: mpsc::Receiver<Feedback>,
+    restored: SpoolContents,
 ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let actor = actor::Actor::new(config, switch, notifier);
+    let mut actor = actor::Actor::new(config, switch, notifier);
+    actor.restore(restored);
     let task = tokio::spawn(actor.run(rx, switch_events, feedback));
     (SessionHandle { tx }, task)
 }

@@ -105,6 +105,8 @@ pub struct SubscriptionStatus {
     pub sequence: u64,
     /// Events queued and not yet acknowledged by SAP.
     pub queue_depth: usize,
+    /// The highest sequence number safely in the event spool.
+    pub durable_sequence: u64,
 }
 
 /// Everything the status page shows of the session manager.

@@ -118,6 +118,19 @@ pub struct FakeSap {
     state: Arc<State>,
     events: mpsc::UnboundedReceiver<Received>,
     server: Mutex<Option<JoinHandle<()>>>,
+    /// A socket bound to the port but never listening: it keeps the port ours while
+    /// [`Mode::Refuse`] closes the listener (connections are refused, and no other test's
+    /// server can be given the port and receive our events).
+    _reservation: tokio::net::TcpSocket,
+}
+
+/// A listener on `addr` that shares the port with the reservation (both SO_REUSEADDR; only
+/// one listens).
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 struct State {
@@ -130,10 +143,15 @@ struct State {
 impl FakeSap {
     /// Binds `127.0.0.1:0` and starts serving in [`Mode::Ok`].
     pub async fn start() -> FakeSap {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        let reservation = tokio::net::TcpSocket::new_v4().expect("fake SAP: socket");
+        reservation
+            .set_reuseaddr(true)
+            .expect("fake SAP: SO_REUSEADDR");
+        reservation
+            .bind("127.0.0.1:0".parse().unwrap())
             .expect("fake SAP: bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("fake SAP: local address");
+        let addr = reservation.local_addr().expect("fake SAP: local address");
+        let listener = listen_on(addr).expect("fake SAP: listen");
         let (events_tx, events) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             mode: Mutex::new(Mode::Ok),
@@ -148,6 +166,7 @@ impl FakeSap {
             state,
             events,
             server: Mutex::new(Some(server)),
+            _reservation: reservation,
         }
     }
 
@@ -193,7 +212,7 @@ impl FakeSap {
         }
         let deadline = tokio::time::Instant::now() + WAIT;
         let listener = loop {
-            match TcpListener::bind(self.addr).await {
+            match listen_on(self.addr) {
                 Ok(listener) => break listener,
                 // A client socket can briefly hold the port (a connect to a closed port in
                 // the ephemeral range may connect to itself); it goes away by itself.

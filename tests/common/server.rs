@@ -18,12 +18,27 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running connector.
+/// A running connector, in this process.
 pub struct TestServer {
-    pub soap: SocketAddr,
-    pub admin: SocketAddr,
+    /// The event spool's folder, removed when the server is dropped.
+    pub data: std::sync::Arc<tempfile::TempDir>,
+    endpoints: Endpoints,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Endpoints;
+    fn deref(&self) -> &Endpoints {
+        &self.endpoints
+    }
+}
+
+/// The two listeners of a connector (in this process or a child process) and an HTTP
+/// client to talk to them.
+pub struct Endpoints {
+    pub soap: SocketAddr,
+    pub admin: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -122,7 +137,17 @@ impl TestServer {
         TestServer::start_config(config).await
     }
 
-    pub async fn start_config(mut config: Config) -> TestServer {
+    pub async fn start_config(config: Config) -> TestServer {
+        let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        TestServer::start_with_data(config, data).await
+    }
+
+    /// Starts with the event spool in `data` (a restart test passes the previous one's).
+    pub async fn start_with_data(
+        mut config: Config,
+        data: std::sync::Arc<tempfile::TempDir>,
+    ) -> TestServer {
+        config.events.data_dir = data.path().to_path_buf();
         config.soap.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
         let listeners = Listeners {
@@ -135,10 +160,29 @@ impl TestServer {
             let _ = stopped.await;
         }));
         TestServer {
-            soap,
-            admin,
+            data,
+            endpoints: Endpoints::new(soap, admin),
             stop: Some(stop),
             task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+    }
+}
+
+impl Endpoints {
+    pub fn new(soap: SocketAddr, admin: SocketAddr) -> Endpoints {
+        Endpoints {
+            soap,
+            admin,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -238,13 +282,9 @@ impl TestServer {
         self.request(true, "GET", "/healthz", &[], "").await.status == 200
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server run");
-        }
+    /// The admin status snapshot as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        let answer = self.request(true, "GET", "/api/status", &[], "").await;
+        serde_json::from_str(&answer.body).expect("status JSON")
     }
 }
