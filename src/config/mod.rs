@@ -367,6 +367,11 @@ pub struct AgentsConfig {
     /// extension with `setAddresses`). Default true; set false to allow only listed users,
     /// so a typo in SAP's user mapping fails loudly with "unknown user".
     pub accept_unlisted_users: bool,
+    /// Longest an interaction may stay on an agent's screen without a switch event before
+    /// it is ended toward SAP (`dropped`, reason `max age`): the last net for ghost calls a
+    /// switch forgot to report. Default `"12h"`; `"off"` disables it.
+    #[serde(with = "serde_util::duration_or_off")]
+    pub max_interaction_age: Option<Duration>,
 }
 
 impl Default for AgentsConfig {
@@ -377,6 +382,7 @@ impl Default for AgentsConfig {
             queues: Vec::new(),
             free_seating: false,
             accept_unlisted_users: true,
+            max_interaction_age: Some(Duration::from_secs(12 * 3600)),
             users: BTreeMap::new(),
         }
     }

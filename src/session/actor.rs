@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -75,6 +78,12 @@ pub(super) struct Actor {
     consults: HashMap<String, String>,
     subscriptions: Vec<Subscription>,
     next_id: u64,
+    /// When each visible or waiting leg (call, extension) last changed, for the
+    /// `max_interaction_age` reaper.
+    last_seen: HashMap<(String, String), Instant>,
+    /// The actor's own command queue, for tasks that report back (weak: it never keeps
+    /// the actor alive).
+    myself: mpsc::WeakSender<Command>,
 }
 
 impl Actor {
@@ -82,6 +91,7 @@ impl Actor {
         config: Arc<Config>,
         switch: Arc<dyn SwitchAdapter>,
         notifier: Notifier,
+        myself: mpsc::WeakSender<Command>,
     ) -> Self {
         Actor {
             config,
@@ -96,6 +106,8 @@ impl Actor {
             consults: HashMap::new(),
             subscriptions: Vec::new(),
             next_id: 1,
+            last_seen: HashMap::new(),
+            myself,
         }
     }
 
@@ -105,6 +117,13 @@ impl Actor {
         mut switch_events: mpsc::Receiver<SwitchEvent>,
         mut feedback: mpsc::Receiver<Feedback>,
     ) {
+        let max_age = self.config.agents.max_interaction_age;
+        // Check ten times per maximum age, at most once a minute.
+        let period = max_age.map_or(Duration::from_secs(3600), |age| {
+            (age / 10).clamp(Duration::from_millis(10), Duration::from_secs(60))
+        });
+        let mut reaper = tokio::time::interval(period);
+        reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -114,6 +133,9 @@ impl Actor {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
+                _ = reaper.tick(), if max_age.is_some() => {
+                    self.reap_older_than(max_age.unwrap_or_default());
+                }
             }
         }
         debug!("session manager stopped");
@@ -135,6 +157,7 @@ impl Actor {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
+            Command::Reap { call } => self.end_call(&call, "unknown to the switch"),
         }
     }
 
@@ -412,6 +435,7 @@ impl Actor {
     /// answers the SOAP caller from a task, so the actor never waits for the switch.
     fn submit(&self, commands: Vec<SwitchCommand>, reply: Reply) {
         let switch = Arc::clone(&self.switch);
+        let myself = self.myself.clone();
         tokio::spawn(async move {
             let mut result = Ok(None);
             for command in commands {
@@ -425,6 +449,12 @@ impl Actor {
                         "switch adapter stopped".into(),
                     ))),
                 };
+                if let Err(IciError::Switch(SwitchError::UnknownCall(call))) = &result {
+                    // Our view had a call the switch no longer knows: a ghost. End it.
+                    if let Some(myself) = myself.upgrade() {
+                        let _ = myself.send(Command::Reap { call: call.clone() }).await;
+                    }
+                }
                 if result.is_err() {
                     break;
                 }
@@ -908,6 +938,12 @@ impl Actor {
         self.adopt_item(&leg);
         self.adopt_consult_data(&user, &leg);
         self.adopt_switch_data(&leg);
+        let key = (leg.call.clone(), leg.extension.clone());
+        if leg.state.is_final() {
+            self.last_seen.remove(&key);
+        } else {
+            self.last_seen.insert(key, Instant::now());
+        }
         let cap = self.max_interactions();
         let agent = self
             .agents
@@ -1062,6 +1098,45 @@ impl Actor {
                 ]
             },
         );
+    }
+
+    /// Ends every leg of `call` toward SAP (`dropped` with `reason`).
+    fn end_call(&mut self, call: &str, reason: &str) {
+        self.end_legs(|l| l.call == call, reason);
+    }
+
+    /// Ends the legs `which` selects toward SAP (`dropped` with `reason`).
+    fn end_legs(&mut self, which: impl Fn(&LegEvent) -> bool, reason: &str) {
+        let legs: Vec<LegEvent> = self
+            .agents
+            .values()
+            .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
+            .filter(|l| which(l))
+            .cloned()
+            .collect();
+        for mut leg in legs {
+            warn!(call = %leg.call, extension = %leg.extension, %reason, "ending interaction");
+            leg.state = LegState::Dropped;
+            leg.cause = Some(reason.to_string());
+            self.on_leg(leg);
+        }
+    }
+
+    /// Ends interactions no switch event touched for `max_age` (ghost calls).
+    fn reap_older_than(&mut self, max_age: Duration) {
+        let now = Instant::now();
+        let stale: HashSet<(String, String)> = self
+            .last_seen
+            .iter()
+            .filter(|(_, seen)| now.duration_since(**seen) >= max_age)
+            .map(|(key, _)| key.clone())
+            .collect();
+        if !stale.is_empty() {
+            self.end_legs(
+                |l| stale.contains(&(l.call.clone(), l.extension.clone())),
+                "max age",
+            );
+        }
     }
 
     /// After a (re)connect the switch's list of live legs is the truth: every interaction

@@ -45,6 +45,8 @@ enum Command {
     Snapshot {
         reply: oneshot::Sender<StatusSnapshot>,
     },
+    /// The switch said it does not know this call: end it toward SAP.
+    Reap { call: String },
 }
 
 /// The cloneable handle the SOAP and admin listeners talk to.
@@ -94,7 +96,7 @@ pub fn start(
     restored: SpoolContents,
 ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let mut actor = actor::Actor::new(config, switch, notifier);
+    let mut actor = actor::Actor::new(config, switch, notifier, tx.downgrade());
     actor.restore(restored);
     let task = tokio::spawn(actor.run(rx, switch_events, feedback));
     (SessionHandle { tx }, task)

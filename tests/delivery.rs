@@ -1,0 +1,229 @@
+//! Event delivery through the whole connector: callback outages, queue limits and their
+//! policies, and the ghost-call reaper. Real HTTP both ways, the simulator as the switch.
+
+mod common;
+
+use common::fake_sap::{FakeSap, Mode, Received};
+use common::server::{Endpoints, TestServer, envelope, ns, params};
+use serde_json::json;
+
+const AGENTS: [(&str, &str); 5] = [
+    ("A1", "2001"),
+    ("A2", "2002"),
+    ("A3", "2003"),
+    ("A4", "2004"),
+    ("A5", "2005"),
+];
+
+fn config(extra: &str) -> String {
+    format!(
+        "[switch.sim]\nremote_answer_after = \"off\"\nextensions = [\"2001\", \"2002\", \"2003\", \"2004\", \"2005\"]\n\
+         [events]\nretry_min = \"10ms\"\nretry_max = \"50ms\"\n{extra}"
+    )
+}
+
+/// Logs `user` in at `extension`, subscribed to `url`, ready.
+async fn log_in(api: &Endpoints, user: &str, extension: &str, url: &str) {
+    api.call("User", "getAttributes", &[("userId", user)])
+        .await
+        .ok();
+    api.post(envelope(
+        &ns("User"),
+        "setAddresses",
+        &format!("<userId>{user}</userId><addresses><item>{extension}</item></addresses>"),
+    ))
+    .await
+    .ok();
+    api.call(
+        "User",
+        "subscribeUser",
+        &[
+            ("userId", user),
+            ("appURL", url),
+            ("appId", &format!("IC-{user}")),
+        ],
+    )
+    .await
+    .ok();
+    api.post(envelope(
+        &ns("User"),
+        "setCurrentWorkmode",
+        &params(&[("userId", user), ("workmode", "2")]),
+    ))
+    .await
+    .ok();
+}
+
+async fn ring(api: &Endpoints, to: &str) -> String {
+    let (status, body) = api
+        .sim("POST", "/calls", json!({"from": "4711", "to": to}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["callId"].as_str().unwrap().to_string()
+}
+
+async fn hang_up(api: &Endpoints, call: &str) {
+    let (status, body) = api
+        .sim("POST", &format!("/calls/{call}/hangup"), json!(null))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn state(event: &Received) -> String {
+    event.field("state").unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_thousand_events_survive_a_callback_outage_in_order() {
+    let server = TestServer::start(&config("")).await;
+    let mut fake = FakeSap::start().await;
+    for (user, extension) in AGENTS {
+        log_in(
+            &server,
+            user,
+            extension,
+            &fake.url_for(&format!("/sap/{user}")),
+        )
+        .await;
+    }
+    // One workmode event per agent arrived while SAP was up.
+    fake.next_events(AGENTS.len()).await;
+    fake.set_mode(Mode::Refuse);
+    const CALLS: usize = 100;
+    for _ in 0..CALLS {
+        for (_, extension) in AGENTS {
+            let call = ring(&server, extension).await;
+            hang_up(&server, &call).await;
+        }
+    }
+    fake.resume().await;
+    let events = fake.next_events(AGENTS.len() * CALLS * 2).await;
+    for (user, _) in AGENTS {
+        let mine: Vec<&Received> = events
+            .iter()
+            .filter(|e| e.path == format!("/sap/{user}"))
+            .collect();
+        let sequences: Vec<u64> = mine.iter().map(|e| e.sequence.unwrap()).collect();
+        assert_eq!(
+            sequences,
+            (2..=(1 + 2 * CALLS as u64)).collect::<Vec<_>>(),
+            "{user}"
+        );
+        for pair in mine.chunks(2) {
+            assert_eq!(state(pair[0]), "alerting");
+            assert_eq!(state(pair[1]), "dropped");
+            assert_eq!(pair[0].field("callId"), pair[1].field("callId"));
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn full_queue_ends_the_subscription_with_a_reason() {
+    let server = TestServer::start(&config("max_queue_per_subscription = 5\n")).await;
+    let mut fake = FakeSap::start().await;
+    log_in(&server, "A1", "2001", &fake.url).await;
+    assert_eq!(fake.next_event().await.name, "workmodeChanged");
+    fake.set_mode(Mode::Refuse);
+    for _ in 0..4 {
+        let call = ring(&server, "2001").await;
+        hang_up(&server, &call).await;
+    }
+    let status = server.status().await;
+    assert_eq!(
+        status["subscriptions"],
+        json!([]),
+        "the subscription ended: {status}"
+    );
+    fake.resume().await;
+    let events = fake.next_events(6).await;
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence.unwrap()).collect();
+    // Event 7 did not fit: its number is skipped, so SAP sees that one was lost.
+    assert_eq!(sequences, [2, 3, 4, 5, 6, 8]);
+    let last = events.last().unwrap();
+    assert_eq!(last.name, "subscriptionEnded");
+    assert_eq!(
+        last.field("reason").as_deref(),
+        Some("event queue overflow")
+    );
+    // Nothing more: later calls are not queued for an ended subscription.
+    let call = ring(&server, "2001").await;
+    hang_up(&server, &call).await;
+    server.stop().await;
+    assert!(fake.try_next_event().is_none());
+}
+
+#[tokio::test]
+async fn coalesce_keeps_the_latest_state_of_a_call() {
+    let config = config("max_queue_per_subscription = 3\noverflow = \"coalesce\"\n");
+    let server = TestServer::start(&config).await;
+    let mut fake = FakeSap::start().await;
+    log_in(&server, "A1", "2001", &fake.url).await;
+    assert_eq!(fake.next_event().await.name, "workmodeChanged");
+    fake.set_mode(Mode::Refuse);
+    let call = ring(&server, "2001").await; // alerting (in flight, retried)
+    let accept = |call: &str| envelope(&ns("Item"), "accept", &params(&[("itemId", call)]));
+    server.post(accept(&call)).await.ok(); // connected
+    for op in ["hold", "unhold", "hold", "unhold", "hold"] {
+        server
+            .post(envelope(
+                &ns("PhoneCall"),
+                op,
+                &params(&[("callId", &call)]),
+            ))
+            .await
+            .ok();
+    }
+    assert_eq!(
+        server.status().await["subscriptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    fake.resume().await;
+    let events = fake.next_events(3).await;
+    // Superseded states of the call were dropped (which ones depends on whether the
+    // alerting event was already in flight); the latest state is always delivered.
+    let states: Vec<String> = events.iter().map(state).collect();
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("held"),
+        "{states:?}"
+    );
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence.unwrap()).collect();
+    assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "in order: {sequences:?}"
+    );
+    assert_eq!(
+        *sequences.last().unwrap(),
+        8,
+        "the latest state kept its number"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ghost_interactions_are_reaped_after_the_maximum_age() {
+    let config = format!(
+        "{}\n[agents]\nmax_interaction_age = \"300ms\"\n",
+        config("")
+    );
+    let server = TestServer::start(&config).await;
+    let mut fake = FakeSap::start().await;
+    log_in(&server, "A1", "2001", &fake.url).await;
+    assert_eq!(fake.next_event().await.name, "workmodeChanged");
+    let call = ring(&server, "2001").await;
+    assert_eq!(state(&fake.next_event().await), "alerting");
+    // No switch event follows: the reaper ends it toward SAP.
+    let dropped = fake.next_event().await;
+    assert_eq!(state(&dropped), "dropped");
+    assert_eq!(dropped.field("callId"), Some(call));
+    assert_eq!(dropped.field("reason").as_deref(), Some("max age"));
+    let calls = server
+        .call("Line", "getCalls", &[("containerId", "2001")])
+        .await;
+    assert!(calls.ret().children.is_empty());
+    server.stop().await;
+}
