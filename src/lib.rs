@@ -164,6 +164,7 @@ fn notifier_settings(config: &Config) -> notify::NotifierSettings {
         retry_min: events.retry_min,
         retry_max: events.retry_max,
         max_queue_per_subscription: events.max_queue_per_subscription,
+        max_queue_total: events.max_queue_total,
         ..notify::NotifierSettings::default()
     }
 }

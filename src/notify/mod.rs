@@ -62,6 +62,9 @@ pub struct NotifierSettings {
     /// that [`Outbox::push`] answers [`PushError::Full`]. Bounds memory when SAP is away.
     /// Default 10 000.
     pub max_queue_per_subscription: usize,
+    /// Events all subscriptions together may hold undelivered; past that every push answers
+    /// [`PushError::Full`]. Default 1 000 000.
+    pub max_queue_total: usize,
     /// After the [`Outbox`] is dropped (the subscription ended), how long its task keeps
     /// retrying what is still queued before it gives up and discards the rest, so a dead URL
     /// cannot keep a task alive for ever. Default 60 s.
@@ -75,6 +78,7 @@ impl Default for NotifierSettings {
             retry_min: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             max_queue_per_subscription: 10_000,
+            max_queue_total: 1_000_000,
             close_grace: Duration::from_secs(60),
         }
     }
@@ -138,6 +142,7 @@ pub struct Notifier {
 }
 
 struct Inner {
+    total: Arc<outbox::TotalBound>,
     /// Drain tasks still running, and a wake-up when one ends (for [`Notifier::flush`]).
     active: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
     /// Turns true when the process stops: every drain task ends at once, leaving what it
@@ -177,6 +182,7 @@ impl Notifier {
             .build(connector);
         Notifier {
             inner: Arc::new(Inner {
+                total: Arc::new(outbox::TotalBound::new(settings.max_queue_total)),
                 active: Arc::default(),
                 stop: tokio::sync::watch::Sender::new(false),
                 client,
@@ -219,6 +225,11 @@ impl Notifier {
         let _ = tokio::task::spawn_blocking(move || spool.close()).await;
     }
 
+    /// Events queued over all outboxes (for the status page and metrics).
+    pub fn queued_total(&self) -> usize {
+        self.inner.total.used()
+    }
+
     /// The spool, for the session manager's subscription records.
     pub fn spool(&self) -> &Spool {
         &self.inner.spool
@@ -251,8 +262,9 @@ impl Notifier {
                 "appURL scheme not supported (plain http only): deliveries will fail"
             );
         }
-        let shared = Arc::new(outbox::Shared::new(
+        let shared = Arc::new(outbox::Shared::with_total(
             self.inner.settings.max_queue_per_subscription,
+            Arc::clone(&self.inner.total),
         ));
         shared.restore(events);
         let task = drain::Drain {

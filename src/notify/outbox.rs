@@ -5,8 +5,9 @@
 //! against everything not yet acknowledged by SAP, so memory stays bounded while SAP is away.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -57,7 +58,7 @@ impl Outbox {
             if queue.ended {
                 return Err(PushError::Closed);
             }
-            if queue.depth() >= self.shared.capacity {
+            if queue.depth() >= self.shared.capacity || !self.shared.total.take() {
                 return Err(PushError::Full);
             }
             self.spool.append(self.id, &event, &self.shared);
@@ -75,6 +76,7 @@ impl Outbox {
             if queue.ended {
                 return Err(PushError::Closed);
             }
+            self.shared.total.force_take();
             self.spool.append(self.id, &event, &self.shared);
             queue.events.push_back(event);
         }
@@ -92,6 +94,7 @@ impl Outbox {
             .iter()
             .position(|e| e.name == name && e.call.as_deref() == Some(call))?;
         let dropped = queue.events.remove(pos)?;
+        self.shared.total.give_back(1);
         self.spool
             .record(super::spool::SpoolOp::Remove(self.id, dropped.sequence));
         Some(dropped.sequence)
@@ -128,6 +131,53 @@ impl Drop for Outbox {
     }
 }
 
+/// The bound on events queued over all outboxes together (`max_queue_total`).
+#[derive(Debug)]
+pub struct TotalBound {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl TotalBound {
+    pub fn new(limit: usize) -> TotalBound {
+        TotalBound {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Events queued in all outboxes now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Takes one place if there is one.
+    fn take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.limit).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    /// Takes places past the limit (restored events, a final subscriptionEnded).
+    fn force_take_n(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn force_take(&self) {
+        self.force_take_n(1);
+    }
+
+    fn give_back(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
 /// State shared by an [`Outbox`] and its drain task.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -137,6 +187,7 @@ pub(super) struct Shared {
     pub(super) failed_attempts: AtomicU64,
     /// The highest sequence number the spool has committed: events up to it may be sent.
     durable: AtomicU64,
+    total: Arc<TotalBound>,
 }
 
 #[derive(Debug, Default)]
@@ -157,8 +208,15 @@ impl Queue {
 }
 
 impl Shared {
+    /// An outbox's state with no bound over all outboxes (tests).
+    #[cfg(test)]
     pub(super) fn new(capacity: usize) -> Shared {
+        Shared::with_total(capacity, Arc::new(TotalBound::new(usize::MAX)))
+    }
+
+    pub(super) fn with_total(capacity: usize, total: Arc<TotalBound>) -> Shared {
         Shared {
+            total,
             capacity,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
@@ -178,6 +236,7 @@ impl Shared {
         let mut queue = self.lock();
         for event in events {
             self.durable.fetch_max(event.sequence, Ordering::AcqRel);
+            self.total.force_take();
             queue.events.push_back(event);
         }
     }
@@ -214,6 +273,7 @@ impl Shared {
     /// SAP acknowledged the event in flight.
     pub(super) fn delivered(&self) {
         self.lock().in_flight = false;
+        self.total.give_back(1);
     }
 
     /// When the [`Outbox`] was dropped, if it was.
@@ -229,6 +289,7 @@ impl Shared {
         queue.events.clear();
         queue.in_flight = false;
         queue.ended = true;
+        self.total.give_back(discarded);
         discarded
     }
 }
@@ -236,7 +297,6 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn event(sequence: u64) -> OutboundEvent {
         OutboundEvent {
@@ -285,5 +345,27 @@ mod tests {
         assert_eq!(outbox.push(event(3)), Err(PushError::Closed));
         assert_eq!(outbox.depth(), 0);
         assert!(!outbox.is_open());
+    }
+
+    #[tokio::test]
+    async fn total_bound_spans_outboxes() {
+        let total = Arc::new(TotalBound::new(3));
+        let a = Arc::new(Shared::with_total(10, total.clone()));
+        let b = Arc::new(Shared::with_total(10, total.clone()));
+        let (oa, ob) = (
+            Outbox::new(1, a.clone(), Spool::memory()),
+            Outbox::new(2, b.clone(), Spool::memory()),
+        );
+        oa.push(event(1)).unwrap();
+        oa.push(event(2)).unwrap();
+        ob.push(event(1)).unwrap();
+        assert_eq!(ob.push(event(2)), Err(PushError::Full));
+        assert_eq!(total.used(), 3);
+        assert_eq!(a.next().await.unwrap().sequence, 1);
+        a.delivered();
+        ob.push(event(2)).unwrap();
+        assert_eq!(oa.coalesce("phoneCallChanged", "none"), None);
+        assert_eq!(b.end(), 2);
+        assert_eq!(total.used(), 1);
     }
 }
