@@ -9,6 +9,10 @@
 #   ICI_ASTERISK_RUN   logs, pid files, phone configs (default /tmp/ici-connector-asterisk)
 #   ICI_DEBIAN_MIRROR  Debian mirror (default: the first one in the machine's apt sources)
 #
+# `setup.sh --kill-asterisk` kills the running Asterisk with SIGKILL (a crash: no hangups,
+# the AMI connection just drops); `setup.sh --start-asterisk` starts it again. The test uses
+# them for the switchover step.
+#
 # Exit status: 0 ready; 77 the environment cannot run it (the reason on stdout as
 # "SKIPPED: ..."); anything else is a failure.
 set -euo pipefail
@@ -29,6 +33,32 @@ command -v apt-get >/dev/null 2>&1 || skip "no apt-get: not a Debian-like system
 command -v chroot >/dev/null 2>&1 || skip "no chroot"
 
 mkdir -p "$run"
+
+ami_up() { timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5038 && head -c 15 <&3' 2>/dev/null | grep -q Asterisk; }
+start_asterisk() {
+    chroot "$root" /usr/sbin/asterisk -f -vvv >>"$run/asterisk.log" 2>&1 </dev/null &
+    echo $! >"$run/asterisk.pid"
+    for _ in $(seq 1 100); do
+        ami_up && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$run/asterisk.log" >&2
+    echo "asterisk setup: AMI on 127.0.0.1:5038 did not answer" >&2
+    exit 1
+}
+case "${1:-}" in
+--kill-asterisk)
+    pid=$(cat "$run/asterisk.pid")
+    kill -9 "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    exit 0
+    ;;
+--start-asterisk)
+    start_asterisk
+    exit 0
+    ;;
+esac
+
 "$here/teardown.sh" --keep-mounts >/dev/null 2>&1 || true
 
 need=()
@@ -98,19 +128,8 @@ done
 chroot "$root" sh -c 'chown asterisk:asterisk /etc/asterisk/*.conf' 2>/dev/null || true
 
 log "starting asterisk"
-chroot "$root" /usr/sbin/asterisk -f -vvv >"$run/asterisk.log" 2>&1 </dev/null &
-echo $! >"$run/asterisk.pid"
-
-ami_up() { timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5038 && head -c 15 <&3' 2>/dev/null | grep -q Asterisk; }
-for _ in $(seq 1 100); do
-    ami_up && break
-    sleep 0.1
-done
-ami_up || {
-    tail -n 20 "$run/asterisk.log" >&2
-    echo "asterisk setup: AMI on 127.0.0.1:5038 did not answer" >&2
-    exit 1
-}
+: >"$run/asterisk.log"
+start_asterisk
 
 for p in $phones; do
     IFS=: read -r ext sip ctrl <<<"$p"

@@ -579,11 +579,17 @@ impl Link<'_> {
                 check_number(&destination)?;
                 let (id, name) = leg(model, &call, &extension)?;
                 let action = Action::new("BlindTransfer")
-                    .with("Channel", name)
+                    .with("Channel", name.clone())
                     .with("Exten", destination)
                     .with("Context", DIAL_CONTEXT);
+                // Asterisk may leave the transferer's phone in the call; the agent is done
+                // with it, so it is hung up (an error means it was already gone).
+                let hangup = Step {
+                    action: Action::new("Hangup").with("Channel", name),
+                    tolerate: true,
+                };
                 Ok((
-                    vec![step(action)],
+                    vec![step(action), hangup],
                     SwitchReply::Done,
                     Some(Waiter::Left(id)),
                 ))
