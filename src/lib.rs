@@ -21,7 +21,8 @@
 //! - [`notify`]: event delivery to SAP, ordered per subscription, with retries.
 //! - [`numbers`]: phone numbers: switch parties to SAP's E.164 form, ANI/DNIS attribute
 //!   search, and the number SAP dials as sent to the switch.
-//! - [`switch`]: the switch adapter vocabulary and its implementations (`sim`, ...).
+//! - [`switch`]: the switch adapter vocabulary and its implementations (`sim`, `asterisk`
+//!   over AMI).
 //! - [`wsdl`]: WSDL 1.1 documents generated from the `ici` catalog, served on `GET ?wsdl`.
 
 pub mod admin;
@@ -98,7 +99,12 @@ pub async fn run(
             let (sim, control) = switch::sim::start(sim_settings(&config), sink);
             (Arc::new(sim), Some(control))
         }
-        kind @ SwitchKind::Asterisk => return Err(RunError::SwitchUnavailable(kind)),
+        kind @ SwitchKind::Asterisk => {
+            let Some(asterisk) = config.switch.asterisk.clone() else {
+                return Err(RunError::SwitchUnavailable(kind));
+            };
+            (Arc::new(switch::asterisk::start(asterisk, sink)), None)
+        }
     };
     let store = notify::RedbStore::open(&config.events.data_dir).map_err(RunError::Spool)?;
     let (spool, restored) = notify::Spool::start(store).map_err(RunError::Spool)?;

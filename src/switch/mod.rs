@@ -8,6 +8,7 @@
 //! by itself) as a [`SwitchEvent`] on its [`EventSink`] **before** it answers, so a SOAP request
 //! that follows the answer always sees the new state.
 
+pub mod asterisk;
 pub mod sim;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,109 @@
+//! The Asterisk backend: drives a real PBX through its manager interface (AMI, TCP 5038).
+//!
+//! AMI monitors and controls an existing dialplan, which is exactly the CTI middleware's
+//! position: callers reach agents through the PBX's own queues (`app_queue`), and the
+//! adapter turns what AMI reports into per-agent [`LegEvent`](super::LegEvent) snapshots:
+//!
+//! | AMI | leg / agent |
+//! |---|---|
+//! | `Newchannel` on the call's first channel | `ani` = `CallerIDNum`, `dnis` = `Exten` |
+//! | `QueueCallerJoin`, `AgentCalled` | `queue` |
+//! | `Newstate` Ringing on an agent channel | alerting (dialing on a call the adapter originated) |
+//! | `Newstate` Up / `BridgeEnter` | connected |
+//! | `Hold` / `Unhold` | held / connected |
+//! | `ConfbridgeJoin` | conferenced |
+//! | `BlindTransfer` / `AttendedTransfer` (transferer) | transferred |
+//! | `Hangup` | dropped (cause from the Q.850 code; `abandoned` while alerting) |
+//! | `VarSet SAP_CAD` | attribute `Sap_Cad` (attached data set by the dialplan/IVR) |
+//! | `QueueMemberAdded/Pause/Removed` | [`SwitchEvent::Agent`](super::SwitchEvent::Agent) |
+//!
+//! The call id is the `Linkedid`, shared by all legs of one call, also after a transfer.
+//! A channel belongs to an agent when its device matches `interface_pattern`
+//! (`PJSIP/{extension}`). Calls the adapter originates get their own `Uniqueid`
+//! (`ici-...`, AMI `ChannelId`) so `MakeCall` can answer with the new call's id.
+//!
+//! Switchover: when the connection drops the adapter reports `LinkDown`, answers commands
+//! with `Unavailable`, reconnects with backoff (alternating with `backup_host`), logs in
+//! again, rebuilds its picture from `CoreShowChannels` and `QueueStatus`, and reports
+//! `LinkUp` with every live agent leg, so calls that ended meanwhile are dropped toward SAP.
+//! The first login reports `LinkUp` the same way.
+//!
+//! Ordering: a command is answered after the AMI response *and* the event that shows its
+//! effect (the agent's new state, the leg leaving, the originated leg appearing), or after
+//! [`COMMAND_WAIT`] if that event does not come.
+//!
+//! What AMI cannot do on a plain SIP phone: answer and hold (the phone does both; AMI only
+//! reports them). The adapter therefore does not claim `Answer` or `Hold`, and the
+//! connector answers SAP with a fault naming the switch.
+
+mod actor;
+pub mod codec;
+pub mod model;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Capability, EventSink, SwitchAdapter, SwitchError, SwitchRequest};
+use crate::config::AsteriskConfig;
+
+/// How many commands may wait for the adapter before `submit` answers `Unavailable`.
+pub const COMMAND_QUEUE_DEPTH: usize = 256;
+/// Limit for TCP connect plus login.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a command waits for the event that shows its effect before it is answered.
+pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
+/// Dialplan context the adapter sends originated and transferred calls to. The PBX admin
+/// defines it (handlers/asterisk/extensions_ici.conf), normally by including the context
+/// agents' phones dial from.
+pub const DIAL_CONTEXT: &str = "ici-connector";
+
+/// What the adapter can do through AMI, and nothing more.
+const CAPABILITIES: [Capability; 4] = [
+    Capability::MakeCall,
+    Capability::Clear,
+    Capability::BlindTransfer,
+    Capability::AgentState,
+];
+
+/// Start the adapter: spawns its task on the current tokio runtime, which connects, logs in
+/// and keeps reconnecting until the handle is dropped.
+pub fn start(config: AsteriskConfig, events: EventSink) -> AsteriskSwitch {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE_DEPTH);
+    tokio::spawn(actor::run(config, rx, events));
+    AsteriskSwitch { tx }
+}
+
+/// The Asterisk adapter as the session manager sees it.
+#[derive(Debug, Clone)]
+pub struct AsteriskSwitch {
+    tx: mpsc::Sender<SwitchRequest>,
+}
+
+impl SwitchAdapter for AsteriskSwitch {
+    fn name(&self) -> &'static str {
+        "asterisk"
+    }
+
+    /// Make call, clear, blind transfer and agent states. Not answer and hold: on a plain
+    /// SIP phone only the phone can do them. Not consultation, conference, reroute, drop
+    /// party, listen or attached data: not built yet.
+    fn capabilities(&self) -> &[Capability] {
+        &CAPABILITIES
+    }
+
+    fn submit(&self, request: SwitchRequest) {
+        use mpsc::error::TrySendError;
+        let (request, why) = match self.tx.try_send(request) {
+            Ok(()) => return,
+            Err(TrySendError::Full(r)) => (r, "asterisk adapter queue full"),
+            Err(TrySendError::Closed(r)) => (r, "asterisk adapter stopped"),
+        };
+        tracing::warn!(command = ?request.command, why, "switch command refused");
+        let _ = request
+            .reply
+            .send(Err(SwitchError::Unavailable(why.to_owned())));
+    }
+}

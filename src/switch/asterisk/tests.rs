@@ -1,0 +1,277 @@
+//! The codec and the event → leg mapping, on AMI text a real Asterisk 22.10.1 printed
+//! (testdata/queue_call.ami: agent 2001 logs in, pauses with reason Break, unpauses;
+//! customer 2003 calls queue 600, 2001 answers, AMI hangs up; then an Originate from 2001
+//! with `CTI_REF=demo-1`; logout).
+
+use super::codec::{Action, Decoder, Frame, Message};
+use super::model::{Interfaces, Model};
+use crate::switch::{AgentState, Direction, LegState, SwitchEvent};
+
+const CAPTURE: &str = include_str!("testdata/queue_call.ami");
+
+fn frames(text: &str) -> Vec<Frame> {
+    let mut decoder = Decoder::new();
+    // Byte by byte: a frame split anywhere must still come out whole.
+    let mut out = Vec::new();
+    for chunk in text.as_bytes().chunks(7) {
+        decoder.feed(chunk);
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            out.push(frame);
+        }
+    }
+    out
+}
+
+fn replay(text: &str) -> Vec<SwitchEvent> {
+    let mut model = Model::new("PJSIP/{extension}", vec![]);
+    frames(text)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Message(m) => Some(m),
+            Frame::Banner(_) => None,
+        })
+        .flat_map(|m| model.apply(&m))
+        .collect()
+}
+
+#[test]
+fn decoder_splits_banner_and_messages() {
+    let frames = frames(CAPTURE);
+    assert_eq!(
+        frames[0],
+        Frame::Banner("Asterisk Call Manager/11.0.0".into())
+    );
+    let Frame::Message(login) = &frames[1] else {
+        panic!("a message after the banner")
+    };
+    assert!(login.is_response());
+    assert_eq!(login.get("Response"), Some("Success"));
+    assert_eq!(login.get("actionid"), Some("Login-1"));
+    let events = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Message(m) if m.event() == Some("Newchannel")))
+        .count();
+    assert_eq!(events, 4);
+}
+
+#[test]
+fn message_values_treat_placeholders_as_absent() {
+    let m = Message::parse(
+        "Event: Newchannel\r\nConnectedLineNum: <unknown>\r\nAccountCode: \r\nExten: 600\r\n",
+    );
+    assert_eq!(m.event(), Some("Newchannel"));
+    assert_eq!(m.value("ConnectedLineNum"), None);
+    assert_eq!(m.value("AccountCode"), None);
+    assert_eq!(m.get("AccountCode"), Some(""));
+    assert_eq!(m.value("exten"), Some("600"));
+}
+
+#[test]
+fn actions_cannot_inject_headers() {
+    let wire = Action::new("Originate")
+        .with("Exten", "2002\r\nAction: Hangup")
+        .encode("7");
+    assert_eq!(
+        wire,
+        "Action: Originate\r\nActionID: 7\r\nExten: 2002  Action: Hangup\r\n\r\n"
+    );
+}
+
+#[test]
+fn action_display_never_shows_values() {
+    let login = Action::new("Login").with("Secret", "ctipass");
+    assert_eq!(login.to_string(), "Login");
+}
+
+#[test]
+fn oversized_garbage_is_refused() {
+    let mut decoder = Decoder::new();
+    decoder.feed(b"Asterisk Call Manager/11.0.0\r\n");
+    assert!(matches!(decoder.next_frame(), Ok(Some(Frame::Banner(_)))));
+    decoder.feed(&vec![b'x'; super::codec::MAX_MESSAGE + 1]);
+    assert!(decoder.next_frame().is_err());
+}
+
+#[test]
+fn interfaces_follow_the_pattern() {
+    let i = Interfaces::new("PJSIP/{extension}");
+    assert_eq!(i.interface("2001"), "PJSIP/2001");
+    assert_eq!(
+        i.extension_of_channel("PJSIP/2001-0000001a"),
+        Some("2001".into())
+    );
+    assert_eq!(
+        i.extension_of_channel("Local/2002@internal-00000001;1"),
+        None
+    );
+    assert_eq!(i.extension_of_interface("PJSIP/2001"), Some("2001".into()));
+    let sip = Interfaces::new("SIP/agent-{extension}");
+    assert_eq!(
+        sip.extension_of_channel("SIP/agent-7-00000001"),
+        Some("7".into())
+    );
+}
+
+#[test]
+fn queue_call_becomes_alerting_connected_dropped() {
+    let events = replay(CAPTURE);
+    let legs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            SwitchEvent::Leg(l) if l.call == "1795448825.0" => Some(l),
+            _ => None,
+        })
+        .collect();
+    let states: Vec<_> = legs
+        .iter()
+        .map(|l| (l.extension.as_str(), l.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            // The customer's own phone is a device too; the session ignores non-agents.
+            ("2003", LegState::Dialing),
+            ("2003", LegState::Connected),
+            ("2001", LegState::Alerting),
+            ("2001", LegState::Connected),
+            // 2003's parties changed (2001 joined).
+            ("2003", LegState::Connected),
+            ("2003", LegState::Dropped),
+            ("2001", LegState::Dropped),
+        ]
+    );
+    let alerting = legs[2];
+    assert_eq!(alerting.direction, Direction::Inbound);
+    assert_eq!(alerting.queue.as_deref(), Some("support"));
+    assert_eq!(
+        alerting.attributes.get("ani").map(String::as_str),
+        Some("2003")
+    );
+    assert_eq!(
+        alerting.attributes.get("dnis").map(String::as_str),
+        Some("600")
+    );
+    assert_eq!(alerting.parties, ["2003"]);
+    assert_eq!(legs[5].cause.as_deref(), Some("normal"));
+}
+
+#[test]
+fn agent_states_follow_queue_membership() {
+    let agents: Vec<_> = replay(CAPTURE)
+        .into_iter()
+        .filter_map(|e| match e {
+            SwitchEvent::Agent { extension, state } => Some((extension, state)),
+            _ => None,
+        })
+        .collect();
+    let ready = ("2001".to_owned(), AgentState::Ready);
+    assert_eq!(
+        agents,
+        [
+            ready.clone(),
+            (
+                "2001".into(),
+                AgentState::NotReady {
+                    reason: Some("Break".into())
+                }
+            ),
+            ready,
+            ("2001".into(), AgentState::LoggedOut),
+        ]
+    );
+}
+
+#[test]
+fn originated_call_carries_the_correlation_and_dials() {
+    let mut model = Model::new("PJSIP/{extension}", vec![]);
+    model.expect_originate("cti-test-1", "item-9".into(), "2002");
+    let mut legs = Vec::new();
+    for frame in frames(CAPTURE) {
+        if let Frame::Message(m) = frame {
+            for event in model.apply(&m) {
+                if let SwitchEvent::Leg(l) = event
+                    && l.call == "cti-test-1"
+                {
+                    legs.push(l);
+                }
+            }
+        }
+    }
+    // "cti-" is not the adapter's own prefix, so this replay sees a phone-originated call:
+    // the first event still carries the correlation registered for the call.
+    assert_eq!(legs[0].correlation.as_deref(), Some("item-9"));
+    assert_eq!(legs[0].direction, Direction::Outbound);
+    assert_eq!(
+        legs[0].attributes.get("dnis").map(String::as_str),
+        Some("2002")
+    );
+    assert!(legs[1..].iter().all(|l| l.correlation.is_none()));
+    assert_eq!(legs.last().unwrap().state, LegState::Dropped);
+}
+
+#[test]
+fn sap_cad_and_transfer() {
+    let text = "Event: Newchannel\r\nChannel: PJSIP/2003-00000009\r\nChannelState: 4\r\nCallerIDNum: +4930123\r\nExten: 600\r\nUniqueid: 10.0\r\nLinkedid: 10.0\r\n\r\n\
+Event: VarSet\r\nChannel: PJSIP/2003-00000009\r\nVariable: __SAP_CAD\r\nValue: order=4711\r\nUniqueid: 10.0\r\nLinkedid: 10.0\r\n\r\n\
+Event: Newchannel\r\nChannel: PJSIP/2001-0000000a\r\nChannelState: 0\r\nCallerIDNum: 2001\r\nExten: s\r\nUniqueid: 10.1\r\nLinkedid: 10.0\r\n\r\n\
+Event: Newstate\r\nChannel: PJSIP/2001-0000000a\r\nChannelState: 6\r\nUniqueid: 10.1\r\nLinkedid: 10.0\r\n\r\n\
+Event: Hold\r\nChannel: PJSIP/2001-0000000a\r\nUniqueid: 10.1\r\nLinkedid: 10.0\r\n\r\n\
+Event: Unhold\r\nChannel: PJSIP/2001-0000000a\r\nUniqueid: 10.1\r\nLinkedid: 10.0\r\n\r\n\
+Event: BlindTransfer\r\nResult: Success\r\nTransfererChannel: PJSIP/2001-0000000a\r\nTransfererUniqueid: 10.1\r\nExtension: 2002\r\n\r\n\
+Event: Hangup\r\nChannel: PJSIP/2001-0000000a\r\nCause: 16\r\nUniqueid: 10.1\r\nLinkedid: 10.0\r\n\r\n";
+    let legs: Vec<_> = replay(&format!("Asterisk Call Manager/11.0.0\r\n{text}"))
+        .into_iter()
+        .filter_map(|e| match e {
+            SwitchEvent::Leg(l) if l.extension == "2001" => Some(l),
+            _ => None,
+        })
+        .collect();
+    let states: Vec<_> = legs.iter().map(|l| l.state).collect();
+    assert_eq!(
+        states,
+        [
+            LegState::Connected,
+            LegState::Held,
+            LegState::Connected,
+            LegState::Transferred
+        ]
+    );
+    assert_eq!(
+        legs[0].attributes.get("Sap_Cad").map(String::as_str),
+        Some("order=4711")
+    );
+    assert_eq!(legs[3].cause.as_deref(), Some("transferred"));
+}
+
+#[test]
+fn resync_lists_live_agent_legs() {
+    let mut model = Model::new("PJSIP/{extension}", vec!["support".into()]);
+    model.begin_resync();
+    let list = "Event: CoreShowChannel\r\nActionID: ici-1\r\nChannel: PJSIP/2001-00000001\r\nChannelState: 6\r\nCallerIDNum: 2001\r\nExten: 600\r\nUniqueid: 1795448825.1\r\nLinkedid: 1795448825.0\r\nBridgeId: cfc787c6\r\n\r\n\
+Event: CoreShowChannel\r\nActionID: ici-1\r\nChannel: PJSIP/2003-00000000\r\nChannelState: 6\r\nCallerIDNum: 2003\r\nExten: 600\r\nUniqueid: 1795448825.0\r\nLinkedid: 1795448825.0\r\nBridgeId: cfc787c6\r\n\r\n\
+Event: QueueMember\r\nQueue: support\r\nName: agent2001\r\nLocation: PJSIP/2001\r\nPaused: 0\r\nPausedReason: \r\n\r\n\
+Event: QueueMember\r\nQueue: other\r\nName: agent2002\r\nLocation: PJSIP/2002\r\nPaused: 0\r\n\r\n";
+    for frame in frames(&format!("x\r\n{list}")) {
+        if let Frame::Message(m) = frame {
+            assert!(
+                model.apply(&m).is_empty(),
+                "nothing is reported during a resync"
+            );
+        }
+    }
+    let (legs, agents) = model.finish_resync();
+    let agent_leg = legs.iter().find(|l| l.extension == "2001").unwrap();
+    assert_eq!(agent_leg.state, LegState::Connected);
+    assert_eq!(agent_leg.call, "1795448825.0");
+    assert_eq!(
+        agent_leg.attributes.get("ani").map(String::as_str),
+        Some("2003")
+    );
+    assert_eq!(
+        agents,
+        [SwitchEvent::Agent {
+            extension: "2001".into(),
+            state: AgentState::Ready
+        }]
+    );
+}

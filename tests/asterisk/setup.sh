@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Starts the test PBX for tests/asterisk_flow.rs: a real Asterisk (Debian sid) in a
+# debootstrapped chroot, and three baresip phones (2001, 2002 agents; 2003 customer),
+# all on loopback. Idempotent: the chroot is cached and reused, and running processes from
+# an earlier call are stopped and started again so every run begins from a clean PBX.
+#
+# Environment (all optional):
+#   ICI_ASTERISK_ROOT  chroot folder (default /var/cache/ici-connector-asterisk/sidroot)
+#   ICI_ASTERISK_RUN   logs, pid files, phone configs (default /tmp/ici-connector-asterisk)
+#   ICI_DEBIAN_MIRROR  Debian mirror (default: the first one in the machine's apt sources)
+#
+# `setup.sh --kill-asterisk` kills the running Asterisk with SIGKILL (a crash: no hangups,
+# the AMI connection just drops); `setup.sh --start-asterisk` starts it again. The test uses
+# them for the switchover step.
+#
+# Exit status: 0 ready; 77 the environment cannot run it (the reason on stdout as
+# "SKIPPED: ..."); anything else is a failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=${ICI_ASTERISK_ROOT:-/var/cache/ici-connector-asterisk/sidroot}
+run=${ICI_ASTERISK_RUN:-/tmp/ici-connector-asterisk}
+phones="2001:5210:4451 2002:5220:4452 2003:5230:4453" # extension:sip port (and the next one):ctrl_tcp port
+
+skip() {
+    echo "SKIPPED: $*"
+    exit 77
+}
+log() { echo "asterisk setup: $*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || skip "needs root (debootstrap, chroot, mount)"
+command -v apt-get >/dev/null 2>&1 || skip "no apt-get: not a Debian-like system"
+command -v chroot >/dev/null 2>&1 || skip "no chroot"
+
+mkdir -p "$run"
+
+ami_up() { timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5038 && head -c 15 <&3' 2>/dev/null | grep -q Asterisk; }
+start_asterisk() {
+    chroot "$root" /usr/sbin/asterisk -f -vvv >>"$run/asterisk.log" 2>&1 </dev/null &
+    echo $! >"$run/asterisk.pid"
+    for _ in $(seq 1 100); do
+        ami_up && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$run/asterisk.log" >&2
+    echo "asterisk setup: AMI on 127.0.0.1:5038 did not answer" >&2
+    exit 1
+}
+case "${1:-}" in
+--kill-asterisk)
+    pid=$(cat "$run/asterisk.pid")
+    kill -9 "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    exit 0
+    ;;
+--start-asterisk)
+    start_asterisk
+    exit 0
+    ;;
+esac
+
+"$here/teardown.sh" --keep-mounts >/dev/null 2>&1 || true
+
+need=()
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+mirror() {
+    if [ -n "${ICI_DEBIAN_MIRROR:-}" ]; then
+        echo "$ICI_DEBIAN_MIRROR"
+        return
+    fi
+    local m
+    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' |
+        grep -v -- '-security' | head -n1 || true)
+    if [ -z "$m" ]; then
+        m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+            awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' |
+            grep -v -- '-security' | head -n1 || true)
+    fi
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+mounted() { mountpoint -q "$1"; }
+mount_all() {
+    mounted "$root/proc" || mount -t proc proc "$root/proc"
+    mounted "$root/dev" || mount --bind /dev "$root/dev"
+    mounted "$root/dev/pts" || mount --bind /dev/pts "$root/dev/pts"
+}
+
+if [ ! -e "$root/.ici-complete" ]; then
+    m=$(mirror)
+    log "building the Debian sid chroot in $root from $m (about a minute)"
+    # An incomplete earlier attempt is thrown away, never half reused.
+    for d in dev/pts dev proc; do mounted "$root/$d" && umount "$root/$d"; done
+    rm -rf "$root"
+    mkdir -p "$(dirname "$root")"
+    debootstrap --variant=minbase --include=ca-certificates sid "$root" "$m" >"$run/debootstrap.log" 2>&1 ||
+        {
+            tail -n 20 "$run/debootstrap.log" >&2
+            exit 1
+        }
+    cp /etc/resolv.conf "$root/etc/"
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod +x "$root/usr/sbin/policy-rc.d"
+    echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99novalid"
+    mount_all
+    chroot "$root" apt-get update -q >"$run/apt.log" 2>&1
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends asterisk \
+        >>"$run/apt.log" 2>&1 || {
+        tail -n 20 "$run/apt.log" >&2
+        exit 1
+    }
+    touch "$root/.ici-complete"
+fi
+mount_all || skip "cannot mount proc/dev into the chroot"
+
+# The project's test configuration replaces the packaged one for the files it names.
+for f in "$here"/etc/*.conf; do
+    install -m 640 -o root -g root "$f" "$root/etc/asterisk/$(basename "$f")"
+done
+chroot "$root" sh -c 'chown asterisk:asterisk /etc/asterisk/*.conf' 2>/dev/null || true
+
+log "starting asterisk"
+: >"$run/asterisk.log"
+start_asterisk
+
+for p in $phones; do
+    IFS=: read -r ext sip ctrl <<<"$p"
+    dir=$run/baresip-$ext
+    mkdir -p "$dir"
+    echo "<sip:$ext@127.0.0.1:5160>;regint=600;answermode=manual" >"$dir/accounts"
+    sed -e "s/@SIP_PORT@/$sip/" -e "s/@CTRL_PORT@/$ctrl/" "$here/baresip.config" >"$dir/config"
+    : >"$dir/contacts"
+    baresip -f "$dir" >"$run/baresip-$ext.log" 2>&1 </dev/null &
+    echo $! >"$run/baresip-$ext.pid"
+done
+
+# Ready when every phone is registered (its contact is known to Asterisk).
+registered() {
+    local n
+    n=$(chroot "$root" /usr/sbin/asterisk -rx 'pjsip show contacts' 2>/dev/null | grep -c 'Contact:  20' || true)
+    [ "$n" -ge 3 ]
+}
+for _ in $(seq 1 100); do
+    registered && break
+    sleep 0.1
+done
+registered || {
+    chroot "$root" /usr/sbin/asterisk -rx 'pjsip show contacts' >&2 || true
+    echo "asterisk setup: the phones did not register" >&2
+    exit 1
+}
+log "ready: AMI 127.0.0.1:5038, phones $phones"

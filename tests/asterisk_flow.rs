@@ -1,0 +1,373 @@
+//! The connector against a real Asterisk 22 (tests/asterisk/setup.sh: a Debian sid chroot
+//! and three baresip phones on loopback), driven from SAP's side through the FakeSap.
+//!
+//! Needs root (debootstrap, chroot, mount) and a Debian mirror. Without them the test
+//! prints `SKIPPED: <reason>` and passes, except in CI (`CI` set), where it fails.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::fake_sap::{FakeSap, Received};
+use common::server::TestServer;
+
+/// baresip ctrl_tcp ports (tests/asterisk/setup.sh).
+const AGENT1_PHONE: u16 = 4451;
+const AGENT2_PHONE: u16 = 4452;
+const CUSTOMER_PHONE: u16 = 4453;
+const STEP: Duration = Duration::from_secs(15);
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/asterisk")
+        .join(name)
+}
+
+/// Runs a setup.sh mode; `Err(reason)` when the environment cannot run the PBX.
+fn setup(arg: Option<&str>) -> Result<(), String> {
+    let mut command = Command::new(script("setup.sh"));
+    command.args(arg);
+    let out = command.output().expect("run tests/asterisk/setup.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(77) => Err(stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SKIPPED: "))
+            .unwrap_or("setup.sh skipped")
+            .to_owned()),
+        _ => panic!(
+            "tests/asterisk/setup.sh {arg:?} failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Stops the PBX and the phones whatever the test's outcome.
+struct Teardown;
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = Command::new(script("teardown.sh")).status();
+    }
+}
+
+/// Sends one command to a baresip phone (ctrl_tcp: netstring-framed JSON) and waits for
+/// its answer.
+async fn phone(port: u16, command: &str, params: &str) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("phone on {port}: {e}"));
+    let json = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+    stream
+        .write_all(format!("{}:{json},", json.len()).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut seen = String::new();
+    let answered = tokio::time::timeout(Duration::from_secs(3), async {
+        while !seen.contains("\"token\":\"t\"") {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "phone {port} did not answer {command}: {seen}"
+    );
+}
+
+/// The next event on `path` named `name` that satisfies `want`; other events on the way are
+/// skipped (they are asserted by the steps that care about them).
+async fn expect(
+    sap: &mut FakeSap,
+    path: &str,
+    name: &str,
+    what: &str,
+    want: impl Fn(&Received) -> bool,
+) -> Received {
+    let found = tokio::time::timeout(STEP, async {
+        loop {
+            let event = sap.next_event().await;
+            if event.path == path && event.name == name && want(&event) {
+                return event;
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no {name} on {path} within {STEP:?}: {what}"))
+}
+
+/// Sends `accept` to phones (in order) until `expect`ed event arrives: the SIP INVITE may reach the
+/// phone a little after the AMI event that announced the call.
+async fn accept_until(
+    sap: &mut FakeSap,
+    ports: &[u16],
+    path: &str,
+    what: &str,
+    want: impl Fn(&Received) -> bool,
+) -> Received {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        for port in ports {
+            phone(*port, "accept", "").await;
+        }
+        let found = tokio::time::timeout(Duration::from_millis(700), async {
+            loop {
+                let event = sap.next_event().await;
+                if event.path == path && event.name == "phoneCallChanged" && want(&event) {
+                    return event;
+                }
+            }
+        })
+        .await;
+        if let Ok(event) = found {
+            return event;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no phoneCallChanged on {path} within {STEP:?}: {what}"
+        );
+    }
+}
+
+fn is(event: &Received, field: &str, value: &str) -> bool {
+    event.field(field).as_deref() == Some(value)
+}
+
+const CONFIG: &str = r#"
+[switch]
+kind = "asterisk"
+[switch.asterisk]
+host = "127.0.0.1"
+username = "cti"
+secret = "ctipass"
+queues = ["support"]
+reconnect_min = "200ms"
+reconnect_max = "1s"
+[agents]
+queues = ["support"]
+[agents.users]
+AGENT1 = { extension = "2001" }
+AGENT2 = { extension = "2002" }
+[[workmodes.reasons]]
+code = "10"
+text = "Back office"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    if let Err(reason) = setup(None) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Asterisk test must run in CI: {reason}"
+        );
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let _teardown = Teardown;
+    let mut sap = FakeSap::start().await;
+    let server = TestServer::start(CONFIG).await;
+
+    // The adapter logs in and resyncs: /readyz turns ready.
+    let deadline = tokio::time::Instant::now() + STEP;
+    while server.request(true, "GET", "/readyz", &[], "").await.status != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "AMI link never up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (user, path) in [("AGENT1", "/a1"), ("AGENT2", "/a2")] {
+        server
+            .call(
+                "User",
+                "subscribeUser",
+                &[
+                    ("userId", user),
+                    ("appURL", &sap.url_for(path)),
+                    ("appId", "APP"),
+                ],
+            )
+            .await
+            .ok();
+    }
+
+    // Agent login + ready: QueueAdd.
+    server
+        .call(
+            "User",
+            "setCurrentWorkmode",
+            &[("userId", "AGENT1"), ("workmode", "2")],
+        )
+        .await
+        .ok();
+    expect(&mut sap, "/a1", "workmodeChanged", "ready", |e| {
+        is(e, "workmode", "2")
+    })
+    .await;
+
+    // A customer calls the queue: alerting at agent 1 with ANI and DNIS.
+    phone(CUSTOMER_PHONE, "dial", "sip:600@127.0.0.1:5160").await;
+    let alerting = expect(&mut sap, "/a1", "phoneCallChanged", "queue call", |e| {
+        is(e, "state", "alerting")
+    })
+    .await;
+    let call = alerting.field("callId").unwrap();
+    assert_eq!(alerting.field("remoteAddress").as_deref(), Some("+2003"));
+    assert_eq!(alerting.field("dialedAddress").as_deref(), Some("+600"));
+    assert_eq!(alerting.field("queue").as_deref(), Some("support"));
+    assert_eq!(alerting.field("direction").as_deref(), Some("inbound"));
+
+    // Answer is the phone's job on Asterisk; SAP's accept gets a clear fault.
+    let (_, fault) = server
+        .call("Item", "accept", &[("itemId", &call)])
+        .await
+        .fault();
+    assert!(fault.contains("asterisk"), "{fault}");
+    phone(AGENT1_PHONE, "accept", "").await;
+    expect(&mut sap, "/a1", "phoneCallChanged", "answered", |e| {
+        is(e, "callId", &call) && is(e, "state", "connected")
+    })
+    .await;
+    let (_, fault) = server
+        .call("PhoneCall", "hold", &[("callId", &call)])
+        .await
+        .fault();
+    assert!(
+        fault.contains("hold") && fault.contains("asterisk"),
+        "{fault}"
+    );
+
+    // Blind transfer to agent 2: same call id there.
+    server
+        .call(
+            "PhoneCall",
+            "transfer",
+            &[("callId", &call), ("address", "2002")],
+        )
+        .await
+        .ok();
+    expect(
+        &mut sap,
+        "/a1",
+        "phoneCallChanged",
+        "transferred away",
+        |e| is(e, "callId", &call) && is(e, "state", "transferred"),
+    )
+    .await;
+    expect(&mut sap, "/a2", "phoneCallChanged", "transfer rings", |e| {
+        is(e, "callId", &call) && is(e, "state", "alerting")
+    })
+    .await;
+    phone(AGENT2_PHONE, "accept", "").await;
+    expect(
+        &mut sap,
+        "/a2",
+        "phoneCallChanged",
+        "agent 2 answered",
+        |e| is(e, "callId", &call) && is(e, "state", "connected"),
+    )
+    .await;
+
+    // Drop from SAP.
+    server
+        .call("PhoneCall", "drop", &[("callId", &call)])
+        .await
+        .ok();
+    expect(&mut sap, "/a2", "phoneCallChanged", "dropped", |e| {
+        is(e, "callId", &call) && is(e, "state", "dropped")
+    })
+    .await;
+
+    // Dial from SAP: the agent's phone rings first (dialing), then the customer.
+    let answer = server
+        .call(
+            "PhoneCall",
+            "dial",
+            &[("userId", "AGENT1"), ("address", "2003")],
+        )
+        .await;
+    let dialled = answer.ok().ret().text.clone();
+    expect(
+        &mut sap,
+        "/a1",
+        "phoneCallChanged",
+        "dial rings the agent",
+        |e| is(e, "callId", &dialled) && is(e, "state", "dialing"),
+    )
+    .await;
+    // The agent answers (still dialing), then the customer answers.
+    let phones = [AGENT1_PHONE, CUSTOMER_PHONE];
+    let connected = accept_until(&mut sap, &phones, "/a1", "customer answered", |e| {
+        is(e, "callId", &dialled) && is(e, "state", "connected")
+    })
+    .await;
+    assert_eq!(connected.field("direction").as_deref(), Some("outbound"));
+
+    // Not ready with a reason: QueuePause Reason=10.
+    server
+        .call(
+            "User",
+            "setCurrentWorkmode",
+            &[("userId", "AGENT1"), ("workmode", "3"), ("reason", "10")],
+        )
+        .await
+        .ok();
+    expect(&mut sap, "/a1", "workmodeChanged", "not ready", |e| {
+        is(e, "workmode", "3") && is(e, "reason", "10")
+    })
+    .await;
+
+    // Switchover: Asterisk crashes mid-call (no hangup events), the link goes down...
+    setup(Some("--kill-asterisk")).unwrap();
+    let deadline = tokio::time::Instant::now() + STEP;
+    while server.request(true, "GET", "/readyz", &[], "").await.status != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "no LinkDown");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, fault) = server
+        .call(
+            "PhoneCall",
+            "dial",
+            &[("userId", "AGENT1"), ("address", "2003")],
+        )
+        .await
+        .fault();
+    assert!(
+        fault.contains("unavailable") || fault.contains("link"),
+        "{fault}"
+    );
+    // ... it comes back, the adapter reconnects, and the resync drops the dead call.
+    setup(Some("--start-asterisk")).unwrap();
+    let dropped = expect(&mut sap, "/a1", "phoneCallChanged", "resync drop", |e| {
+        is(e, "callId", &dialled) && is(e, "state", "dropped")
+    })
+    .await;
+    assert_eq!(dropped.field("reason").as_deref(), Some("switch resync"));
+    // Queue memberships did not survive the restart (persistentmembers=no).
+    expect(
+        &mut sap,
+        "/a1",
+        "workmodeChanged",
+        "logged off by restart",
+        |e| is(e, "workmode", "1"),
+    )
+    .await;
+    assert_eq!(
+        server.request(true, "GET", "/readyz", &[], "").await.status,
+        200
+    );
+    server.stop().await;
+}
