@@ -409,12 +409,11 @@ pub struct AgentUser {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkmodesConfig {
-    /// Workmode applied at login when `ignore_sap_login_workmode` is true; `"off"` = keep the
-    /// agent's state on the switch. Default `"off"`.
+    /// Workmode applied at login when `ignore_sap_login_workmode` is true; `"off"` = not
+    /// ready (3), so no ACD call reaches an agent who has not said so. Default `"off"`.
     #[serde(with = "serde_util::workmode_or_off")]
     pub login: Option<u32>,
-    /// Ignore the workmode SAP asks for at login (use `login` or the switch's state).
-    /// Default false. Set it when agents log in to the phone before SAP.
+    /// Ignore the workmode SAP asks for at login and apply `login` instead. Default false.
     pub ignore_sap_login_workmode: bool,
     /// Workmode the agent is put in after rejecting an ACD call (`reroute`), so the queue
     /// does not offer it straight back; `"off"` = unchanged. Default 3 (not ready).
