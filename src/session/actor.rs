@@ -72,7 +72,10 @@ pub(super) struct Actor {
     /// Item id (from `create`) → the call placed for it.
     aliases: HashMap<String, String>,
     /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
-    pending_items: HashSet<String>,
+    pending_items: HashMap<String, Instant>,
+    /// Attached-data keys no live call had at the last reaper tick (removed if still so at
+    /// the next one: a blind transfer re-alerts within that time).
+    orphans: HashSet<String>,
     /// Consultations asked for: consulting extension → the call it holds. The consultation
     /// call inherits that call's attached data (warm transfer screen pop).
     consults: HashMap<String, String>,
@@ -102,7 +105,8 @@ impl Actor {
             by_extension: HashMap::new(),
             attached: HashMap::new(),
             aliases: HashMap::new(),
-            pending_items: HashSet::new(),
+            pending_items: HashMap::new(),
+            orphans: HashSet::new(),
             consults: HashMap::new(),
             subscriptions: Vec::new(),
             next_id: 1,
@@ -223,7 +227,7 @@ impl Actor {
             }
             Create { .. } => {
                 let item = format!("item-{}", self.next_id());
-                self.pending_items.insert(item.clone());
+                self.pending_items.insert(item.clone(), Instant::now());
                 answer(Value::text(item))
             }
             Accept { item } => self.on_leg_in(
@@ -584,7 +588,8 @@ impl Actor {
             Some(item) => item,
             None => format!("dial-{}", self.next_id()),
         };
-        self.pending_items.insert(correlation.clone());
+        self.pending_items
+            .insert(correlation.clone(), Instant::now());
         Ok(Step::Switch(vec![SwitchCommand::MakeCall {
             extension,
             destination,
@@ -762,7 +767,7 @@ impl Actor {
                 .chain(a.waiting.iter())
                 .any(|l| l.call == key)
         });
-        if live || self.pending_items.contains(&key) || self.attached.contains_key(&key) {
+        if live || self.pending_items.contains_key(&key) || self.attached.contains_key(&key) {
             Ok(key)
         } else {
             Err(IciError::UnknownItem(item.to_string()))
@@ -992,7 +997,7 @@ impl Actor {
     /// A call placed for an item (create + dial) takes over the item's id and data.
     fn adopt_item(&mut self, leg: &LegEvent) {
         if let Some(item) = &leg.correlation
-            && self.pending_items.remove(item)
+            && self.pending_items.remove(item).is_some()
         {
             if *item != leg.call {
                 self.aliases.insert(item.clone(), leg.call.clone());
@@ -1137,6 +1142,27 @@ impl Actor {
                 "max age",
             );
         }
+        // Items created for a dial that never came, and attached data of calls that left
+        // our agents (e.g. blind-transferred outside), must not pile up.
+        self.pending_items
+            .retain(|_, created| now.duration_since(*created) < max_age);
+        let live: HashSet<String> = self
+            .agents
+            .values()
+            .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
+            .map(|l| l.call.clone())
+            .collect();
+        let orphans: HashSet<String> = self
+            .attached
+            .keys()
+            .filter(|k| !live.contains(*k) && !self.pending_items.contains_key(*k))
+            .cloned()
+            .collect();
+        let previous = std::mem::replace(&mut self.orphans, orphans);
+        self.attached
+            .retain(|k, _| !(previous.contains(k) && self.orphans.contains(k)));
+        self.aliases
+            .retain(|item, call| live.contains(call) || self.pending_items.contains_key(item));
     }
 
     /// After a (re)connect the switch's list of live legs is the truth: every interaction
