@@ -403,7 +403,7 @@ async fn ten_thousand_malformed_requests_leave_the_server_up_with_flat_memory() 
         b"<?xml version=\"1.0\" encoding=\"x-unknown\"?><a/>".to_vec(),
         b"\xff\xfe\x00<\x00a".to_vec(),
         br#"<!DOCTYPE a [<!ENTITY a "aaaa">]><a>&a;</a>"#.to_vec(),
-        format!("{}", "<a>".repeat(100)).into_bytes(),
+        "<a>".repeat(100).into_bytes(),
         envelope(&ns("User"), "nope", &"<x/>".repeat(200)).into_bytes(),
         envelope(&ns("User"), "getAttributes", "<userId>&undefined;</userId>").into_bytes(),
         br#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><x:Body>"#
