@@ -12,7 +12,11 @@
 //! - [`config`]: TOML file → validated [`config::Config`] that every other module reads.
 //! - [`listener`]: the accept loop both listeners share: connection cap, header timeout,
 //!   graceful shutdown.
-//! - [`server`]: the SAP-facing SOAP listener (limits, `?wsdl`, faults).
+//! - [`server`]: the SAP-facing SOAP listener (limits, `?wsdl`, faults, Basic auth).
+//! - [`tls`]: rustls for the SOAP listener (client certificates, reload without restart)
+//!   and for events to `https://` appURLs.
+//! - [`security`]: source-address allow-lists, Basic auth with a per-peer failure limit,
+//!   counters of refusals.
 //! - [`admin`]: health, status, simulator control.
 //! - [`soap`]: the SOAP 1.1 wire layer (pure): request bytes → element tree, envelopes out.
 //! - [`ici`]: the ICI operation catalog and typed operations.
@@ -32,10 +36,12 @@ pub mod ici;
 pub mod listener;
 pub mod notify;
 pub mod numbers;
+pub mod security;
 pub mod server;
 pub mod session;
 pub mod soap;
 pub mod switch;
+pub mod tls;
 pub mod wsdl;
 
 use std::future::Future;
@@ -82,9 +88,12 @@ pub enum RunError {
     Spool(notify::spool::SpoolError),
     #[error("switch kind {0} is not available in this build yet")]
     SwitchUnavailable(SwitchKind),
+    #[error("[tls]: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
-/// Runs the connector until `shutdown` completes, then stops accepting, lets in-flight
+/// Runs the connector until `shutdown` completes (or fails at once when the TLS files in
+/// `[tls]` cannot be loaded), then stops accepting, lets in-flight
 /// requests finish within `limits.request_timeout`, and returns.
 pub async fn run(
     config: Config,
@@ -92,6 +101,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
+    // TLS files are read before anything starts, so a bad certificate stops the start.
+    let server_tls = if config.tls.enabled {
+        Some(tls::ServerTls::load(&config.tls)?)
+    } else {
+        None
+    };
+    let outbound_tls = tls::client_config(&config.tls.outbound)?;
     let (event_tx, event_rx) = mpsc::channel(session::SWITCH_EVENT_QUEUE);
     let sink = switch::EventSink::new(event_tx);
     let (adapter, sim_control): (Arc<dyn switch::SwitchAdapter>, _) = match config.switch.kind {
@@ -109,7 +125,14 @@ pub async fn run(
     let store = notify::RedbStore::open(&config.events.data_dir).map_err(RunError::Spool)?;
     let (spool, restored) = notify::Spool::start(store).map_err(RunError::Spool)?;
     let (feedback_tx, feedback_rx) = mpsc::channel(1024);
-    let notifier = notify::Notifier::with_spool(notifier_settings(&config), feedback_tx, spool);
+    let notifier = notify::Notifier::with_spool(
+        notify::NotifierSettings {
+            tls: Some(outbound_tls),
+            ..notifier_settings(&config)
+        },
+        feedback_tx,
+        spool,
+    );
     let (session, session_task) = session::start(
         Arc::clone(&config),
         adapter,
@@ -120,10 +143,19 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let counters = Arc::new(security::SecurityCounters::default());
+    let reload_task = server_tls
+        .clone()
+        .map(|server_tls| tokio::spawn(server_tls.watch(config.tls.clone(), stop_rx.clone())));
     let soap_task = tokio::spawn(server::serve(
         listeners.soap,
         Arc::clone(&config),
         session.clone(),
+        listener::ListenerSecurity {
+            tls: server_tls,
+            allow: security::AccessList::new(&config.access.soap_allow),
+            counters: Arc::clone(&counters),
+        },
         stop_rx.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(
@@ -131,6 +163,11 @@ pub async fn run(
         Arc::clone(&config),
         session.clone(),
         sim_control,
+        listener::ListenerSecurity {
+            tls: None,
+            allow: security::AccessList::new(&config.access.admin_allow),
+            counters,
+        },
         stop_rx,
     ));
     info!(switch = %config.switch.kind, "ici-connector running");
@@ -139,6 +176,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = soap_task.await;
     let _ = admin_task.await;
+    if let Some(task) = reload_task {
+        let _ = task.await;
+    }
     drop(session);
     let _ = session_task.await;
     // What SAP does not take in time stays in the spool for the next start.

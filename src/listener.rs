@@ -16,9 +16,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
+
+use crate::security::{AccessList, SecurityCounters};
+use crate::tls::ServerTls;
 
 /// The response type of both listeners.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -28,20 +32,51 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub struct ConnectionLimits {
     /// Most connections open at once; further clients wait in the accept backlog.
     pub max_connections: usize,
-    /// A client must send its request headers within this time.
+    /// A client must finish the TLS handshake, and then send its request headers, each
+    /// within this time.
     pub header_read_timeout: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub drain: Duration,
+    /// Largest request head (request line and headers); hyper answers 431 beyond it. Values
+    /// under 8192 are raised to 8192, hyper's smallest buffer.
+    pub max_header_bytes: usize,
 }
+
+/// Who may talk to one listener, and over what.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSecurity {
+    /// TLS on this listener (`None`: plain HTTP).
+    pub tls: Option<ServerTls>,
+    /// Source addresses allowed to connect.
+    pub allow: AccessList,
+    /// Where refusals are counted.
+    pub counters: Arc<SecurityCounters>,
+}
+
+/// The far end of one connection, as the request handler sees it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// The verified client certificate's subject (TLS with client certificates only).
+    pub client_subject: Option<Arc<str>>,
+}
+
+/// The first byte of a TLS handshake record; anything else on a TLS port is not TLS.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The body a plain-HTTP client gets on the TLS port, before the connection is closed.
+const PLAIN_HTTP_ON_TLS: &str = "this port speaks HTTPS (TLS 1.2 or 1.3)\n";
 
 /// Serves `listener` until `stop` turns true (or its sender is dropped).
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    security: ListenerSecurity,
     mut stop: watch::Receiver<bool>,
     handler: F,
 ) where
-    F: Fn(hyper::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(hyper::Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -51,7 +86,7 @@ pub async fn serve<F, Fut>(
             permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
             _ = stop.changed() => break,
         };
-        let (stream, peer) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -63,21 +98,43 @@ pub async fn serve<F, Fut>(
             },
             _ = stop.changed() => break,
         };
+        if !security.allow.allows(addr.ip()) {
+            SecurityCounters::bump(&security.counters.connections_refused);
+            debug!(peer = %addr, "connection from an address not in the allow-list closed");
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let response = handler(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
+        let tls = security.tls.clone();
+        let counters = Arc::clone(&security.counters);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            let peer = Peer {
+                addr,
+                client_subject: None,
+            };
+            match tls {
+                None => {
+                    serve_connection(TokioIo::new(stream), peer, limits, watcher, handler).await
+                }
+                Some(tls) => {
+                    let Some(stream) = handshake(stream, &tls, &limits, &counters, addr).await
+                    else {
+                        return drop(permit);
+                    };
+                    let client_subject = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(crate::tls::Subject::of)
+                        .map(|s| Arc::from(s.full));
+                    let peer = Peer {
+                        addr,
+                        client_subject,
+                    };
+                    serve_connection(TokioIo::new(stream), peer, limits, watcher, handler).await
+                }
             }
             drop(permit);
         });
@@ -86,6 +143,89 @@ pub async fn serve<F, Fut>(
     tokio::select! {
         _ = graceful.shutdown() => debug!("all connections closed"),
         _ = tokio::time::sleep(limits.drain) => warn!("drain deadline passed; closing connections"),
+    }
+}
+
+/// The TLS handshake of one connection, within the header timeout. A client that speaks
+/// plain HTTP gets a readable 400 instead of TLS garbage.
+async fn handshake(
+    stream: TcpStream,
+    tls: &ServerTls,
+    limits: &ConnectionLimits,
+    counters: &SecurityCounters,
+    addr: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE => {
+            SecurityCounters::bump(&counters.plain_http_on_tls);
+            debug!(peer = %addr, "plain HTTP on the TLS port");
+            let mut stream = stream;
+            let _ = tokio::time::timeout(limits.header_read_timeout, async {
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+                    PLAIN_HTTP_ON_TLS.len()
+                );
+                stream.write_all(answer.as_bytes()).await?;
+                stream.shutdown().await?;
+                // Read what the client sent, so closing does not reset the connection
+                // before it has read the answer.
+                let mut sink = [0u8; 4096];
+                let mut total = 0;
+                while total < 64 * 1024 {
+                    match stream.read(&mut sink).await? {
+                        0 => break,
+                        n => total += n,
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            return None;
+        }
+        Ok(Ok(1)) => {}
+        _ => return None,
+    }
+    match tokio::time::timeout(limits.header_read_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            SecurityCounters::bump(&counters.tls_handshake_failures);
+            debug!(peer = %addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            SecurityCounters::bump(&counters.tls_handshake_failures);
+            debug!(peer = %addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn serve_connection<I, F, Fut>(
+    io: I,
+    peer: Peer,
+    limits: ConnectionLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+    handler: F,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    F: Fn(hyper::Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    let addr = peer.addr;
+    let service = service_fn(move |request| {
+        let response = handler(request, peer.clone());
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true)
+        .serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        debug!(peer = %addr, error = %e, "connection ended with an error");
     }
 }
 

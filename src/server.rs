@@ -3,7 +3,6 @@
 //! becomes a SOAP fault or a fitting HTTP status on the same connection; nothing here can
 //! take the server down.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +14,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::ici::{self, catalog::Match};
-use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse};
+use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse, ListenerSecurity, Peer};
+use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
 use crate::soap::{self, Fault, ParseLimits};
 use crate::wsdl;
@@ -26,18 +26,28 @@ pub const SOAP_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 struct Soap {
     config: Arc<Config>,
     session: SessionHandle,
+    auth: Option<BasicAuth>,
+    counters: Arc<SecurityCounters>,
 }
 
-/// Serves the SOAP listener until `stop`.
+/// Serves the SOAP listener until `stop`: TLS, the allow-list and counters come in
+/// `security`, Basic auth from `[auth] soap_users`.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<Config>,
     session: SessionHandle,
+    security: ListenerSecurity,
     stop: watch::Receiver<bool>,
 ) {
     let limits = connection_limits(&config);
-    let soap = Arc::new(Soap { config, session });
-    listener::serve(listener, limits, stop, move |request, peer| {
+    let auth = BasicAuth::new(&config.auth, &config.auth.soap_users);
+    let soap = Arc::new(Soap {
+        config,
+        session,
+        auth,
+        counters: Arc::clone(&security.counters),
+    });
+    listener::serve(listener, limits, security, stop, move |request, peer| {
         let soap = Arc::clone(&soap);
         async move { soap.handle(request, peer).await }
     })
@@ -50,11 +60,22 @@ pub fn connection_limits(config: &Config) -> ConnectionLimits {
         max_connections: config.limits.max_connections,
         header_read_timeout: config.limits.header_read_timeout,
         drain: config.limits.request_timeout,
+        max_header_bytes: config.limits.max_header_bytes,
     }
 }
 
 impl Soap {
-    async fn handle(&self, request: hyper::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    async fn handle(&self, request: hyper::Request<Incoming>, peer: Peer) -> HttpResponse {
+        let mut user = None;
+        if let Some(auth) = &self.auth {
+            match auth
+                .check(request.headers(), peer.addr.ip(), &self.counters)
+                .await
+            {
+                AuthOutcome::Allowed(name) => user = Some(name),
+                refused => return listener::closing(auth.refusal(&refused, true)),
+            }
+        }
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or("").to_string();
         let paths = &self.config.soap.paths;
@@ -62,7 +83,7 @@ impl Soap {
             return listener::text(StatusCode::NOT_FOUND, "not found\n");
         }
         match *request.method() {
-            Method::POST => self.soap(request, peer).await,
+            Method::POST => self.soap(request, peer, user).await,
             Method::GET | Method::HEAD if wsdl::is_wsdl_query(&query) => {
                 self.wsdl(&request, &path, &query)
             }
@@ -86,7 +107,12 @@ impl Soap {
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(|| self.config.soap.listen.to_string());
-        let base = format!("http://{host}{path}");
+        let scheme = if self.config.tls.enabled {
+            "https"
+        } else {
+            "http"
+        };
+        let base = format!("{scheme}://{host}{path}");
         match wsdl::interface_for_request(path, query) {
             Some(interface) => listener::response(
                 StatusCode::OK,
@@ -99,7 +125,14 @@ impl Soap {
         }
     }
 
-    async fn soap(&self, request: hyper::Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    async fn soap(
+        &self,
+        request: hyper::Request<Incoming>,
+        peer: Peer,
+        auth_user: Option<String>,
+    ) -> HttpResponse {
+        let client_cert = peer.client_subject.clone();
+        let peer = peer.addr;
         let limits = &self.config.limits;
         let body = match listener::read_body(request, limits.max_body_bytes, limits.request_timeout)
             .await
@@ -130,6 +163,8 @@ impl Soap {
         let parse_limits = ParseLimits {
             max_depth: limits.max_xml_depth,
             max_elements: limits.max_xml_elements,
+            max_text_bytes: limits.max_xml_text_bytes,
+            max_attribute_bytes: limits.max_xml_attribute_bytes,
         };
         let mut log = RequestLog::default();
         let outcome = self.dispatch(&body, &parse_limits, &mut log).await;
@@ -149,6 +184,8 @@ impl Soap {
         info!(
             target: "ici_connector::soap",
             %peer,
+            auth = auth_user.as_deref().unwrap_or("-"),
+            cert = client_cert.as_deref().unwrap_or("-"),
             user = log.user.as_deref().unwrap_or("-"),
             op = log.operation.as_deref().unwrap_or("-"),
             call = log.call.as_deref().unwrap_or("-"),

@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::listener::{self, HttpResponse};
+use crate::listener::{self, HttpResponse, ListenerSecurity, Peer};
+use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
 use crate::switch::sim::{SimControl, control};
 
@@ -16,33 +17,54 @@ struct Admin {
     config: Arc<Config>,
     session: SessionHandle,
     sim: Option<SimControl>,
+    auth: Option<BasicAuth>,
+    counters: Arc<SecurityCounters>,
 }
 
-/// Serves the admin listener until `stop`.
+/// Serves the admin listener until `stop`. The allow-list and counters come in `security`
+/// (never TLS: it is meant for loopback or a management network); Basic auth from
+/// `[auth] admin_users`, required for everything but `/healthz` and `/readyz`.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<Config>,
     session: SessionHandle,
     sim: Option<SimControl>,
+    security: ListenerSecurity,
     stop: watch::Receiver<bool>,
 ) {
     let limits = crate::server::connection_limits(&config);
+    let auth = BasicAuth::new(&config.auth, &config.auth.admin_users);
     let admin = Arc::new(Admin {
         config,
         session,
         sim,
+        auth,
+        counters: Arc::clone(&security.counters),
     });
-    listener::serve(listener, limits, stop, move |request, _peer| {
+    listener::serve(listener, limits, security, stop, move |request, peer| {
         let admin = Arc::clone(&admin);
-        async move { admin.handle(request).await }
+        async move { admin.handle(request, peer).await }
     })
     .await;
 }
 
 impl Admin {
-    async fn handle(&self, request: hyper::Request<hyper::body::Incoming>) -> HttpResponse {
+    async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> HttpResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        let probe = method == Method::GET && (path == "/healthz" || path == "/readyz");
+        if let (Some(auth), false) = (&self.auth, probe) {
+            let outcome = auth
+                .check(request.headers(), peer.addr.ip(), &self.counters)
+                .await;
+            if !matches!(outcome, AuthOutcome::Allowed(_)) {
+                return listener::closing(auth.refusal(&outcome, false));
+            }
+        }
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => listener::text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/readyz") => match self.session.snapshot().await {
@@ -51,7 +73,16 @@ impl Admin {
                 None => listener::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
             },
             (&Method::GET, "/api/status") => match self.session.snapshot().await {
-                Some(snapshot) => json(StatusCode::OK, &snapshot),
+                Some(snapshot) => {
+                    let mut value = serde_json::to_value(&snapshot).unwrap_or_default();
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert(
+                            "security".into(),
+                            serde_json::to_value(self.counters.snapshot()).unwrap_or_default(),
+                        );
+                    }
+                    json(StatusCode::OK, &value)
+                }
                 None => listener::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
             },
             (_, p) if p == "/sim" || p.starts_with("/sim/") => {

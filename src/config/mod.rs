@@ -12,6 +12,7 @@
 
 mod error;
 mod secret;
+mod security;
 mod serde_util;
 mod validate;
 
@@ -28,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{MASK, Secret};
+pub use security::{
+    AccessConfig, AuthConfig, AuthUser, ClientAuth, OutboundTlsConfig, TlsConfig, parse_network,
+};
 pub use serde_util::OFF;
 
 /// The commented default configuration file shipped with the connector
@@ -57,6 +61,13 @@ pub struct Config {
     pub events: EventsConfig,
     /// `[logging]`: trace level, files and per-user SOAP capture.
     pub logging: LoggingConfig,
+    /// `[tls]`: HTTPS on the SOAP listener, client certificates, and `[tls.outbound]` for
+    /// events to SAP over HTTPS.
+    pub tls: TlsConfig,
+    /// `[auth]`: HTTP Basic authentication on the SOAP and admin listeners.
+    pub auth: AuthConfig,
+    /// `[access]`: source-address allow-lists of both listeners.
+    pub access: AccessConfig,
 }
 
 impl Config {
@@ -142,7 +153,8 @@ impl Default for SoapConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of `/healthz`, `/readyz`, `/metrics`, `/status`, `/api` and `/sim`.
-    /// Default `127.0.0.1:8081`: it has no authentication, so keep it off public networks.
+    /// Default `127.0.0.1:8081`. Bound to anything but loopback it needs `[[auth.admin_users]]`
+    /// or `access.admin_allow`.
     pub listen: SocketAddr,
 }
 
@@ -177,6 +189,15 @@ pub struct Limits {
     pub max_xml_depth: usize,
     /// Most XML elements in one request. Default 10000.
     pub max_xml_elements: usize,
+    /// Longest character data of one XML element, in bytes after entity expansion.
+    /// Default 262144 (256 KiB): attached data is the largest text ICI sends.
+    pub max_xml_text_bytes: usize,
+    /// Longest value of one XML attribute, in bytes. Default 4096: ICI attributes are
+    /// namespace URIs and `xsi:type` names.
+    pub max_xml_attribute_bytes: usize,
+    /// Largest request head (request line and headers), in bytes; a larger one gets HTTP 431
+    /// and the connection closed. At least 8192. Default 16384.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -188,6 +209,9 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_xml_depth: 32,
             max_xml_elements: 10_000,
+            max_xml_text_bytes: 256 * 1024,
+            max_xml_attribute_bytes: 4096,
+            max_header_bytes: 16 * 1024,
         }
     }
 }

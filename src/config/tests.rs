@@ -584,3 +584,113 @@ fn load_reads_a_file_and_reports_io_errors() {
     assert_eq!(e.0[0].key, "");
     assert!(e.to_string().contains("missing.toml"), "{e}");
 }
+
+#[test]
+fn security_tables_default_to_off() {
+    let c = Config::default();
+    assert!(!c.tls.enabled);
+    assert_eq!(c.tls.client_auth, ClientAuth::Off);
+    assert!(c.tls.cert.is_none() && c.tls.key.is_none() && c.tls.client_ca.is_none());
+    assert!(c.tls.allowed_subjects.is_empty());
+    assert_eq!(c.tls.reload_interval, Some(Duration::from_secs(30)));
+    assert!(c.tls.outbound.system_roots);
+    assert!(c.tls.outbound.ca.is_none() && c.tls.outbound.cert.is_none());
+    assert_eq!(c.auth.realm, "ici-connector");
+    assert!(c.auth.soap_users.is_empty() && c.auth.admin_users.is_empty());
+    assert_eq!(c.auth.failure_burst, 10);
+    assert_eq!(c.auth.failure_refill, Duration::from_secs(6));
+    assert!(c.access.soap_allow.is_empty() && c.access.admin_allow.is_empty());
+    assert_eq!(c.limits.max_xml_text_bytes, 262_144);
+    assert_eq!(c.limits.max_xml_attribute_bytes, 4096);
+    assert_eq!(c.limits.max_header_bytes, 16_384);
+}
+
+const HASH: &str =
+    "$argon2id$v=19$m=1024,t=1,p=1$aWNpLXRlc3Qtc2FsdA$Zb0XMpwS0N2Am4m0wTIb5Es1pMO5xkC4kOdkhF3Q8Hs";
+
+#[test]
+fn security_tables_are_validated_with_their_keys() {
+    let keys = error_keys(
+        r#"
+[admin]
+listen = "0.0.0.0:8081"
+[limits]
+max_header_bytes = 1024
+max_xml_text_bytes = 0
+[tls]
+enabled = true
+client_auth = "require"
+allowed_subjects = ["CN=a", "CN=a"]
+reload_interval = "0s"
+[tls.outbound]
+cert = "/x.crt"
+[auth]
+realm = 'a"b'
+failure_burst = 0
+[[auth.soap_users]]
+name = "a:b"
+password_hash = "plain-text-password"
+[[auth.soap_users]]
+name = "a:b"
+password_hash = "$2b$12$abcdefghijklmnopqrstuv"
+[access]
+soap_allow = ["10.0.0.0/33", "not-an-address"]
+"#,
+    );
+    for key in [
+        "admin.listen",
+        "limits.max_header_bytes",
+        "limits.max_xml_text_bytes",
+        "tls.cert",
+        "tls.key",
+        "tls.client_ca",
+        "tls.allowed_subjects[1]",
+        "tls.reload_interval",
+        "tls.outbound",
+        "auth.realm",
+        "auth.failure_burst",
+        "auth.soap_users[0].name",
+        "auth.soap_users[0].password_hash",
+        "auth.soap_users[1].password_hash",
+        "auth.soap_users[1].name",
+        "access.soap_allow[0]",
+        "access.soap_allow[1]",
+    ] {
+        assert!(
+            keys.contains(&key.to_string()),
+            "{key} missing from {keys:?}"
+        );
+    }
+    // Settings without tls.enabled are a mistake worth naming.
+    assert_eq!(
+        error_keys("[tls]\ncert = \"/a.crt\"\nkey = \"/a.key\""),
+        ["tls.enabled"]
+    );
+}
+
+#[test]
+fn admin_off_loopback_is_fine_with_auth_or_an_allow_list() {
+    let users = format!(
+        "[admin]\nlisten = \"0.0.0.0:8081\"\n[[auth.admin_users]]\nname = \"ops\"\npassword_hash = \"{HASH}\""
+    );
+    ok(&users);
+    ok("[admin]\nlisten = \"0.0.0.0:8081\"\n[access]\nadmin_allow = [\"10.0.0.0/8\"]");
+    ok("[admin]\nlisten = \"[::1]:8081\"");
+}
+
+#[test]
+fn password_hashes_are_masked_everywhere() {
+    let c = ok(&format!(
+        "[[auth.soap_users]]\nname = \"SAPICI\"\npassword_hash = \"{HASH}\""
+    ));
+    assert_eq!(c.auth.soap_users[0].password_hash.expose(), HASH);
+    let debug = format!("{c:?}");
+    let effective = c.effective_toml();
+    for rendered in [&debug, &effective] {
+        assert!(!rendered.contains("argon2id"), "{rendered}");
+        assert!(rendered.contains(MASK));
+    }
+    // A bad hash's error message never repeats the value.
+    let errs = errors("[[auth.soap_users]]\nname = \"SAPICI\"\npassword_hash = \"hunter2\"");
+    assert!(!errs.to_string().contains("hunter2"), "{errs}");
+}

@@ -5,7 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::error::quote_key;
-use super::{AsteriskConfig, Config, ConfigError, SwitchKind, WorkmodesConfig, serde_util::OFF};
+use super::{
+    AsteriskConfig, ClientAuth, Config, ConfigError, SwitchKind, WorkmodesConfig, serde_util::OFF,
+};
 
 /// Collects problems.
 #[derive(Default)]
@@ -62,6 +64,9 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
     numbers(config, &mut p);
     events(config, &mut p);
     logging(config, &mut p);
+    tls(config, &mut p);
+    auth(config, &mut p);
+    access(config, &mut p);
     p.0
 }
 
@@ -98,6 +103,130 @@ fn limits(config: &Config, p: &mut Problems) {
         );
     }
     p.positive("limits.max_xml_elements", l.max_xml_elements);
+    p.positive("limits.max_xml_text_bytes", l.max_xml_text_bytes);
+    p.positive("limits.max_xml_attribute_bytes", l.max_xml_attribute_bytes);
+    if l.max_header_bytes < 8192 {
+        p.add(
+            "limits.max_header_bytes",
+            "must be at least 8192 (the HTTP parser's smallest buffer)",
+        );
+    }
+}
+
+fn tls(config: &Config, p: &mut Problems) {
+    let tls = &config.tls;
+    if tls.enabled {
+        if tls.cert.is_none() {
+            p.add("tls.cert", "required when tls.enabled = true");
+        }
+        if tls.key.is_none() {
+            p.add("tls.key", "required when tls.enabled = true");
+        }
+        if tls.client_auth != ClientAuth::Off && tls.client_ca.is_none() {
+            p.add(
+                "tls.client_ca",
+                format!(
+                    "required when tls.client_auth = \"{}\"",
+                    tls.client_auth.as_str()
+                ),
+            );
+        }
+        if !tls.allowed_subjects.is_empty() && tls.client_auth == ClientAuth::Off {
+            p.add(
+                "tls.allowed_subjects",
+                "needs tls.client_auth = \"require\" or \"optional\"",
+            );
+        }
+    } else if tls.cert.is_some() || tls.key.is_some() || tls.client_auth != ClientAuth::Off {
+        p.add(
+            "tls.enabled",
+            "tls.cert, tls.key or tls.client_auth are set but tls.enabled = false",
+        );
+    }
+    p.names("tls.allowed_subjects", &tls.allowed_subjects);
+    if tls.reload_interval.is_some_and(|d| d.is_zero()) {
+        p.add(
+            "tls.reload_interval",
+            format!("must be longer than 0s or \"{OFF}\""),
+        );
+    }
+    let out = &tls.outbound;
+    if out.cert.is_some() != out.key.is_some() {
+        p.add("tls.outbound", "cert and key must be given together");
+    }
+}
+
+fn auth(config: &Config, p: &mut Problems) {
+    let auth = &config.auth;
+    p.required("auth.realm", &auth.realm);
+    if auth.realm.contains('"') {
+        p.add("auth.realm", "must not contain '\"'");
+    }
+    for (table, users) in [
+        ("auth.soap_users", &auth.soap_users),
+        ("auth.admin_users", &auth.admin_users),
+    ] {
+        let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+        for (i, user) in users.iter().enumerate() {
+            if user.name.contains(':') {
+                p.add(format!("{table}[{i}].name"), "must not contain ':'");
+            } else if user.name.trim().is_empty() {
+                p.add(format!("{table}[{i}].name"), "must not be empty");
+            }
+            if let Err(why) = check_password_hash(user.password_hash.expose()) {
+                p.add(format!("{table}[{i}].password_hash"), why);
+            }
+        }
+        let mut seen = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(first) = seen.insert(name.as_str(), i) {
+                p.add(
+                    format!("{table}[{i}].name"),
+                    format!("duplicate \"{name}\" (also {table}[{first}])"),
+                );
+            }
+        }
+    }
+    if auth.failure_burst == 0 {
+        p.add("auth.failure_burst", "must be greater than 0");
+    }
+    p.nonzero_duration("auth.failure_refill", auth.failure_refill);
+    let admin = config.admin.listen.ip();
+    if !admin.is_loopback() && auth.admin_users.is_empty() && config.access.admin_allow.is_empty() {
+        p.add(
+            "admin.listen",
+            format!(
+                "{admin} is not loopback: set [[auth.admin_users]] or access.admin_allow to \
+                 protect the admin listener"
+            ),
+        );
+    }
+}
+
+/// The password hash must be an Argon2 PHC string; the message never contains the hash.
+fn check_password_hash(hash: &str) -> Result<(), &'static str> {
+    let parsed = argon2::PasswordHash::new(hash)
+        .map_err(|_| "must be an Argon2 hash in PHC form ($argon2id$v=19$m=...)")?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err("must be an Argon2 hash (argon2id, argon2i or argon2d)");
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("the Argon2 hash has no salt or no hash value");
+    }
+    Ok(())
+}
+
+fn access(config: &Config, p: &mut Problems) {
+    for (table, entries) in [
+        ("access.soap_allow", &config.access.soap_allow),
+        ("access.admin_allow", &config.access.admin_allow),
+    ] {
+        for (i, entry) in entries.iter().enumerate() {
+            if let Err(why) = super::parse_network(entry) {
+                p.add(format!("{table}[{i}]"), why);
+            }
+        }
+    }
 }
 
 /// Checks `[switch]`; returns the queue names agents may refer to, when the switch's

@@ -229,9 +229,6 @@ impl fmt::Display for Chain<'_> {
 mod tests {
     use super::*;
     use crate::notify::Outbox;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
 
     #[tokio::test]
     async fn dropped_outbox_gives_up_after_close_grace() {
@@ -247,7 +244,7 @@ mod tests {
             id: 1,
             url: format!("http://{addr}/sap/events").parse().unwrap(),
             shared: shared.clone(),
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            client: super::super::http_client(None),
             settings: NotifierSettings {
                 retry_min: Duration::from_millis(10),
                 retry_max: Duration::from_millis(20),

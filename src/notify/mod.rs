@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -69,6 +70,9 @@ pub struct NotifierSettings {
     /// retrying what is still queued before it gives up and discards the rest, so a dead URL
     /// cannot keep a task alive for ever. Default 60 s.
     pub close_grace: Duration,
+    /// TLS for `https://` appURLs (roots, our client certificate). Default `None`: the
+    /// system's root certificates, no client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for NotifierSettings {
@@ -80,6 +84,7 @@ impl Default for NotifierSettings {
             max_queue_per_subscription: 10_000,
             max_queue_total: 1_000_000,
             close_grace: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -131,8 +136,32 @@ pub enum Feedback {
 /// minute server-side keep-alive limits, so we rarely reuse a connection SAP is closing.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The HTTP client type shared by every outbox.
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client type shared by every outbox: `http://` and `https://` appURLs.
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The client every outbox shares; `tls` as in [`NotifierSettings::tls`].
+fn http_client(tls: Option<Arc<rustls::ClientConfig>>) -> HttpClient {
+    let tls = tls.unwrap_or_else(|| {
+        static SYSTEM: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+        SYSTEM
+            .get_or_init(|| {
+                crate::tls::client_config(&crate::config::OutboundTlsConfig::default())
+                    .expect("system roots alone always make a client configuration")
+            })
+            .clone()
+    });
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector)
+}
 
 /// Opens outboxes. Cheap to clone: all clones share one HTTP client, so one keep-alive
 /// connection pool per SAP host.
@@ -175,11 +204,7 @@ impl Notifier {
         feedback: mpsc::Sender<Feedback>,
         spool: Spool,
     ) -> Notifier {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
+        let client = http_client(settings.tls.clone());
         Notifier {
             inner: Arc::new(Inner {
                 total: Arc::new(outbox::TotalBound::new(settings.max_queue_total)),
@@ -241,8 +266,8 @@ impl Notifier {
     }
 
     /// Opens the outbox of subscription `id` and spawns the task that delivers it to `url`.
-    /// Must be called inside a tokio runtime. Only plain `http://` URLs are delivered to;
-    /// any other scheme fails every attempt (logged at error here, once).
+    /// Must be called inside a tokio runtime. `http://` and `https://` URLs are delivered
+    /// to; any other scheme fails every attempt (logged at error here, once).
     pub fn open(&self, id: SubscriptionId, url: http::Uri) -> Outbox {
         self.open_with(id, url, Vec::new())
     }
@@ -255,11 +280,11 @@ impl Notifier {
         url: http::Uri,
         events: Vec<OutboundEvent>,
     ) -> Outbox {
-        if url.scheme_str() != Some("http") {
+        if !matches!(url.scheme_str(), Some("http" | "https")) {
             tracing::error!(
                 subscription = id,
                 url = %url,
-                "appURL scheme not supported (plain http only): deliveries will fail"
+                "appURL scheme not supported (http and https only): deliveries will fail"
             );
         }
         let shared = Arc::new(outbox::Shared::with_total(

@@ -6,6 +6,8 @@
 
 mod fault;
 mod parse;
+#[cfg(test)]
+mod proptests;
 mod write;
 
 pub use fault::{Fault, FaultCode};

@@ -29,6 +29,11 @@ pub struct ParseLimits {
     pub max_depth: usize,
     /// Most elements in one document (default 10,000).
     pub max_elements: usize,
+    /// Longest character data of one element, after references are resolved (default
+    /// 256 KiB).
+    pub max_text_bytes: usize,
+    /// Longest raw value of one attribute (default 4096 bytes).
+    pub max_attribute_bytes: usize,
 }
 
 impl Default for ParseLimits {
@@ -36,8 +41,17 @@ impl Default for ParseLimits {
         ParseLimits {
             max_depth: 32,
             max_elements: 10_000,
+            max_text_bytes: 256 * 1024,
+            max_attribute_bytes: 4096,
         }
     }
+}
+
+fn text_too_long(limits: &ParseLimits) -> Fault {
+    Fault::client("XML text too long").with_detail(format!(
+        "an element's text is over {} bytes",
+        limits.max_text_bytes
+    ))
 }
 
 /// One XML element below the operation, reduced to what ICI needs.
@@ -205,7 +219,7 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
                     namespace: ns,
                     ..Element::default()
                 };
-                read_attributes(&reader, &start, &mut element)?;
+                read_attributes(&reader, &start, &mut element, limits)?;
                 let pos = reader.buffer_position() as usize;
                 element.inner = pos..pos;
                 stack.push(element);
@@ -223,6 +237,9 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
             Event::Text(text) => {
                 let text = text.xml10_content();
                 match stack.last_mut() {
+                    Some(element) if element.text.len() + text.len() > limits.max_text_bytes => {
+                        return Err(text_too_long(limits));
+                    }
                     Some(element) => element.text.push_str(&text),
                     None if text.trim().is_empty() => {}
                     None => return Err(Fault::malformed("text outside the root element")),
@@ -231,6 +248,9 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
             Event::CData(data) => {
                 let data = data.xml10_content();
                 match stack.last_mut() {
+                    Some(element) if element.text.len() + data.len() > limits.max_text_bytes => {
+                        return Err(text_too_long(limits));
+                    }
                     Some(element) => element.text.push_str(&data),
                     None => return Err(Fault::malformed("CDATA outside the root element")),
                 }
@@ -245,6 +265,9 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
                     Err(e) => return Err(Fault::malformed(e.to_string())),
                 };
                 match stack.last_mut() {
+                    Some(element) if element.text.len() + ch.len_utf8() > limits.max_text_bytes => {
+                        return Err(text_too_long(limits));
+                    }
                     Some(element) => element.text.push(ch),
                     None => return Err(Fault::malformed("reference outside the root element")),
                 }
@@ -296,9 +319,16 @@ fn read_attributes(
     reader: &NsReader<&[u8]>,
     start: &BytesStart<'_>,
     element: &mut Element,
+    limits: &ParseLimits,
 ) -> Result<(), Fault> {
     for attr in start.attributes() {
         let attr = attr.map_err(|e| Fault::malformed(e.to_string()))?;
+        if attr.value.len() > limits.max_attribute_bytes {
+            return Err(Fault::client("XML attribute too long").with_detail(format!(
+                "an attribute value is over {} bytes",
+                limits.max_attribute_bytes
+            )));
+        }
         let (resolved, local) = reader.resolver().resolve_attribute(attr.key);
         let ns = match resolved {
             ResolveResult::Bound(Namespace(ns)) => Some(ns),
