@@ -36,12 +36,16 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Read a password on standard input and print its Argon2 hash, for
+    /// `[[auth.soap_users]]` / `[[auth.admin_users]]` `password_hash`.
+    HashPassword,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::HashPassword) => hash_password(),
         Some(Command::Run) | None => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -64,6 +68,30 @@ fn check_config(file: &Path) -> ExitCode {
             for error in &errors.0 {
                 eprintln!("  {error}");
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    use argon2::password_hash::PasswordHasher;
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("ici-connector: cannot read the password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("ici-connector: empty password");
+        return ExitCode::FAILURE;
+    }
+    match argon2::Argon2::default().hash_password(password.as_bytes()) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ici-connector: hashing failed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -93,23 +121,29 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
+        // Registered before anything is bound, so a signal can never find the default
+        // action (an abrupt exit) in place.
+        let shutdown = shutdown_signal().context("installing signal handlers")?;
         let listeners = Listeners::bind(&config)
             .await
             .context("binding the listeners")?;
         let (soap, admin) = listeners.addresses()?;
         info!(config = %source, %soap, %admin, "listening");
-        run(config, listeners, shutdown_signal()).await?;
+        run(config, listeners, shutdown).await?;
         info!("stopped");
         Ok(())
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// A future that completes on SIGINT or SIGTERM; the handlers are installed at once.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

@@ -44,6 +44,34 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
 }
 
 #[test]
+fn hash_password_prints_a_hash_the_server_accepts() {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(hash.starts_with("$argon2"), "{hash}");
+    use argon2::{PasswordHash, PasswordVerifier};
+    let parsed = PasswordHash::new(&hash).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"s3cret", &parsed)
+            .is_ok()
+    );
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"other", &parsed)
+            .is_err()
+    );
+}
+
+#[test]
 fn check_config_names_every_problem_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

@@ -206,6 +206,22 @@ async fn simulator_control_api_exists_with_the_sim_switch() {
     let (status, _) = server.sim("GET", "/calls", serde_json::Value::Null).await;
     assert_eq!(status, 200);
     server.stop().await;
+
+    // With a real switch (an Asterisk that is not even there) /sim does not exist.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let server = TestServer::start(&format!(
+        "[switch]\nkind = \"asterisk\"\n[switch.asterisk]\nhost = \"127.0.0.1\"\nport = {port}\n\
+         username = \"u\"\nsecret = \"s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"100ms\"\n"
+    ))
+    .await;
+    for (method, path) in [("GET", "/calls"), ("POST", "/calls"), ("GET", "/agents")] {
+        let (status, _) = server.sim(method, path, serde_json::Value::Null).await;
+        assert_eq!(status, 404, "{method} /sim{path}");
+    }
+    assert!(server.healthy().await);
+    server.stop().await;
 }
 
 #[tokio::test]
