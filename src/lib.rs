@@ -7,13 +7,20 @@
 //!                                                                    ▲                  │
 //!                                                                    └──SwitchEvent─────┘
 //! session ─▶ notify (one ordered outbox per subscription) ──SOAP POST──▶ SAP appURL
-//! admin: /healthz /readyz /status /sim/...
+//! admin: /healthz /readyz /metrics /status /api/... /sim/...
 //! ```
 //! - [`config`]: TOML file → validated [`config::Config`] that every other module reads.
 //! - [`listener`]: the accept loop both listeners share: connection cap, header timeout,
 //!   graceful shutdown.
 //! - [`server`]: the SAP-facing SOAP listener (limits, `?wsdl`, faults).
-//! - [`admin`]: health, status, simulator control.
+//! - [`admin`]: health, readiness, metrics, the status page, capture switch, simulator
+//!   control.
+//! - [`logging`]: log files, levels, the per-user raw SOAP capture, recent problems.
+//! - [`metrics`]: Prometheus counters, histograms and state gauges.
+//! - [`ops`]: the hooks the listeners call to feed metrics and the capture.
+//! - [`reload`]: SIGHUP: what of a changed configuration applies at once, what needs a
+//!   restart.
+//! - [`trace_cmd`]: the `trace` command: one user's story from the log files.
 //! - [`soap`]: the SOAP 1.1 wire layer (pure): request bytes → element tree, envelopes out.
 //! - [`ici`]: the ICI operation catalog and typed operations.
 //! - [`domain`]: validated domain types (`UserId`, `Workmode`, `AppUrl`).
@@ -29,12 +36,17 @@ pub mod config;
 pub mod domain;
 pub mod ici;
 pub mod listener;
+pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod numbers;
+pub mod ops;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod soap;
 pub mod switch;
+pub mod trace_cmd;
 pub mod wsdl;
 
 use std::future::Future;
@@ -91,6 +103,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
+    metrics::install();
     let (event_tx, event_rx) = mpsc::channel(session::SWITCH_EVENT_QUEUE);
     let sink = switch::EventSink::new(event_tx);
     let (adapter, sim_control): (Arc<dyn switch::SwitchAdapter>, _) = match config.switch.kind {

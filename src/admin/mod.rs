@@ -1,5 +1,7 @@
 //! The admin listener: health and readiness, a JSON status snapshot, and the simulator's
-//! control API (only when the switch is the simulator). Loopback by default.
+//! control API (only when the switch is the simulator). Loopback by default. The
+//! operations routes (`/readyz`, `/metrics`, `/status`, `/api/capture`, `/api/problems`)
+//! live in [`ops`].
 
 use std::sync::Arc;
 
@@ -11,6 +13,11 @@ use crate::config::Config;
 use crate::listener::{self, HttpResponse};
 use crate::session::SessionHandle;
 use crate::switch::sim::{SimControl, control};
+
+mod ops;
+pub mod status_page;
+
+pub use ops::CaptureUsers;
 
 struct Admin {
     config: Arc<Config>,
@@ -41,15 +48,14 @@ pub async fn serve(
 
 impl Admin {
     async fn handle(&self, request: hyper::Request<hyper::body::Incoming>) -> HttpResponse {
+        let request = match ops::handle(&self.config, &self.session, request).await {
+            Ok(response) => return response,
+            Err(request) => request,
+        };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => listener::text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => match self.session.snapshot().await {
-                Some(s) if s.switch_link_up => listener::text(StatusCode::OK, "ready\n"),
-                Some(_) => listener::text(StatusCode::SERVICE_UNAVAILABLE, "switch link down\n"),
-                None => listener::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-            },
             (&Method::GET, "/api/status") => match self.session.snapshot().await {
                 Some(snapshot) => json(StatusCode::OK, &snapshot),
                 None => listener::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
