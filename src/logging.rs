@@ -25,9 +25,10 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry, filter::LevelFilter, reload};
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::{LogFormat, LogRotation, LoggingConfig};
 
@@ -82,8 +83,9 @@ impl LogHandle {
 }
 
 /// Installs the global log subscriber from `[logging]`. `RUST_LOG`, when set, overrides
-/// `level` at start. With a `directory`, lines go to rolling files there (and warnings and
-/// errors also to stderr, for the journal); without one, to stderr. Also sets the initial
+/// `level` at start. With a `directory`, lines go to rolling files there (and warnings,
+/// errors and the start/stop lines also to stderr, for the journal); without one, to
+/// stderr. Also sets the initial
 /// capture users.
 pub fn init(config: &LoggingConfig) -> Result<LogHandle, LoggingError> {
     let filter = EnvFilter::try_from_default_env()
@@ -112,10 +114,13 @@ pub fn init(config: &LoggingConfig) -> Result<LogHandle, LoggingError> {
                 .thread_name("log-writer")
                 .finish(appender);
             let file = format_layer(config.format, writer, false);
+            // The journal gets problems, and the process's own start/stop lines.
             let stderr = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(ansi)
-                .with_filter(LevelFilter::WARN);
+                .with_filter(filter_fn(|m| {
+                    *m.level() <= Level::WARN || m.target() == env!("CARGO_CRATE_NAME")
+                }));
             (file.and_then(stderr).boxed(), Some(guard))
         }
         None => (format_layer(config.format, std::io::stderr, ansi), None),

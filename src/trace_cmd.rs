@@ -188,6 +188,12 @@ pub fn render(lines: &[LogLine], query: &TraceQuery) -> String {
                     .map(|c| format!(" ({c})"))
                     .unwrap_or_default()
             ),
+            "subscribed" => format!(
+                "events      subscription {} for {} -> {}",
+                f("subscription"),
+                f("target"),
+                f("url")
+            ),
             "workmode changed" => format!(
                 "agent       workmode {}{}",
                 f("workmode"),
