@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use common::fake_sap::{FakeSap, WAIT};
 use common::server::{Endpoints, TestServer, ns, params};
@@ -410,5 +411,81 @@ async fn readyz_fails_when_the_spool_directory_is_not_writable() {
     assert!(ready.body.contains("spool: FAIL"), "{}", ready.body);
     std::fs::remove_file(&data).unwrap();
     std::fs::create_dir(&data).unwrap();
+    server.stop().await;
+}
+
+/// node, Debian chromium and tests/browser/node_modules (scripts/test.sh installs them).
+/// Missing outside CI: SKIPPED; missing in CI: the test fails.
+fn browser_tools() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var_os("ICI_CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    let node = Command::new("node").arg("--version").output().is_ok();
+    let ready = node && chromium.is_file() && browser.join("node_modules/playwright-core").is_dir();
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node, chromium and tests/browser/node_modules are required in CI: run scripts/test.sh"
+        );
+        eprintln!(
+            "SKIPPED: node, {} or tests/browser/node_modules missing; scripts/test.sh installs them",
+            chromium.display()
+        );
+        return None;
+    }
+    Some((browser, chromium))
+}
+
+/// The status page in a real headless browser: it loads, shows the agent and its live
+/// call after a simulated call rang in, and logs no console error. With
+/// `ICI_SCREENSHOT=path` it also saves a screenshot (docs/status-page.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_in_headless_chromium() {
+    let Some((browser, chromium)) = browser_tools() else {
+        return;
+    };
+    let server = TestServer::start("[switch.sim]\nremote_answer_after = \"off\"\n").await;
+    let mut sap = FakeSap::start().await;
+    // One finished call (a delivery result to show), then one live call.
+    sim_call(&server, &mut sap, "CRMFOSOUT", "2001").await;
+    let (status, value) = server
+        .sim(
+            "POST",
+            "/calls",
+            json!({"from": "sip:4930123456@example.com", "queue": "support"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{value}");
+    let call = value["callId"].as_str().unwrap().to_string();
+    assert_eq!(
+        sap.next_event().await.field("state").as_deref(),
+        Some("alerting")
+    );
+    op(&server, "CRMFOSOUT", "Item", "accept", &[("itemId", &call)]).await;
+    assert_eq!(
+        sap.next_event().await.field("state").as_deref(),
+        Some("connected")
+    );
+
+    let base = format!("http://{}", server.admin);
+    let mut command = tokio::process::Command::new("node");
+    command
+        .current_dir(&browser)
+        .env("ICI_CHROMIUM", &chromium)
+        .args(["status_page.mjs", &base, "CRMFOSOUT", &call]);
+    if let Some(shot) = std::env::var_os("ICI_SCREENSHOT") {
+        command.arg(shot);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the browser check ends within 2 minutes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.stop().await;
 }
