@@ -489,3 +489,34 @@ async fn status_page_in_headless_chromium() {
     );
     server.stop().await;
 }
+
+/// The configuration the package installs is valid and puts spool and logs where the
+/// package and the systemd unit expect them.
+#[test]
+fn packaged_configuration_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/ici-connector.toml");
+    let config = ici_connector::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.events.data_dir, Path::new("/var/lib/ici-connector"));
+    assert_eq!(
+        config.logging.directory.as_deref(),
+        Some(Path::new("/var/log/ici-connector"))
+    );
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/ici-connector.service"),
+    )
+    .unwrap();
+    for line in [
+        "User=ici-connector",
+        "Restart=on-failure",
+        "ExecStart=/usr/bin/ici-connector --config /etc/ici-connector/ici-connector.toml run",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "StateDirectory=ici-connector",
+        "LogsDirectory=ici-connector",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "{line} missing in the unit"
+        );
+    }
+}
