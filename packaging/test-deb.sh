@@ -53,6 +53,8 @@ else
     mkdir -p "$cache"
     tar -C "$root" -cf "$tarball" .
 fi
+# mktemp made it 0700 (and the tarball keeps that): other users must reach /.
+chmod 0755 "$root"
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod +x "$root/usr/sbin/policy-rc.d"
 mount -t proc proc "$root/proc"
