@@ -3,7 +3,9 @@
 # missing, then runs `cargo test --all-targets` with any extra arguments forwarded:
 #   - xmllint (Debian libxml2-utils), to validate the generated WSDL against WSDL 1.1;
 #   - a Python venv at .venv with the SOAP toolkits pinned in tests/interop/requirements.txt
-#     (zeep, suds-community, xmlschema), used by the interop tests.
+#     (zeep, suds-community, xmlschema), used by the interop tests;
+#   - Debian chromium, node and tests/browser/node_modules (playwright-core, pinned by its
+#     lockfile), used by the status page test.
 # Exports ICI_PYTHON and ICI_XMLLINT for the tests. Idempotent; quick once installed.
 set -euo pipefail
 
@@ -45,6 +47,22 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
     "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
     echo "$wanted" >"$stamp"
 fi
+
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+# Reinstall only when the lockfile changes.
+browser=$root/tests/browser
+stamp=$browser/node_modules/.lock.sha256
+wanted=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+    (cd "$browser" && npm ci --no-audit --no-fund --silent)
+    echo "$wanted" >"$stamp"
+fi
+export ICI_CHROMIUM=/usr/bin/chromium
 
 export ICI_PYTHON=$venv/bin/python
 ICI_XMLLINT=$(command -v xmllint)

@@ -7,7 +7,7 @@
 //!                                                                    ▲                  │
 //!                                                                    └──SwitchEvent─────┘
 //! session ─▶ notify (one ordered outbox per subscription) ──SOAP POST──▶ SAP appURL
-//! admin: /healthz /readyz /status /sim/...
+//! admin: /healthz /readyz /metrics /status /api/... /sim/...
 //! ```
 //! - [`config`]: TOML file → validated [`config::Config`] that every other module reads.
 //! - [`listener`]: the accept loop both listeners share: connection cap, header timeout,
@@ -17,7 +17,14 @@
 //!   and for events to `https://` appURLs.
 //! - [`security`]: source-address allow-lists, Basic auth with a per-peer failure limit,
 //!   counters of refusals.
-//! - [`admin`]: health, status, simulator control.
+//! - [`admin`]: health, readiness, metrics, the status page, capture switch, simulator
+//!   control.
+//! - [`logging`]: log files, levels, the per-user raw SOAP capture, recent problems.
+//! - [`metrics`]: Prometheus counters, histograms and state gauges.
+//! - [`ops`]: the hooks the listeners call to feed metrics and the capture.
+//! - [`reload`]: SIGHUP: what of a changed configuration applies at once, what needs a
+//!   restart.
+//! - [`trace_cmd`]: the `trace` command: one user's story from the log files.
 //! - [`soap`]: the SOAP 1.1 wire layer (pure): request bytes → element tree, envelopes out.
 //! - [`ici`]: the ICI operation catalog and typed operations.
 //! - [`domain`]: validated domain types (`UserId`, `Workmode`, `AppUrl`).
@@ -34,14 +41,19 @@ pub mod config;
 pub mod domain;
 pub mod ici;
 pub mod listener;
+pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod numbers;
+pub mod ops;
+pub mod reload;
 pub mod security;
 pub mod server;
 pub mod session;
 pub mod soap;
 pub mod switch;
 pub mod tls;
+pub mod trace_cmd;
 pub mod wsdl;
 
 use std::future::Future;
@@ -101,6 +113,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
+    metrics::install();
     // TLS files are read before anything starts, so a bad certificate stops the start.
     let server_tls = if config.tls.enabled {
         Some(tls::ServerTls::load(&config.tls)?)

@@ -1,13 +1,16 @@
 //! The `ici-connector` binary: parse the command line, set up logging, load the config,
-//! bind, and run the library until SIGINT/SIGTERM.
+//! bind, and run the library until SIGINT/SIGTERM; SIGHUP reloads what can change at run
+//! time. `trace` tells one agent's story from the log files.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ici_connector::config::Config;
-use ici_connector::{Listeners, run};
+use ici_connector::trace_cmd::{self, TraceQuery};
+use ici_connector::{Listeners, logging, reload, run};
 use tracing::info;
 
 /// The configuration used when neither --config nor ICI_CONNECTOR_CONFIG names one.
@@ -39,6 +42,25 @@ enum Command {
     /// Read a password on standard input and print its Argon2 hash, for
     /// `[[auth.soap_users]]` / `[[auth.admin_users]]` `password_hash`.
     HashPassword,
+    /// Print one SAP user's story from the log files, in time order: SAP's requests, the
+    /// switch events of their calls, the events sent to SAP, with results and timings.
+    Trace {
+        /// The SAP user (agent), e.g. CRMFOSOUT.
+        #[arg(long, short)]
+        user: String,
+        /// Only the last part, e.g. "10m", "2h", "1day".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+        /// Only lines about this call id.
+        #[arg(long)]
+        call: Option<String>,
+        /// The log directory. Default: `[logging] directory` of the configuration.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Also print the captured SOAP bodies (when capture was on for the user).
+        #[arg(long)]
+        bodies: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +68,27 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Trace {
+            user,
+            since,
+            call,
+            dir,
+            bodies,
+        }) => {
+            let query = TraceQuery {
+                user,
+                since,
+                call,
+                bodies,
+            };
+            match trace(cli.config, dir, &query) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ici-connector trace: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Run) | None => match serve(cli.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -97,42 +140,72 @@ fn hash_password() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<PathBuf>) -> anyhow::Result<(Config, String)> {
+fn trace(config: Option<PathBuf>, dir: Option<PathBuf>, query: &TraceQuery) -> anyhow::Result<()> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => load_config(config)?
+            .0
+            .logging
+            .directory
+            .context("no --dir given and the configuration has no [logging] directory")?,
+    };
+    print!("{}", trace_cmd::story_from_dir(&dir, query)?);
+    Ok(())
+}
+
+/// The configuration, its path (none: built-in defaults) and a name for the log.
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<(Config, Option<PathBuf>, String)> {
     let path = path.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
     match path {
         Some(path) => {
             let config =
                 Config::load(&path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))?;
-            Ok((config, path.display().to_string()))
+            let source = path.display().to_string();
+            Ok((config, Some(path), source))
         }
-        None => Ok((Config::default(), "built-in defaults".to_string())),
+        None => Ok((Config::default(), None, "built-in defaults".to_string())),
     }
 }
 
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let (config, source) = load_config(config_path)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.logging.level))
-        .context("logging.level")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let (config, path, source) = load_config(config_path)?;
+    let log = logging::init(&config.logging)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         // Registered before anything is bound, so a signal can never find the default
         // action (an abrupt exit) in place.
         let shutdown = shutdown_signal().context("installing signal handlers")?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let listeners = Listeners::bind(&config)
             .await
             .context("binding the listeners")?;
         let (soap, admin) = listeners.addresses()?;
         info!(config = %source, %soap, %admin, "listening");
+        let reloader = tokio::spawn(reload_on_sighup(hangup, path, config.clone(), log));
         run(config, listeners, shutdown).await?;
+        reloader.abort();
         info!("stopped");
         Ok(())
     })
+}
+
+/// Reloads the configuration file on every SIGHUP (see `ici_connector::reload`).
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    path: Option<PathBuf>,
+    mut current: Config,
+    log: logging::LogHandle,
+) {
+    while hup.recv().await.is_some() {
+        let Some(path) = &path else {
+            info!("SIGHUP: running on the built-in defaults, nothing to reload");
+            continue;
+        };
+        if let Ok((config, _)) = reload::reload(path, &current, &log) {
+            current = config;
+        }
+    }
 }
 
 /// A future that completes on SIGINT or SIGTERM; the handlers are installed at once.

@@ -169,6 +169,7 @@ impl Soap {
         let mut log = RequestLog::default();
         let outcome = self.dispatch(&body, &parse_limits, &mut log).await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let kind = crate::metrics::outcome(&outcome);
         let (status, xml, result) = match outcome {
             Ok((namespace, operation, value)) => (
                 StatusCode::OK,
@@ -192,6 +193,15 @@ impl Soap {
             result = %result,
             duration_ms = format_args!("{duration_ms:.2}"),
             "soap request"
+        );
+        crate::ops::soap_answered(
+            &log.user,
+            &log.operation,
+            &log.call,
+            kind,
+            started,
+            &body,
+            &xml,
         );
         listener::response(status, SOAP_CONTENT_TYPE, xml)
     }

@@ -1,5 +1,7 @@
 //! The admin listener: health and readiness, a JSON status snapshot, and the simulator's
-//! control API (only when the switch is the simulator). Loopback by default.
+//! control API (only when the switch is the simulator). Loopback by default. The
+//! operations routes (`/readyz`, `/metrics`, `/status`, `/api/capture`, `/api/problems`)
+//! live in [`ops`].
 
 use std::sync::Arc;
 
@@ -12,6 +14,11 @@ use crate::listener::{self, HttpResponse, ListenerSecurity, Peer};
 use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
 use crate::switch::sim::{SimControl, control};
+
+mod ops;
+pub mod status_page;
+
+pub use ops::CaptureUsers;
 
 struct Admin {
     config: Arc<Config>,
@@ -56,6 +63,7 @@ impl Admin {
     ) -> HttpResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        // Probes stay open for load balancers; everything else is behind the admin auth.
         let probe = method == Method::GET && (path == "/healthz" || path == "/readyz");
         if let (Some(auth), false) = (&self.auth, probe) {
             let outcome = auth
@@ -65,13 +73,12 @@ impl Admin {
                 return listener::closing(auth.refusal(&outcome, false));
             }
         }
+        let request = match ops::handle(&self.config, &self.session, request).await {
+            Ok(response) => return response,
+            Err(request) => request,
+        };
         match (&method, path.as_str()) {
             (&Method::GET, "/healthz") => listener::text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/readyz") => match self.session.snapshot().await {
-                Some(s) if s.switch_link_up => listener::text(StatusCode::OK, "ready\n"),
-                Some(_) => listener::text(StatusCode::SERVICE_UNAVAILABLE, "switch link down\n"),
-                None => listener::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-            },
             (&Method::GET, "/api/status") => match self.session.snapshot().await {
                 Some(snapshot) => {
                     let mut value = serde_json::to_value(&snapshot).unwrap_or_default();

@@ -77,6 +77,7 @@ impl Drain {
                 Outcome::SessionGone(status) => {
                     let still_owned = self.shared.closed_at().is_none();
                     let discarded = self.shared.end();
+                    crate::metrics::events_dropped("session_gone", discarded as u64);
                     info!(
                         status = status.as_u16(),
                         discarded, "SAP session gone: subscription ended"
@@ -99,6 +100,7 @@ impl Drain {
                 }
                 Outcome::GaveUp => {
                     let discarded = self.shared.end();
+                    crate::metrics::events_dropped("gave_up", discarded as u64);
                     warn!(
                         discarded,
                         grace_ms = self.settings.close_grace.as_millis() as u64,
@@ -124,6 +126,7 @@ impl Drain {
         let action = HeaderValue::from_str(&format!("\"urn:IciEventInterface#{name}\""))
             .unwrap_or_else(|_| HeaderValue::from_static("\"urn:IciEventInterface\""));
         let call = call.as_deref();
+        crate::logging::capture(&user, call, "event", name, &body);
         let mut failures: u32 = 0;
         loop {
             let attempt = failures + 1;
@@ -134,12 +137,14 @@ impl Drain {
                 .instrument(span.clone())
                 .await;
             let latency_ms = started.elapsed().as_millis() as u64;
+            self.note_result(name, sequence, &result);
             let error = match result {
                 Ok(status) if status.is_success() => {
+                    crate::metrics::event_delivered(name, started.elapsed());
                     span.in_scope(|| {
                         let status = status.as_u16();
                         if attempt == 1 {
-                            debug!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered");
+                            info!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered");
                         } else {
                             info!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered after retry");
                         }
@@ -170,10 +175,22 @@ impl Drain {
                 });
                 return Outcome::GaveUp;
             }
+            crate::metrics::event_retried(name);
             span.in_scope(|| {
                 warn!(%user, call, event = name, sequence, attempt, status, latency_ms, retry_in_ms = pause.as_millis() as u64, error = %Chain(&error), "delivery failed; will retry");
             });
             tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Remembers how the last attempt ended, for the status page.
+    fn note_result(&self, name: &str, sequence: u64, result: &Result<StatusCode, AttemptError>) {
+        let text = match result {
+            Ok(status) => format!("HTTP {} {name} #{sequence}", status.as_u16()),
+            Err(error) => format!("failed {name} #{sequence}: {}", Chain(error)),
+        };
+        if let Ok(mut last) = self.shared.last_delivery.lock() {
+            *last = Some(text);
         }
     }
 

@@ -65,6 +65,7 @@ impl Outbox {
             queue.events.push_back(event);
         }
         self.shared.wake.notify_one();
+        crate::metrics::event_queued();
         Ok(())
     }
 
@@ -116,6 +117,16 @@ impl Outbox {
     /// survive a crash.
     pub fn durable_sequence(&self) -> u64 {
         self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// How the last delivery attempt ended (`"200 phoneCallChanged #3"`, `"failed: ..."`),
+    /// for the status page; `None` before the first attempt.
+    pub fn last_delivery(&self) -> Option<String> {
+        self.shared
+            .last_delivery
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or(None)
     }
 
     /// Whether the outbox still takes events (false once SAP's session is gone).
@@ -188,6 +199,8 @@ pub(super) struct Shared {
     /// The highest sequence number the spool has committed: events up to it may be sent.
     durable: AtomicU64,
     total: Arc<TotalBound>,
+    /// How the last delivery attempt ended, for the status page.
+    pub(super) last_delivery: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -222,6 +235,7 @@ impl Shared {
             wake: Notify::new(),
             failed_attempts: AtomicU64::new(0),
             durable: AtomicU64::new(0),
+            last_delivery: Mutex::new(None),
         }
     }
 

@@ -916,6 +916,7 @@ impl Actor {
                     sequence: s.sequence,
                     queue_depth: s.outbox.depth(),
                     durable_sequence: s.outbox.durable_sequence(),
+                    last_delivery: s.outbox.last_delivery(),
                 })
                 .collect(),
         }
@@ -940,6 +941,15 @@ impl Actor {
             debug!(call = %leg.call, extension = %leg.extension, "leg at an address no agent uses");
             return;
         };
+        info!(
+            target: "ici_connector::switch",
+            %user,
+            call = %leg.call,
+            extension = %leg.extension,
+            state = leg.state.as_str(),
+            cause = leg.cause.as_deref(),
+            "switch event"
+        );
         self.adopt_item(&leg);
         self.adopt_consult_data(&user, &leg);
         self.adopt_switch_data(&leg);
@@ -1403,6 +1413,7 @@ impl Actor {
                                 reason = "coalesced",
                                 "event queue full: superseded call state dropped"
                             );
+                            crate::metrics::events_dropped("coalesced", 1);
                             sub.outbox.push(event)
                         }
                         None => Err(PushError::Full),
@@ -1412,7 +1423,10 @@ impl Actor {
             };
             match result {
                 Ok(()) => {}
-                Err(PushError::Full) => overflowed.push(sub.id),
+                Err(PushError::Full) => {
+                    crate::metrics::events_dropped("overflow", 1);
+                    overflowed.push(sub.id)
+                }
                 Err(PushError::Closed) => debug!(subscription = sub.id, "outbox closed"),
             }
         }

@@ -107,6 +107,9 @@ pub struct SubscriptionStatus {
     pub queue_depth: usize,
     /// The highest sequence number safely in the event spool.
     pub durable_sequence: u64,
+    /// How the last delivery attempt ended (`"HTTP 200 phoneCallChanged #3"`, or
+    /// `"failed ...: why"`); none before the first.
+    pub last_delivery: Option<String>,
 }
 
 /// Everything the status page shows of the session manager.

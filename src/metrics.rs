@@ -1,0 +1,207 @@
+//! Prometheus metrics on the admin listener's `/metrics`.
+//!
+//! Counters and histograms are recorded where things happen, through the `metrics` crate
+//! and its Prometheus recorder (installed once per process by [`install`]); the state
+//! gauges (switch link, agents by workmode, interactions, subscriptions, spool) are read from
+//! the session manager's snapshot at scrape time and appended, so they are never stale.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `ici_soap_requests_total` | counter | `op`, `outcome` (`ok`, `client_fault`, `server_fault`) |
+//! | `ici_soap_request_duration_seconds` | histogram | `op` |
+//! | `ici_events_queued_total` | counter | |
+//! | `ici_events_delivered_total` | counter | `event` |
+//! | `ici_events_retried_total` | counter | `event` |
+//! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`) |
+//! | `ici_event_delivery_duration_seconds` | histogram | `event` |
+//! | `ici_switch_link_up` | gauge | `switch` |
+//! | `ici_agents` | gauge | `workmode` |
+//! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
+//! | `ici_subscriptions` | gauge | |
+//! | `ici_spool_events` | gauge | | (events held until SAP takes them)
+//! | `ici_spool_bytes` | gauge | | (size of the spool files)
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::session::StatusSnapshot;
+
+/// Histogram buckets in seconds: SOAP answers are sub-millisecond to seconds, event
+/// deliveries milliseconds to the 10 s request timeout.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same
+/// handle). `None` when another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!("ici_soap_requests_total", "SOAP requests from SAP");
+    describe_histogram!(
+        "ici_soap_request_duration_seconds",
+        Unit::Seconds,
+        "time to answer a SOAP request"
+    );
+    describe_counter!("ici_events_queued_total", "events queued for SAP");
+    describe_counter!("ici_events_delivered_total", "events SAP acknowledged");
+    describe_counter!(
+        "ici_events_retried_total",
+        "failed delivery attempts that will be retried"
+    );
+    describe_counter!("ici_events_dropped_total", "events that never reached SAP");
+    describe_histogram!(
+        "ici_event_delivery_duration_seconds",
+        Unit::Seconds,
+        "time of one successful event POST"
+    );
+}
+
+/// One SOAP request answered. `op` must be a catalog operation name (or `"-"`), so a
+/// client cannot create label values at will.
+pub fn soap_request(op: &str, outcome: &'static str, duration: Duration) {
+    let op = known_op(op);
+    metrics::counter!("ici_soap_requests_total", "op" => op, "outcome" => outcome).increment(1);
+    metrics::histogram!("ici_soap_request_duration_seconds", "op" => op)
+        .record(duration.as_secs_f64());
+}
+
+fn known_op(op: &str) -> &'static str {
+    crate::ici::catalog::Interface::ALL
+        .iter()
+        .flat_map(|i| crate::ici::catalog::operations(*i))
+        .map(|spec| spec.name)
+        .find(|name| *name == op)
+        .unwrap_or("other")
+}
+
+/// An event went onto an outbox.
+pub fn event_queued() {
+    metrics::counter!("ici_events_queued_total").increment(1);
+}
+
+/// SAP took an event.
+pub fn event_delivered(event: &'static str, latency: Duration) {
+    metrics::counter!("ici_events_delivered_total", "event" => event).increment(1);
+    metrics::histogram!("ici_event_delivery_duration_seconds", "event" => event)
+        .record(latency.as_secs_f64());
+}
+
+/// A delivery attempt failed and will be retried.
+pub fn event_retried(event: &'static str) {
+    metrics::counter!("ici_events_retried_total", "event" => event).increment(1);
+}
+
+/// `count` events were dropped for `reason`.
+pub fn events_dropped(reason: &'static str, count: u64) {
+    if count > 0 {
+        metrics::counter!("ici_events_dropped_total", "reason" => reason).increment(count);
+    }
+}
+
+/// The whole `/metrics` page: recorded counters and histograms, then the state gauges of
+/// `snapshot` and the spool in `data_dir`.
+pub fn render(snapshot: Option<&StatusSnapshot>, data_dir: &Path) -> String {
+    let mut out = match install() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    };
+    if let Some(s) = snapshot {
+        gauge_header(
+            &mut out,
+            "ici_switch_link_up",
+            "1 when the switch link is up",
+        );
+        let _ = writeln!(
+            out,
+            "ici_switch_link_up{{switch=\"{}\"}} {}",
+            s.switch,
+            u8::from(s.switch_link_up)
+        );
+        let mut workmodes: BTreeMap<u32, usize> = [(1, 0), (2, 0), (3, 0)].into();
+        let (mut visible, mut waiting) = (0usize, 0usize);
+        for agent in &s.agents {
+            *workmodes.entry(agent.workmode).or_default() += 1;
+            for i in &agent.interactions {
+                if i.visible {
+                    visible += 1;
+                } else {
+                    waiting += 1;
+                }
+            }
+        }
+        gauge_header(&mut out, "ici_agents", "agents known to SAP by workmode");
+        for (workmode, n) in workmodes {
+            let _ = writeln!(out, "ici_agents{{workmode=\"{workmode}\"}} {n}");
+        }
+        gauge_header(
+            &mut out,
+            "ici_interactions",
+            "interactions SAP sees (visible) or that wait behind the cap (waiting)",
+        );
+        let _ = writeln!(out, "ici_interactions{{visibility=\"visible\"}} {visible}");
+        let _ = writeln!(out, "ici_interactions{{visibility=\"waiting\"}} {waiting}");
+        gauge_header(&mut out, "ici_subscriptions", "live event subscriptions");
+        let _ = writeln!(out, "ici_subscriptions {}", s.subscriptions.len());
+        let queued: usize = s.subscriptions.iter().map(|s| s.queue_depth).sum();
+        gauge_header(
+            &mut out,
+            "ici_spool_events",
+            "events held (in the spool) until SAP takes them",
+        );
+        let _ = writeln!(out, "ici_spool_events {queued}");
+    }
+    gauge_header(&mut out, "ici_spool_bytes", "size of the event spool files");
+    let _ = writeln!(out, "ici_spool_bytes {}", dir_size(data_dir));
+    out
+}
+
+fn gauge_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The `outcome` label of a SOAP request's result.
+pub fn outcome<T>(result: &Result<T, crate::soap::Fault>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(fault) if fault.code == crate::soap::FaultCode::Client => "client_fault",
+        Err(_) => "server_fault",
+    }
+}
