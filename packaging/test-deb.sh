@@ -29,7 +29,9 @@ mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sou
 mirror=${mirror:-http://deb.debian.org/debian}
 
 echo "== building the package"
-cargo deb --quiet
+# ICI_DEB_PROFILE=dev packages the debug build the tests already made (CI: minutes
+# saved); the default is the release build users get.
+cargo deb --quiet ${ICI_DEB_PROFILE:+--profile "$ICI_DEB_PROFILE"}
 deb=$(ls -t target/debian/ici-connector_*.deb | head -n1)
 echo "   $deb"
 dpkg-deb --info "$deb" | sed -n '/Package:/,/Description:/p'
