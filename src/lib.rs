@@ -112,7 +112,21 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    let config = Arc::new(config);
+    let (_keep, live) = watch::channel(Arc::new(config));
+    run_live(live, listeners, shutdown).await
+}
+
+/// The configuration as it is now: a reload (SIGHUP) publishes a new one here, and the
+/// parts that may change at run time (see [`reload`]) are read from it per request.
+pub type LiveConfig = watch::Receiver<Arc<Config>>;
+
+/// Like [`run`], with a configuration that can change while running.
+pub async fn run_live(
+    live: LiveConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let config = live.borrow().clone();
     metrics::install();
     // TLS files are read before anything starts, so a bad certificate stops the start.
     let server_tls = if config.tls.enabled {
@@ -160,9 +174,10 @@ pub async fn run(
     let reload_task = server_tls
         .clone()
         .map(|server_tls| tokio::spawn(server_tls.watch(config.tls.clone(), stop_rx.clone())));
+    let reconfigure_task = tokio::spawn(forward_reloads(live.clone(), session.clone()));
     let soap_task = tokio::spawn(server::serve(
         listeners.soap,
-        Arc::clone(&config),
+        live.clone(),
         session.clone(),
         listener::ListenerSecurity {
             tls: server_tls,
@@ -173,7 +188,7 @@ pub async fn run(
     ));
     let admin_task = tokio::spawn(admin::serve(
         listeners.admin,
-        Arc::clone(&config),
+        live,
         session.clone(),
         sim_control,
         listener::ListenerSecurity {
@@ -192,11 +207,20 @@ pub async fn run(
     if let Some(task) = reload_task {
         let _ = task.await;
     }
+    reconfigure_task.abort();
     drop(session);
     let _ = session_task.await;
     // What SAP does not take in time stays in the spool for the next start.
     notifier.shutdown(SHUTDOWN_FLUSH).await;
     Ok(())
+}
+
+/// Hands every new configuration to the session manager (workmode mapping, numbers).
+async fn forward_reloads(mut live: LiveConfig, session: session::SessionHandle) {
+    while live.changed().await.is_ok() {
+        let config = live.borrow_and_update().clone();
+        session.reconfigure(config).await;
+    }
 }
 
 fn sim_settings(config: &Config) -> switch::sim::SimSettings {

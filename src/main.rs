@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ici_connector::config::Config;
 use ici_connector::trace_cmd::{self, TraceQuery};
-use ici_connector::{Listeners, logging, reload, run};
+use ici_connector::{Listeners, logging, reload, run_live};
 use tracing::info;
 
 /// The configuration used when neither --config nor ICI_CONNECTOR_CONFIG names one.
@@ -182,8 +182,9 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             .context("binding the listeners")?;
         let (soap, admin) = listeners.addresses()?;
         info!(config = %source, %soap, %admin, "listening");
-        let reloader = tokio::spawn(reload_on_sighup(hangup, path, config.clone(), log));
-        run(config, listeners, shutdown).await?;
+        let (live, running) = tokio::sync::watch::channel(std::sync::Arc::new(config.clone()));
+        let reloader = tokio::spawn(reload_on_sighup(hangup, path, config, log, live));
+        run_live(running, listeners, shutdown).await?;
         reloader.abort();
         info!("stopped");
         Ok(())
@@ -196,6 +197,7 @@ async fn reload_on_sighup(
     path: Option<PathBuf>,
     mut current: Config,
     log: logging::LogHandle,
+    live: tokio::sync::watch::Sender<std::sync::Arc<Config>>,
 ) {
     while hup.recv().await.is_some() {
         let Some(path) = &path else {
@@ -203,6 +205,7 @@ async fn reload_on_sighup(
             continue;
         };
         if let Ok((config, _)) = reload::reload(path, &current, &log) {
+            live.send_replace(std::sync::Arc::new(config.clone()));
             current = config;
         }
     }

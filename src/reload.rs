@@ -1,9 +1,12 @@
 //! Configuration reload (SIGHUP): what changed between the configuration in force and the
 //! file now, what can be applied to the running process, and what needs a restart.
 //!
-//! Applied at once: `logging.level` and `logging.capture_users`. Everything else is
-//! reported key by key as "needs restart" and keeps its old value until then (the running
-//! listeners, switch link, session manager and notifier were built from the old values).
+//! Applied at once: `logging.level` and `logging.capture_users`; the workmode mapping
+//! (`[workmodes]`) and `[numbers]`, which the session manager reads per operation; and the
+//! per-request limits (body size, request timeout, XML bounds). Everything else is
+//! reported key by key as "needs restart" and keeps its old value until then (listeners'
+//! connection settings, TLS files — those reload on their own —, the switch link, the
+//! notifier and the spool were built from the old values).
 //! A file that does not parse or validate is refused as a whole, its problems logged, and
 //! the old configuration stays in force.
 
@@ -12,8 +15,30 @@ use std::path::Path;
 use crate::config::{Config, ConfigErrors};
 use crate::logging::{self, LogHandle};
 
-/// The keys that a reload applies to the running process.
-pub const RELOADABLE: &[&str] = &["logging.level", "logging.capture_users"];
+/// The keys that a reload applies to the running process (a key under a listed section
+/// such as `workmodes` counts too).
+pub const RELOADABLE: &[&str] = &[
+    "logging.level",
+    "logging.capture_users",
+    "workmodes",
+    "numbers",
+    "limits.max_body_bytes",
+    "limits.request_timeout",
+    "limits.max_xml_depth",
+    "limits.max_xml_elements",
+    "limits.max_xml_text_bytes",
+    "limits.max_xml_attribute_bytes",
+];
+
+/// Whether `key` changes at run time.
+fn reloadable(key: &str) -> bool {
+    RELOADABLE.iter().any(|r| {
+        key == *r
+            || key
+                .strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    })
+}
 
 /// What a reload did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -96,14 +121,25 @@ pub fn reload(
                 logging::set_capture_users(new.logging.capture_users.iter().cloned());
                 report.applied.push(key);
             }
+            // Published to the running process by the caller (the live configuration).
+            key if reloadable(key) => report.applied.push(key.to_string()),
             _ => report.needs_restart.push(key),
         }
     }
-    // What needs a restart keeps its old value in the remembered configuration, so the
-    // next reload reports it again until the process restarts.
+    // What needs a restart keeps its old value in the configuration in force, so the next
+    // reload reports it again until the process restarts.
     let mut remembered = current.clone();
     remembered.logging.level = new.logging.level.clone();
     remembered.logging.capture_users = new.logging.capture_users.clone();
+    remembered.workmodes = new.workmodes.clone();
+    remembered.numbers = new.numbers.clone();
+    let (limits, new_limits) = (&mut remembered.limits, &new.limits);
+    limits.max_body_bytes = new_limits.max_body_bytes;
+    limits.request_timeout = new_limits.request_timeout;
+    limits.max_xml_depth = new_limits.max_xml_depth;
+    limits.max_xml_elements = new_limits.max_xml_elements;
+    limits.max_xml_text_bytes = new_limits.max_xml_text_bytes;
+    limits.max_xml_attribute_bytes = new_limits.max_xml_attribute_bytes;
     tracing::info!(
         file = %path.display(),
         applied = ?report.applied,
@@ -136,5 +172,25 @@ mod tests {
             ]
         );
         assert!(changed_keys(&old, &old.clone()).is_empty());
+    }
+
+    #[test]
+    fn which_keys_reload() {
+        for key in [
+            "workmodes.custom[0].text",
+            "workmodes.reject",
+            "numbers.e164",
+            "limits.max_body_bytes",
+        ] {
+            assert!(reloadable(key), "{key}");
+        }
+        for key in [
+            "limits.max_connections",
+            "soap.listen",
+            "switch.kind",
+            "workmodesx",
+        ] {
+            assert!(!reloadable(key), "{key}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::LiveConfig;
 use crate::config::Config;
 use crate::ici::{self, catalog::Match};
 use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse, ListenerSecurity, Peer};
@@ -24,7 +25,7 @@ use crate::wsdl;
 pub const SOAP_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 
 struct Soap {
-    config: Arc<Config>,
+    config: LiveConfig,
     session: SessionHandle,
     auth: Option<BasicAuth>,
     counters: Arc<SecurityCounters>,
@@ -34,13 +35,14 @@ struct Soap {
 /// `security`, Basic auth from `[auth] soap_users`.
 pub async fn serve(
     listener: TcpListener,
-    config: Arc<Config>,
+    config: LiveConfig,
     session: SessionHandle,
     security: ListenerSecurity,
     stop: watch::Receiver<bool>,
 ) {
-    let limits = connection_limits(&config);
-    let auth = BasicAuth::new(&config.auth, &config.auth.soap_users);
+    let first = config.borrow().clone();
+    let limits = connection_limits(&first);
+    let auth = BasicAuth::new(&first.auth, &first.auth.soap_users);
     let soap = Arc::new(Soap {
         config,
         session,
@@ -65,6 +67,11 @@ pub fn connection_limits(config: &Config) -> ConnectionLimits {
 }
 
 impl Soap {
+    /// The configuration in force now (limits and paths follow a reload).
+    fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
     async fn handle(&self, request: hyper::Request<Incoming>, peer: Peer) -> HttpResponse {
         let mut user = None;
         if let Some(auth) = &self.auth {
@@ -78,7 +85,8 @@ impl Soap {
         }
         let path = request.uri().path().to_string();
         let query = request.uri().query().unwrap_or("").to_string();
-        let paths = &self.config.soap.paths;
+        let config = self.config();
+        let paths = &config.soap.paths;
         if !paths.is_empty() && !paths.contains(&path) {
             return listener::text(StatusCode::NOT_FOUND, "not found\n");
         }
@@ -106,8 +114,8 @@ impl Soap {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
-            .unwrap_or_else(|| self.config.soap.listen.to_string());
-        let scheme = if self.config.tls.enabled {
+            .unwrap_or_else(|| self.config().soap.listen.to_string());
+        let scheme = if self.config().tls.enabled {
             "https"
         } else {
             "http"
@@ -133,7 +141,8 @@ impl Soap {
     ) -> HttpResponse {
         let client_cert = peer.client_subject.clone();
         let peer = peer.addr;
-        let limits = &self.config.limits;
+        let config = self.config();
+        let limits = &config.limits;
         let body = match listener::read_body(request, limits.max_body_bytes, limits.request_timeout)
             .await
         {
@@ -231,7 +240,7 @@ impl Soap {
             .unwrap_or(resolved.spec.interface.namespace())
             .to_string();
         let operation = resolved.spec.name.to_string();
-        let timeout = self.config.limits.request_timeout;
+        let timeout = self.config().limits.request_timeout;
         let value = tokio::time::timeout(timeout, ici::execute(resolved, &self.session))
             .await
             .map_err(|_| Fault::server("request timed out"))??;

@@ -288,13 +288,47 @@ async fn sighup_applies_levels_and_capture_and_refuses_a_bad_file() {
     let text = std::fs::read_to_string(&config).unwrap();
     let changed = text.replace(
         "[logging]\n",
-        "[limits]\nmax_body_bytes = 4096\n[logging]\ncapture_users = [\"AGENT9\"]\n",
+        "[limits]\nmax_body_bytes = 4096\nmax_connections = 100\n\
+         [[workmodes.custom]]\nid = 4\ntext = \"Lunch\"\nswitch_state = \"lunch\"\n\
+         [logging]\ncapture_users = [\"AGENT9\"]\n",
     );
     std::fs::write(&config, changed).unwrap();
     process.signal("HUP");
     let line = process.expect_line("need a restart");
-    assert!(line.contains("limits.max_body_bytes"), "{line}");
+    assert!(line.contains("limits.max_connections"), "{line}");
+    assert!(!line.contains("max_body_bytes"), "applied at once: {line}");
+    assert!(!line.contains("workmodes"), "applied at once: {line}");
     assert_eq!(capture().await, json!(["AGENT9"]));
+    // The new workmode list and body limit are in force (published right after the log
+    // line above; nothing reports the moment, so look until it shows, within 10 s).
+    let api = &process.endpoints;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = api
+            .call("User", "getAttributes", &[("userId", "AGENT9")])
+            .await;
+        let ids: Vec<String> = answer
+            .ret()
+            .child("workmodes")
+            .unwrap()
+            .children
+            .iter()
+            .map(|w| w.child("id").unwrap().text.clone())
+            .collect();
+        if ids.contains(&"4".to_string()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workmode 4 never appeared: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let big = format!("<x>{}</x>", "a".repeat(5000));
+    let answer = api
+        .request(false, "POST", "/", &[("content-type", "text/xml")], big)
+        .await;
+    assert_eq!(answer.status, 413, "the reloaded body limit applies");
 
     std::fs::write(
         &config,

@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::LiveConfig;
 use crate::listener::{self, HttpResponse, ListenerSecurity, Peer};
 use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
@@ -21,7 +21,7 @@ pub mod status_page;
 pub use ops::CaptureUsers;
 
 struct Admin {
-    config: Arc<Config>,
+    config: LiveConfig,
     session: SessionHandle,
     sim: Option<SimControl>,
     auth: Option<BasicAuth>,
@@ -33,14 +33,15 @@ struct Admin {
 /// `[auth] admin_users`, required for everything but `/healthz` and `/readyz`.
 pub async fn serve(
     listener: TcpListener,
-    config: Arc<Config>,
+    config: LiveConfig,
     session: SessionHandle,
     sim: Option<SimControl>,
     security: ListenerSecurity,
     stop: watch::Receiver<bool>,
 ) {
-    let limits = crate::server::connection_limits(&config);
-    let auth = BasicAuth::new(&config.auth, &config.auth.admin_users);
+    let first = config.borrow().clone();
+    let limits = crate::server::connection_limits(&first);
+    let auth = BasicAuth::new(&first.auth, &first.auth.admin_users);
     let admin = Arc::new(Admin {
         config,
         session,
@@ -73,7 +74,8 @@ impl Admin {
                 return listener::closing(auth.refusal(&outcome, false));
             }
         }
-        let request = match ops::handle(&self.config, &self.session, request).await {
+        let config = self.config.borrow().clone();
+        let request = match ops::handle(&config, &self.session, request).await {
             Ok(response) => return response,
             Err(request) => request,
         };
@@ -99,7 +101,7 @@ impl Admin {
                         "the switch is not the simulator\n",
                     );
                 };
-                let limits = &self.config.limits;
+                let limits = &config.limits;
                 let body = match listener::read_body(
                     request,
                     limits.max_body_bytes,

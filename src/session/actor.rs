@@ -162,6 +162,10 @@ impl Actor {
                 let _ = reply.send(self.snapshot());
             }
             Command::Reap { call } => self.end_call(&call, "unknown to the switch"),
+            Command::Reconfigure(config) => {
+                info!("session manager: reloaded configuration in force");
+                self.config = config;
+            }
         }
     }
 

@@ -47,6 +47,8 @@ enum Command {
     },
     /// The switch said it does not know this call: end it toward SAP.
     Reap { call: String },
+    /// A reloaded configuration (only its run-time changeable parts differ).
+    Reconfigure(Arc<Config>),
 }
 
 /// The cloneable handle the SOAP and admin listeners talk to.
@@ -73,6 +75,11 @@ impl SessionHandle {
             .await
             .map_err(|_| IciError::ShuttingDown)?;
         rx.await.map_err(|_| IciError::ShuttingDown)?
+    }
+
+    /// Puts a reloaded configuration in force (workmode mapping, numbers, caps).
+    pub async fn reconfigure(&self, config: Arc<Config>) {
+        let _ = self.tx.send(Command::Reconfigure(config)).await;
     }
 
     /// What the status page and metrics show.
