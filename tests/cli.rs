@@ -1,8 +1,11 @@
 //! The binary as an admin uses it: --version, check-config, and a real process that is
 //! started, answers, and stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
+
+use common::process::Process;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ici-connector");
 
@@ -108,32 +111,11 @@ fn runs_answers_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .env_remove("RUST_LOG")
-        .env("ICI_CONNECTOR_CONFIG", &file)
-        .stderr(Stdio::piped())
-        .spawn()
+    let process = Process::start(&file);
+    let mut stream = std::net::TcpStream::connect(process.endpoints.soap).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    // Log lines arrive through a channel so a silent server fails the test instead of
-    // hanging it.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait = std::time::Duration::from_secs(30);
-    let listening = std::iter::from_fn(|| lines.recv_timeout(wait).ok())
-        .find(|l| l.contains("listening"))
-        .expect("the server logs its addresses on stderr");
-    let soap = listening
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("soap="))
-        .expect("soap=ADDR in the log line")
-        .to_string();
-    let mut stream = std::net::TcpStream::connect(&soap).unwrap();
-    stream.set_read_timeout(Some(wait)).unwrap();
     use std::io::{Read, Write};
     let body = std::fs::read(root("tests/fixtures/soap/vendor-trace.http")).unwrap();
     stream.write_all(&body).unwrap();
@@ -141,13 +123,8 @@ fn runs_answers_and_stops_on_sigterm() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert_eq!(exit.code(), Some(0), "graceful stop exits 0");
-    let rest: Vec<String> = std::iter::from_fn(|| lines.recv_timeout(wait).ok()).collect();
+    process.signal("TERM");
+    let rest = process.remaining_lines();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    process.stop_after_signal();
 }

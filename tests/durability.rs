@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::fake_sap::{FakeSap, Mode};
+use common::process::Process;
 use common::server::{Endpoints, TestServer, envelope, ns, params};
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ici-connector");
 const CALLS: usize = 20;
 
 /// getAttributes, setAddresses 2001, subscribeUser to `url`, ready.
@@ -120,47 +119,6 @@ async fn graceful_restart_keeps_undelivered_events_and_the_subscription() {
     second.stop().await;
 }
 
-/// The connector as a child process with its addresses read from its log.
-struct Process {
-    child: Child,
-    api: Endpoints,
-}
-
-fn spawn_connector(config: &std::path::Path) -> Process {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let line = std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(30)).ok())
-        .find(|l| l.contains("listening"))
-        .expect("the connector logs its addresses");
-    let addr = |key: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    Process {
-        child,
-        api: Endpoints::new(addr("soap="), addr("admin=")),
-    }
-}
-
 #[tokio::test]
 async fn sigkill_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,16 +136,14 @@ async fn sigkill_loses_nothing() {
     let mut fake = FakeSap::start().await;
     fake.set_mode(Mode::Refuse);
 
-    let mut first = spawn_connector(&config);
-    log_in(&first.api, &fake.url).await;
-    let count = make_events(&first.api).await;
-    wait_durable(&first.api, count).await;
-    first.child.kill().unwrap(); // SIGKILL: no shutdown code runs
-    first.child.wait().unwrap();
+    let first = Process::start(&config);
+    log_in(&first.endpoints, &fake.url).await;
+    let count = make_events(&first.endpoints).await;
+    wait_durable(&first.endpoints, count).await;
+    first.kill(); // SIGKILL: no shutdown code runs
 
     fake.resume().await;
-    let mut second = spawn_connector(&config);
+    let second = Process::start(&config);
     expect_all_in_order(&mut fake, count).await;
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
+    second.kill();
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use common::fake_sap::{FakeSap, WAIT};
+use common::fake_sap::FakeSap;
+use common::process::Process;
 use common::server::{Endpoints, TestServer, ns, params};
 use serde_json::{Value, json};
 
@@ -77,69 +76,6 @@ async fn sim_call(server: &Endpoints, sap: &mut FakeSap, user: &str, extension: 
     op(server, user, "PhoneCall", "drop", &[("callId", &call)]).await;
     assert_eq!(state(&sap.next_event().await), "dropped");
     call
-}
-
-/// The binary running on a config file, its stderr lines on a channel.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    endpoints: Endpoints,
-}
-
-impl Process {
-    fn start(config: &Path) -> Process {
-        let mut child = Command::new(BIN)
-            .env_remove("RUST_LOG")
-            .args(["--config"])
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let listening = std::iter::from_fn(|| lines.recv_timeout(WAIT).ok())
-            .find(|l| l.contains("listening"))
-            .expect("the start line reaches stderr also when logging to files");
-        let addr = |key: &str| {
-            listening
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("{key} in {listening}"))
-                .parse()
-                .unwrap()
-        };
-        let endpoints = Endpoints::new(addr("soap="), addr("admin="));
-        Process {
-            child,
-            lines,
-            endpoints,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for a stderr line containing `what`.
-    fn expect_line(&self, what: &str) -> String {
-        std::iter::from_fn(|| self.lines.recv_timeout(WAIT).ok())
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("no stderr line with {what:?}"))
-    }
-
-    fn stop(mut self) {
-        self.signal("TERM");
-        assert_eq!(self.child.wait().unwrap().code(), Some(0));
-    }
 }
 
 fn write_config(dir: &Path, format: &str, extra: &str) -> std::path::PathBuf {
