@@ -59,12 +59,18 @@ pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
 /// defines it (handlers/asterisk/extensions_ici.conf), normally by including the context
 /// agents' phones dial from.
 pub const DIAL_CONTEXT: &str = "ici-connector";
+/// Dialplan context the adapter redirects the parties of a conference to; `c<digits>`
+/// must reach `ConfBridge` (handlers/asterisk/extensions_ici.conf).
+pub const CONFERENCE_CONTEXT: &str = "ici-conference";
 
 /// What the adapter can do through AMI, and nothing more.
-const CAPABILITIES: [Capability; 4] = [
+const CAPABILITIES: [Capability; 7] = [
     Capability::MakeCall,
     Capability::Clear,
     Capability::BlindTransfer,
+    Capability::Consult,
+    Capability::Conference,
+    Capability::DropParty,
     Capability::AgentState,
 ];
 
