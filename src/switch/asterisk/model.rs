@@ -69,6 +69,9 @@ struct Channel {
     bridged: bool,
     held: bool,
     conferenced: bool,
+    /// Asterisk reported this channel's own `ConfbridgeJoin` (`conferenced` is also set
+    /// for the other parties of a conference the adapter builds).
+    joined: bool,
     transferred: bool,
     /// Created by the adapter's Originate (the agent's phone rings first, then the far end).
     originated: bool,
@@ -288,7 +291,7 @@ impl Model {
 
     /// Whether the channel is in a ConfBridge.
     pub fn conferenced(&self, uniqueid: &str) -> bool {
-        self.channels.get(uniqueid).is_some_and(|c| c.conferenced)
+        self.channels.get(uniqueid).is_some_and(|c| c.joined)
     }
 
     pub fn has_channel(&self, uniqueid: &str) -> bool {
@@ -365,10 +368,24 @@ impl Model {
             "Unhold" => self.update(msg, |c, _| c.held = false),
             "ConfbridgeJoin" => {
                 let mut out = self.on_conference_join(msg);
-                out.extend(self.update(msg, |c, _| c.conferenced = true));
+                out.extend(self.update(msg, |c, _| {
+                    c.conferenced = true;
+                    c.joined = true;
+                    c.held = false;
+                }));
                 out
             }
-            "ConfbridgeLeave" => self.update(msg, |c, _| c.conferenced = false),
+            "ConfbridgeLeave" => {
+                // Mostly a hangup follows; the next change reports the leg.
+                if let Some(c) = msg
+                    .value("Uniqueid")
+                    .and_then(|id| self.channels.get_mut(id))
+                {
+                    c.conferenced = false;
+                    c.joined = false;
+                }
+                Vec::new()
+            }
             "QueueCallerJoin" | "QueueEntry" | "AgentCalled" => {
                 if let (Some(call), Some(queue)) = (msg.value("Linkedid"), msg.value("Queue")) {
                     self.calls.entry(call.to_owned()).or_default().queue = Some(queue.to_owned());
