@@ -108,6 +108,39 @@ async fn expect(
     found.unwrap_or_else(|_| panic!("no {name} on {path} within {STEP:?}: {what}"))
 }
 
+/// A check on one event: path, what it shows (for the failure message), predicate.
+type Want<'a> = (&'a str, &'a str, Box<dyn Fn(&Received) -> bool + 'a>);
+
+/// Waits for one `phoneCallChanged` per entry, in any order: events to different agents
+/// travel on different delivery queues, so their relative order is not fixed.
+async fn expect_all(sap: &mut FakeSap, wants: Vec<Want<'_>>) -> Vec<Received> {
+    let mut found: Vec<Option<Received>> = wants.iter().map(|_| None).collect();
+    let done = tokio::time::timeout(STEP, async {
+        while found.iter().any(Option::is_none) {
+            let event = sap.next_event().await;
+            if event.name != "phoneCallChanged" {
+                continue;
+            }
+            if let Some(i) = (0..wants.len())
+                .find(|&i| found[i].is_none() && wants[i].0 == event.path && (wants[i].2)(&event))
+            {
+                found[i] = Some(event);
+            }
+        }
+    })
+    .await;
+    if done.is_err() {
+        let missing: Vec<String> = wants
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(w, _)| format!("{} on {}", w.1, w.0))
+            .collect();
+        panic!("no phoneCallChanged within {STEP:?}: {missing:?}");
+    }
+    found.into_iter().map(Option::unwrap).collect()
+}
+
 /// Sends `accept` to phones (in order) until `expect`ed event arrives: the SIP INVITE may reach the
 /// phone a little after the AMI event that announced the call.
 async fn accept_until(
@@ -139,6 +172,75 @@ async fn accept_until(
             "no phoneCallChanged on {path} within {STEP:?}: {what}"
         );
     }
+}
+
+/// The customer calls the queue and agent 1 answers on the phone: the call id.
+async fn queue_call(sap: &mut FakeSap) -> String {
+    phone(CUSTOMER_PHONE, "dial", "sip:600@127.0.0.1:5160").await;
+    let alerting = expect(sap, "/a1", "phoneCallChanged", "queue call", |e| {
+        is(e, "state", "alerting")
+    })
+    .await;
+    let call = alerting.field("callId").unwrap();
+    accept_until(sap, &[AGENT1_PHONE], "/a1", "queue call answered", |e| {
+        is(e, "callId", &call) && is(e, "state", "connected")
+    })
+    .await;
+    call
+}
+
+/// SAP's consult from agent 1 to agent 2 on `call`, answered on agent 2's phone: the
+/// consultation call's id.
+async fn consult_agent2(server: &TestServer, sap: &mut FakeSap, call: &str) -> String {
+    let answer = server
+        .call(
+            "PhoneCall",
+            "consult",
+            &[("callId", call), ("address", "2002")],
+        )
+        .await;
+    let consult = answer.ok().ret().text.clone();
+    assert_ne!(consult, call);
+    let seen = expect_all(
+        sap,
+        vec![
+            (
+                "/a1",
+                "first call held",
+                Box::new(|e: &Received| is(e, "callId", call) && is(e, "state", "held")),
+            ),
+            (
+                "/a1",
+                "consult dialing",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "dialing")),
+            ),
+            (
+                "/a2",
+                "consult rings",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "alerting")),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(seen[2].field("remoteAddress").as_deref(), Some("+2001"));
+    phone(AGENT2_PHONE, "accept", "").await;
+    expect_all(
+        sap,
+        vec![
+            (
+                "/a2",
+                "consult answered",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "connected")),
+            ),
+            (
+                "/a1",
+                "consult connected",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "connected")),
+            ),
+        ],
+    )
+    .await;
+    consult
 }
 
 fn is(event: &Received, field: &str, value: &str) -> bool {
@@ -289,6 +391,129 @@ async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
     expect(&mut sap, "/a2", "phoneCallChanged", "dropped", |e| {
         is(e, "callId", &call) && is(e, "state", "dropped")
     })
+    .await;
+
+    // Consult transfer: the customer calls again, agent 1 consults agent 2 (Atxfer), then
+    // transfers to the consulted agent.
+    let call = queue_call(&mut sap).await;
+    let consult = consult_agent2(&server, &mut sap, &call).await;
+    server
+        .call(
+            "PhoneCall",
+            "transfer",
+            &[("callId", &call), ("address", "2002")],
+        )
+        .await
+        .ok();
+    let seen = expect_all(
+        &mut sap,
+        vec![
+            (
+                "/a1",
+                "held call transferred",
+                Box::new(|e: &Received| is(e, "callId", &call) && is(e, "state", "transferred")),
+            ),
+            (
+                "/a2",
+                "consult call ends",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "dropped")),
+            ),
+            (
+                "/a2",
+                "customer at agent 2",
+                Box::new(|e: &Received| is(e, "callId", &call) && is(e, "state", "connected")),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(seen[2].field("remoteAddress").as_deref(), Some("+2003"));
+    server
+        .call("PhoneCall", "drop", &[("callId", &call)])
+        .await
+        .ok();
+    expect(
+        &mut sap,
+        "/a2",
+        "phoneCallChanged",
+        "transferred call dropped",
+        |e| is(e, "callId", &call) && is(e, "state", "dropped"),
+    )
+    .await;
+
+    // Conference: consult again, then join all three in a ConfBridge; the held call's id
+    // survives, the consultation call ends (cause conferenced).
+    let call = queue_call(&mut sap).await;
+    let consult = consult_agent2(&server, &mut sap, &call).await;
+    server
+        .call(
+            "PhoneCall",
+            "conference",
+            &[("callId", &call), ("consultCallId", &consult)],
+        )
+        .await
+        .ok();
+    expect_all(
+        &mut sap,
+        vec![
+            (
+                "/a1",
+                "consult call merged",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "dropped")),
+            ),
+            (
+                "/a2",
+                "consult call merged",
+                Box::new(|e: &Received| is(e, "callId", &consult) && is(e, "state", "dropped")),
+            ),
+            (
+                "/a1",
+                "agent 1 conferenced",
+                Box::new(|e: &Received| is(e, "callId", &call) && is(e, "state", "conferenced")),
+            ),
+            (
+                "/a2",
+                "agent 2 conferenced",
+                Box::new(|e: &Received| is(e, "callId", &call) && is(e, "state", "conferenced")),
+            ),
+        ],
+    )
+    .await;
+    // Drop party: agent 2 leaves the conference, then the customer; agent 1 drops last.
+    server
+        .call(
+            "PhoneCall",
+            "dropParty",
+            &[("callId", &call), ("address", "2002")],
+        )
+        .await
+        .ok();
+    expect(
+        &mut sap,
+        "/a2",
+        "phoneCallChanged",
+        "agent 2 dropped",
+        |e| is(e, "callId", &call) && is(e, "state", "dropped"),
+    )
+    .await;
+    server
+        .call(
+            "PhoneCall",
+            "dropParty",
+            &[("callId", &call), ("address", "2003")],
+        )
+        .await
+        .ok();
+    server
+        .call("PhoneCall", "drop", &[("callId", &call)])
+        .await
+        .ok();
+    expect(
+        &mut sap,
+        "/a1",
+        "phoneCallChanged",
+        "conference over",
+        |e| is(e, "callId", &call) && is(e, "state", "dropped"),
+    )
     .await;
 
     // Dial from SAP: the agent's phone rings first (dialing), then the customer.

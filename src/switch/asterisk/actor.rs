@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::codec::{Action, Decoder, Frame, Message};
 use super::model::{CTI_REF_VARIABLE, Model, ORIGINATE_PREFIX};
-use super::{COMMAND_WAIT, CONNECT_TIMEOUT, DIAL_CONTEXT};
+use super::{COMMAND_WAIT, CONFERENCE_CONTEXT, CONNECT_TIMEOUT, DIAL_CONTEXT};
 use crate::config::AsteriskConfig;
 use crate::switch::{
     AgentState, EventSink, SwitchCommand, SwitchError, SwitchEvent, SwitchReply, SwitchRequest,
@@ -31,6 +31,13 @@ enum Waiter {
     CallAppears(String),
     /// The agent reached this state.
     Agent(String, AgentState),
+    /// An `Atxfer` from this channel (on this held call) started its consultation call;
+    /// the command answers with its id.
+    Consult { held: String, transferer: String },
+    /// The consultation call ended.
+    ConsultGone(String),
+    /// The channel joined a ConfBridge (or is gone).
+    Conferenced(String),
 }
 
 #[derive(Debug)]
@@ -273,7 +280,7 @@ impl Link<'_> {
                         }
                     }
                 }
-                _ = tick.tick() => self.expire(),
+                _ = tick.tick() => self.expire(model),
             }
         }
     }
@@ -328,7 +335,7 @@ impl Link<'_> {
     ) -> Result<(), End> {
         if message.event().is_none() {
             if message.is_response() {
-                self.on_response(&message).await?;
+                self.on_response(&message, model).await?;
             }
             return Ok(());
         }
@@ -336,6 +343,7 @@ impl Link<'_> {
             self.on_originate_response(&message, model);
         }
         for event in model.apply(&message) {
+            debug!(?event, "switch event");
             if !events.send(event).await {
                 return Err(End::Stop);
             }
@@ -344,7 +352,7 @@ impl Link<'_> {
         Ok(())
     }
 
-    async fn on_response(&mut self, message: &Message) -> Result<(), End> {
+    async fn on_response(&mut self, message: &Message, model: &mut Model) -> Result<(), End> {
         let Some(id) = message.get("ActionID") else {
             return Ok(());
         };
@@ -364,6 +372,9 @@ impl Link<'_> {
         self.jobs[pos].steps.pop_front();
         if failed && !tolerate {
             let job = self.jobs.remove(pos);
+            if let Some(Waiter::Consult { held, .. }) = &job.waiter {
+                model.consult_failed(held);
+            }
             let why = message.get("Message").unwrap_or("error").to_owned();
             let _ = job.reply.send(Err(SwitchError::Rejected(why)));
             return Ok(());
@@ -402,16 +413,30 @@ impl Link<'_> {
         let mut i = 0;
         while i < self.jobs.len() {
             let job = &self.jobs[i];
+            let mut done = job.done.clone();
             let ready = job.steps.is_empty()
                 && match &job.waiter {
                     None => true,
                     Some(Waiter::Left(id)) => model.left(id),
                     Some(Waiter::CallAppears(call)) => model.has_call(call),
                     Some(Waiter::Agent(ext, state)) => model.agent_state(ext) == Some(state),
+                    Some(Waiter::Consult { transferer, .. }) => {
+                        match model.consult_by_transferer(transferer) {
+                            Some((id, _)) => {
+                                done = SwitchReply::NewCall(id.to_owned());
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    Some(Waiter::ConsultGone(call)) => !model.has_consult(call),
+                    Some(Waiter::Conferenced(id)) => {
+                        model.conferenced(id) || !model.has_channel(id)
+                    }
                 };
             if ready {
                 let job = self.jobs.remove(i);
-                let _ = job.reply.send(Ok(job.done));
+                let _ = job.reply.send(Ok(done));
             } else {
                 i += 1;
             }
@@ -420,12 +445,20 @@ impl Link<'_> {
 
     /// A command Asterisk accepted whose event did not come in time is answered anyway:
     /// the events follow when they come.
-    fn expire(&mut self) {
+    fn expire(&mut self, model: &mut Model) {
         let now = Instant::now();
         let mut i = 0;
         while i < self.jobs.len() {
             if self.jobs[i].deadline.is_some_and(|d| d <= now) {
                 let job = self.jobs.remove(i);
+                if let Some(Waiter::Consult { held, .. }) = &job.waiter {
+                    // Without its channel there is no call id to answer with.
+                    model.consult_failed(held);
+                    let _ = job.reply.send(Err(SwitchError::Rejected(
+                        "Asterisk did not start the consultation call".into(),
+                    )));
+                    continue;
+                }
                 debug!(waiter = ?job.waiter, "answering a command without its event");
                 let _ = job.reply.send(Ok(job.done));
             } else {
@@ -561,7 +594,25 @@ impl Link<'_> {
                 ))
             }
             SwitchCommand::Clear { call, extension } => {
+                if let Some((_, transferer, name)) = model.consult(&call)
+                    && model.channel_extension(transferer) == Some(extension.as_str())
+                {
+                    // The consulting agent ends the consultation: back to the held call.
+                    let action = Action::new("CancelAtxfer").with("Channel", name.to_owned());
+                    return Ok((
+                        vec![step(action)],
+                        SwitchReply::Done,
+                        Some(Waiter::ConsultGone(call)),
+                    ));
+                }
                 let (id, name) = leg(model, &call, &extension)?;
+                if model.consult_by_transferer(&id).is_some() {
+                    // Hanging up the transferer would complete the transfer on Asterisk.
+                    return Err(SwitchError::InvalidState(format!(
+                        "{extension} is consulting on {call}: transfer it or drop the \
+                         consultation call first"
+                    )));
+                }
                 let action = Action::new("Hangup")
                     .with("Channel", name)
                     .with("Cause", "16");
@@ -578,6 +629,17 @@ impl Link<'_> {
             } => {
                 check_number(&destination)?;
                 let (id, name) = leg(model, &call, &extension)?;
+                if let Some((_, consulted)) = model.consult_by_transferer(&id) {
+                    if consulted != destination {
+                        return Err(SwitchError::InvalidState(format!(
+                            "{extension} is consulting {consulted} on {call}: transfer to \
+                             {consulted} or drop the consultation call first"
+                        )));
+                    }
+                    // Transfer to the consulted party: the transferer leaves, Asterisk
+                    // completes the attended transfer.
+                    return Ok(complete_transfer(id, name));
+                }
                 let action = Action::new("BlindTransfer")
                     .with("Channel", name.clone())
                     .with("Exten", destination)
@@ -594,9 +656,135 @@ impl Link<'_> {
                     Some(Waiter::Left(id)),
                 ))
             }
+            SwitchCommand::Consult {
+                call,
+                extension,
+                destination,
+            } => {
+                check_number(&destination)?;
+                let (id, name) = leg(model, &call, &extension)?;
+                if model.consult_by_transferer(&id).is_some() {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{extension} is already consulting on {call}"
+                    )));
+                }
+                model.expect_consult(&call, &id, &destination);
+                let action = Action::new("Atxfer")
+                    .with("Channel", name)
+                    .with("Exten", destination)
+                    .with("Context", DIAL_CONTEXT);
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::Consult {
+                        held: call,
+                        transferer: id,
+                    }),
+                ))
+            }
+            SwitchCommand::TransferConsult {
+                held,
+                consult,
+                extension,
+            } => {
+                let (id, name) = consult_legs(model, &held, &consult, &extension)?;
+                Ok(complete_transfer(id, name))
+            }
+            SwitchCommand::Conference {
+                held,
+                consult,
+                extension,
+            } => {
+                let (id, name) = consult_legs(model, &held, &consult, &extension)?;
+                let phones = model.consult_phones(&consult);
+                let customers = model.held_phones(&consult);
+                if phones.is_empty() || customers.is_empty() {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{held} and {consult} have nobody to conference with"
+                    )));
+                }
+                model.expect_conference(&consult);
+                // One ConfBridge per held call (named by its digits).
+                let room: String = format!(
+                    "c{}",
+                    held.chars()
+                        .filter(char::is_ascii_digit)
+                        .collect::<String>()
+                );
+                let redirect = |name: &str| {
+                    Action::new("Redirect")
+                        .with("Channel", name.to_owned())
+                        .with("Context", CONFERENCE_CONTEXT)
+                        .with("Exten", room.clone())
+                        .with("Priority", "1")
+                };
+                // The other parties first, then the agent: the agent leaving its bridge
+                // first would complete the attended transfer.
+                let mut steps: Vec<Step> = customers
+                    .iter()
+                    .chain(phones.iter())
+                    .map(|(_, n)| step(redirect(n)))
+                    .collect();
+                steps.push(step(redirect(&name)));
+                Ok((steps, SwitchReply::Done, Some(Waiter::Conferenced(id))))
+            }
+            SwitchCommand::DropParty {
+                call,
+                extension,
+                party,
+            } => {
+                let (id, name) =
+                    model
+                        .party_channel(&call, &extension, &party)
+                        .ok_or_else(|| {
+                            SwitchError::InvalidState(format!("{party} is not a party of {call}"))
+                        })?;
+                let action = Action::new("Hangup")
+                    .with("Channel", name)
+                    .with("Cause", "16");
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::Left(id)),
+                ))
+            }
             other => Err(SwitchError::NotSupported(other.capability())),
         }
     }
+}
+
+/// The transferer of consultation `consult` on `held`: (uniqueid, channel name).
+fn consult_legs(
+    model: &Model,
+    held: &str,
+    consult: &str,
+    extension: &str,
+) -> Result<(String, String), SwitchError> {
+    let (held_call, id, name) = model
+        .consult(consult)
+        .ok_or_else(|| SwitchError::UnknownCall(consult.to_owned()))?;
+    if held_call != held || model.channel_extension(id) != Some(extension) {
+        return Err(SwitchError::InvalidState(format!(
+            "{consult} is not {extension}'s consultation of {held}"
+        )));
+    }
+    Ok((id.to_owned(), name.to_owned()))
+}
+
+/// Completing an attended transfer on Asterisk: the transferer hangs up.
+#[allow(clippy::type_complexity)]
+fn complete_transfer(id: String, name: String) -> (Vec<Step>, SwitchReply, Option<Waiter>) {
+    let action = Action::new("Hangup")
+        .with("Channel", name)
+        .with("Cause", "16");
+    (
+        vec![Step {
+            action,
+            tolerate: false,
+        }],
+        SwitchReply::Done,
+        Some(Waiter::Left(id)),
+    )
 }
 
 fn leg(model: &Model, call: &str, extension: &str) -> Result<(String, String), SwitchError> {

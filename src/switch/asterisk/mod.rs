@@ -14,6 +14,11 @@
 //! | `ConfbridgeJoin` | conferenced |
 //! | `BlindTransfer` / `AttendedTransfer` (transferer) | transferred |
 //! | `Hangup` | dropped (cause from the Q.850 code; `abandoned` while alerting) |
+//!
+//! A consultation (`Atxfer`) shares the held call's `Linkedid`; its channels are reported
+//! under the `Uniqueid` of the first one the transfer creates (see [`model`]) until it is
+//! transferred (the agent hangs up), cancelled (`CancelAtxfer`, the consulted party hangs
+//! up) or conferenced (`Redirect` of every party into `CONFERENCE_CONTEXT`).
 //! | `VarSet SAP_CAD` | attribute `Sap_Cad` (attached data set by the dialplan/IVR) |
 //! | `QueueMemberAdded/Pause/Removed` | [`SwitchEvent::Agent`](super::SwitchEvent::Agent) |
 //!
@@ -59,12 +64,18 @@ pub const COMMAND_WAIT: Duration = Duration::from_secs(3);
 /// defines it (handlers/asterisk/extensions_ici.conf), normally by including the context
 /// agents' phones dial from.
 pub const DIAL_CONTEXT: &str = "ici-connector";
+/// Dialplan context the adapter redirects the parties of a conference to; `c<digits>`
+/// must reach `ConfBridge` (handlers/asterisk/extensions_ici.conf).
+pub const CONFERENCE_CONTEXT: &str = "ici-conference";
 
 /// What the adapter can do through AMI, and nothing more.
-const CAPABILITIES: [Capability; 4] = [
+const CAPABILITIES: [Capability; 7] = [
     Capability::MakeCall,
     Capability::Clear,
     Capability::BlindTransfer,
+    Capability::Consult,
+    Capability::Conference,
+    Capability::DropParty,
     Capability::AgentState,
 ];
 
@@ -87,9 +98,9 @@ impl SwitchAdapter for AsteriskSwitch {
         "asterisk"
     }
 
-    /// Make call, clear, blind transfer and agent states. Not answer and hold: on a plain
-    /// SIP phone only the phone can do them. Not consultation, conference, reroute, drop
-    /// party, listen or attached data: not built yet.
+    /// Make call, clear, blind transfer, consultation (`Atxfer`), conference (ConfBridge),
+    /// drop party and agent states. Not answer and hold: on a plain SIP phone only the
+    /// phone can do them. Not reroute, listen or attached data: not built yet.
     fn capabilities(&self) -> &[Capability] {
         &CAPABILITIES
     }

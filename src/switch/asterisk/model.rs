@@ -3,7 +3,7 @@
 //! memberships. Pure: [`Model::apply`] turns one AMI event into the [`SwitchEvent`]s it
 //! causes, so the mapping is unit-tested with literal AMI text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::codec::Message;
 use crate::switch::{AgentState, CallRef, Direction, Extension, LegEvent, LegState, SwitchEvent};
@@ -69,9 +69,36 @@ struct Channel {
     bridged: bool,
     held: bool,
     conferenced: bool,
+    /// Asterisk reported this channel's own `ConfbridgeJoin` (`conferenced` is also set
+    /// for the other parties of a conference the adapter builds).
+    joined: bool,
     transferred: bool,
     /// Created by the adapter's Originate (the agent's phone rings first, then the far end).
     originated: bool,
+}
+
+/// A consultation call the adapter started with `Atxfer`. Asterisk gives its channels the
+/// `Linkedid` of the held call; the adapter reports them under their own call id (the
+/// `Uniqueid` of the first channel the transfer created) until the consultation ends.
+#[derive(Debug, Clone)]
+struct Consult {
+    id: CallRef,
+    /// The call the agent holds meanwhile (the `Linkedid` of every channel involved).
+    held: CallRef,
+    /// The agent's channel: on hold in `held` and talking on the consultation.
+    transferer: String,
+    destination: String,
+    /// Channels created by the transfer (Local pair, the consulted phone).
+    members: BTreeSet<String>,
+    /// A conference was asked for: transfer events of the transferer do not complete it.
+    conferencing: bool,
+}
+
+impl Consult {
+    /// Key of the transferer's consultation leg in `Model::sent`.
+    fn leg_key(&self) -> String {
+        format!("{}>{}", self.transferer, self.id)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,6 +128,9 @@ pub struct Model {
     custom: HashMap<Extension, String>,
     /// Between `begin_resync` and `finish_resync`: events only update the picture.
     resyncing: bool,
+    /// `Atxfer` sent, consultation channel not seen yet: held call → (transferer, number).
+    pending_consults: HashMap<CallRef, (String, String)>,
+    consults: Vec<Consult>,
 }
 
 impl Model {
@@ -115,6 +145,8 @@ impl Model {
             agent_sent: HashMap::new(),
             custom: HashMap::new(),
             resyncing: false,
+            pending_consults: HashMap::new(),
+            consults: Vec::new(),
         }
     }
 
@@ -141,18 +173,125 @@ impl Model {
     pub fn channel_of(&self, call: &str, extension: &str) -> Option<(&str, &str)> {
         self.channels
             .iter()
-            .filter(|(_, c)| c.linkedid == call && c.extension.as_deref() == Some(extension))
+            .filter(|(id, c)| {
+                self.call_of(id).as_deref() == Some(call)
+                    && c.extension.as_deref() == Some(extension)
+            })
             .map(|(id, c)| (id.as_str(), c.name.as_str()))
             .next_back()
     }
 
-    /// Live channels of `call`: (uniqueid, name).
-    pub fn channels_of(&self, call: &str) -> Vec<(String, String)> {
+    /// The call id a channel is reported under: its consultation call's while it is part of
+    /// one, else its `Linkedid`.
+    fn call_of(&self, id: &str) -> Option<CallRef> {
+        if let Some(k) = self.consults.iter().find(|k| k.members.contains(id)) {
+            return Some(k.id.clone());
+        }
+        self.channels.get(id).map(|c| c.linkedid.clone())
+    }
+
+    /// Registers an `Atxfer` from channel `transferer` on `held`: the next channel of that
+    /// call starts the consultation call.
+    pub fn expect_consult(&mut self, held: &str, transferer: &str, destination: &str) {
+        self.pending_consults.insert(
+            held.to_owned(),
+            (transferer.to_owned(), destination.to_owned()),
+        );
+    }
+
+    /// Forgets an `Atxfer` Asterisk refused.
+    pub fn consult_failed(&mut self, held: &str) {
+        self.pending_consults.remove(held);
+    }
+
+    /// The consultation call `transferer` (a channel) placed, if it is still on.
+    pub fn consult_by_transferer(&self, transferer: &str) -> Option<(&str, &str)> {
+        self.consults
+            .iter()
+            .find(|k| k.transferer == transferer)
+            .map(|k| (k.id.as_str(), k.destination.as_str()))
+    }
+
+    /// The consultation call `id`: (held call, transferer channel, its name).
+    pub fn consult(&self, id: &str) -> Option<(&str, &str, &str)> {
+        let k = self.consults.iter().find(|k| k.id == id)?;
+        let name = self.channels.get(&k.transferer)?.name.as_str();
+        Some((k.held.as_str(), k.transferer.as_str(), name))
+    }
+
+    /// Whether the consultation call `id` still exists.
+    pub fn has_consult(&self, id: &str) -> bool {
+        self.consults.iter().any(|k| k.id == id)
+    }
+
+    /// Channels of consultation `id` that are phones (not Local): (uniqueid, name).
+    pub fn consult_phones(&self, id: &str) -> Vec<(String, String)> {
+        let Some(k) = self.consults.iter().find(|k| k.id == id) else {
+            return Vec::new();
+        };
+        k.members
+            .iter()
+            .filter_map(|m| self.channels.get(m).map(|c| (m, c)))
+            .filter(|(_, c)| !is_local(&c.name))
+            .map(|(m, c)| (m.clone(), c.name.clone()))
+            .collect()
+    }
+
+    /// Channels of the held call outside its consultation, other than the transferer and
+    /// Local channels (the customer): (uniqueid, name).
+    pub fn held_phones(&self, id: &str) -> Vec<(String, String)> {
+        let Some(k) = self.consults.iter().find(|k| k.id == id) else {
+            return Vec::new();
+        };
         self.channels
             .iter()
-            .filter(|(_, c)| c.linkedid == call)
-            .map(|(id, c)| (id.clone(), c.name.clone()))
+            .filter(|(cid, c)| {
+                c.linkedid == k.held
+                    && **cid != k.transferer
+                    && !k.members.contains(*cid)
+                    && !is_local(&c.name)
+            })
+            .map(|(cid, c)| (cid.clone(), c.name.clone()))
             .collect()
+    }
+
+    /// A conference of consultation `id` was asked for: the transferer leaving its bridge
+    /// does not complete a transfer, and the first `ConfbridgeJoin` ends the consultation.
+    pub fn expect_conference(&mut self, id: &str) {
+        if let Some(k) = self.consults.iter_mut().find(|k| k.id == id) {
+            k.conferencing = true;
+        }
+    }
+
+    /// The live channel of `party` (an extension or caller number as reported in
+    /// `parties`) on `call`, other than `extension`'s own: (uniqueid, name).
+    pub fn party_channel(
+        &self,
+        call: &str,
+        extension: &str,
+        party: &str,
+    ) -> Option<(String, String)> {
+        self.channels
+            .iter()
+            .filter(|(id, c)| {
+                !is_local(&c.name)
+                    && c.extension.as_deref() != Some(extension)
+                    && self.call_of(id).as_deref() == Some(call)
+            })
+            .find(|(_, c)| {
+                c.extension.as_deref() == Some(party) || c.caller.as_deref() == Some(party)
+            })
+            .map(|(id, c)| (id.clone(), c.name.clone()))
+    }
+
+    /// The extension of an agent's channel.
+    pub fn channel_extension(&self, uniqueid: &str) -> Option<&str> {
+        self.channels.get(uniqueid)?.extension.as_deref()
+    }
+
+    /// Whether the channel is in a ConfBridge.
+    pub fn conferenced(&self, uniqueid: &str) -> bool {
+        self.channels.get(uniqueid).is_some_and(|c| c.joined)
     }
 
     pub fn has_channel(&self, uniqueid: &str) -> bool {
@@ -181,6 +320,10 @@ impl Model {
         self.members.clear();
         self.resyncing = true;
         self.calls.retain(|_, c| c.correlation.is_some());
+        // A consultation cannot be told apart after a reconnect: its channels are
+        // reported under the held call's id from now on.
+        self.pending_consults.clear();
+        self.consults.clear();
     }
 
     /// After a resync: every live agent leg, as the `LinkUp` list, and the agent states.
@@ -223,8 +366,26 @@ impl Model {
             "BridgeEnter" => self.update(msg, |c, _| c.bridged = true),
             "Hold" => self.update(msg, |c, _| c.held = true),
             "Unhold" => self.update(msg, |c, _| c.held = false),
-            "ConfbridgeJoin" => self.update(msg, |c, _| c.conferenced = true),
-            "ConfbridgeLeave" => self.update(msg, |c, _| c.conferenced = false),
+            "ConfbridgeJoin" => {
+                let mut out = self.on_conference_join(msg);
+                out.extend(self.update(msg, |c, _| {
+                    c.conferenced = true;
+                    c.joined = true;
+                    c.held = false;
+                }));
+                out
+            }
+            "ConfbridgeLeave" => {
+                // Mostly a hangup follows; the next change reports the leg.
+                if let Some(c) = msg
+                    .value("Uniqueid")
+                    .and_then(|id| self.channels.get_mut(id))
+                {
+                    c.conferenced = false;
+                    c.joined = false;
+                }
+                Vec::new()
+            }
             "QueueCallerJoin" | "QueueEntry" | "AgentCalled" => {
                 if let (Some(call), Some(queue)) = (msg.value("Linkedid"), msg.value("Queue")) {
                     self.calls.entry(call.to_owned()).or_default().queue = Some(queue.to_owned());
@@ -274,7 +435,117 @@ impl Model {
         if msg.event() == Some("CoreShowChannel") {
             return Vec::new();
         }
-        self.emit(id, None)
+        let mut out = Vec::new();
+        let held = self.channels[id].linkedid.clone();
+        if let Some((transferer, destination)) = self.pending_consults.remove(&held) {
+            // The first channel the Atxfer creates starts the consultation call.
+            let from = self
+                .channels
+                .get(&transferer)
+                .and_then(|c| c.extension.clone());
+            self.calls.insert(
+                id.to_owned(),
+                Call {
+                    ani: from,
+                    dnis: Some(destination.clone()),
+                    ..Call::default()
+                },
+            );
+            self.consults.push(Consult {
+                id: id.to_owned(),
+                held,
+                transferer: transferer.clone(),
+                destination,
+                members: BTreeSet::from([id.to_owned()]),
+                conferencing: false,
+            });
+            out.extend(self.emit(&transferer, None));
+        } else if let Some(k) = self
+            .consults
+            .iter_mut()
+            .find(|k| k.held == held && k.transferer != id)
+        {
+            k.members.insert(id.to_owned());
+        }
+        out.extend(self.emit(id, None));
+        out
+    }
+
+    /// Leaves of the consultation call `k`'s members and the transferer's consultation leg
+    /// end with `cause`; the consultation is forgotten and its channels are reported under
+    /// the held call from now on.
+    fn end_consult(&mut self, k: usize, own: LegState, cause: &str) -> Vec<SwitchEvent> {
+        let consult = self.consults.remove(k);
+        let mut out = Vec::new();
+        if let Some(mut leg) = self.sent.remove(&consult.leg_key()) {
+            leg.state = own;
+            leg.cause = Some(cause.to_owned());
+            leg.correlation = None;
+            out.push(SwitchEvent::Leg(leg));
+        }
+        for member in &consult.members {
+            if let Some(mut leg) = self.sent.remove(member) {
+                leg.state = LegState::Dropped;
+                leg.cause = Some(cause.to_owned());
+                leg.correlation = None;
+                out.push(SwitchEvent::Leg(leg));
+            }
+        }
+        self.calls.remove(&consult.id);
+        out
+    }
+
+    /// The transferer completed the consultation transfer (hung up, or Asterisk reported
+    /// the `AttendedTransfer`): its legs on both calls are transferred, the consulted
+    /// party's leg moves from the consultation call to the held one.
+    fn complete_consult(&mut self, k: usize) -> Vec<SwitchEvent> {
+        let transferer = self.consults[k].transferer.clone();
+        let members = self.consults[k].members.clone();
+        let mut out = Vec::new();
+        if let Some(channel) = self.channels.get_mut(&transferer) {
+            channel.transferred = true;
+        }
+        out.extend(self.emit(&transferer, Some("transferred")));
+        out.extend(self.end_consult(k, LegState::Transferred, "transferred"));
+        for member in members {
+            out.extend(self.emit(&member, None));
+        }
+        out
+    }
+
+    /// The first channel of a consultation being conferenced joined the ConfBridge: the
+    /// consultation call ends (cause `conferenced`) and everybody on it, the transferer
+    /// and the held call's parties are reported conferenced on the held call.
+    fn on_conference_join(&mut self, msg: &Message) -> Vec<SwitchEvent> {
+        let Some(id) = msg.value("Uniqueid") else {
+            return Vec::new();
+        };
+        let Some(linkedid) = self.channels.get(id).map(|c| c.linkedid.clone()) else {
+            return Vec::new();
+        };
+        let Some(k) = self
+            .consults
+            .iter()
+            .position(|k| k.conferencing && k.held == linkedid)
+        else {
+            return Vec::new();
+        };
+        let mut out = self.end_consult(k, LegState::Dropped, "conferenced");
+        let ids: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.linkedid == linkedid && !is_local(&c.name))
+            .map(|(cid, _)| cid.clone())
+            .collect();
+        for cid in &ids {
+            if let Some(c) = self.channels.get_mut(cid) {
+                c.conferenced = true;
+            }
+        }
+        for cid in ids {
+            out.extend(self.emit(&cid, None));
+        }
+        out
     }
 
     fn update(
@@ -318,7 +589,15 @@ impl Model {
             "SecondTransfererUniqueid",
         ] {
             let Some(id) = msg.value(key) else { continue };
-            if let Some(channel) = self.channels.get_mut(id) {
+            if let Some(k) = self.consults.iter().position(|k| k.transferer == id) {
+                if !self.consults[k].conferencing {
+                    out.extend(self.complete_consult(k));
+                }
+                continue;
+            }
+            if let Some(channel) = self.channels.get_mut(id)
+                && !channel.transferred
+            {
                 channel.transferred = true;
                 out.extend(self.emit(id, Some("transferred")));
             }
@@ -330,11 +609,19 @@ impl Model {
         let Some(id) = msg.value("Uniqueid") else {
             return Vec::new();
         };
+        let mut out = Vec::new();
+        if let Some(k) = self.consults.iter().position(|k| k.transferer == id) {
+            // The transferer hanging up completes an attended transfer on Asterisk.
+            if self.consults[k].conferencing {
+                out.extend(self.end_consult(k, LegState::Dropped, "normal"));
+            } else {
+                out.extend(self.complete_consult(k));
+            }
+        }
         let Some(channel) = self.channels.remove(id) else {
-            return Vec::new();
+            return out;
         };
         let last = self.sent.remove(id);
-        let mut out = Vec::new();
         if let Some(mut leg) = last
             && !channel.transferred
         {
@@ -347,6 +634,18 @@ impl Model {
             leg.cause = Some(cause);
             leg.correlation = None;
             out.push(SwitchEvent::Leg(leg));
+        }
+        if let Some(k) = self.consults.iter().position(|k| k.members.contains(id)) {
+            self.consults[k].members.remove(id);
+            if self.consults[k].members.is_empty() {
+                // The consulted party is gone (or the consultation was cancelled): the
+                // transferer is back on the held call.
+                let transferer = self.consults[k].transferer.clone();
+                out.extend(self.end_consult(k, LegState::Dropped, "normal"));
+                out.extend(self.emit(&transferer, None));
+            } else {
+                out.extend(self.emit_consult(k));
+            }
         }
         if !self.has_call(&channel.linkedid) {
             self.calls.remove(&channel.linkedid);
@@ -419,17 +718,85 @@ impl Model {
         if previous.is_some() {
             leg.correlation = None;
         }
-        if let Some(previous) = previous
-            && *previous == leg
+        let mut out = Vec::new();
+        if previous != Some(&leg) {
+            if leg.state.is_final() {
+                self.sent.remove(id);
+            } else {
+                self.sent.insert(id.to_owned(), leg.clone());
+            }
+            out.push(SwitchEvent::Leg(leg));
+        }
+        if let Some(k) = self
+            .consults
+            .iter()
+            .position(|k| k.transferer == id || k.members.contains(id))
         {
+            out.extend(self.emit_consult(k));
+        }
+        out
+    }
+
+    /// The transferer's leg on consultation `k`, if it changed.
+    fn emit_consult(&mut self, k: usize) -> Vec<SwitchEvent> {
+        if self.resyncing {
             return Vec::new();
         }
-        if leg.state.is_final() {
-            self.sent.remove(id);
-        } else {
-            self.sent.insert(id.to_owned(), leg.clone());
+        let key = self.consults[k].leg_key();
+        let Some(mut leg) = self.consult_snapshot(k) else {
+            return Vec::new();
+        };
+        if let Some(previous) = self.sent.get(&key) {
+            leg.correlation = None;
+            if *previous == leg {
+                return Vec::new();
+            }
         }
+        self.sent.insert(key, leg.clone());
         vec![SwitchEvent::Leg(leg)]
+    }
+
+    /// The transferer's leg on consultation `k`: dialing until a consulted phone answers.
+    fn consult_snapshot(&self, k: usize) -> Option<LegEvent> {
+        let consult = &self.consults[k];
+        let extension = self.channels.get(&consult.transferer)?.extension.clone()?;
+        let phones: Vec<&Channel> = consult
+            .members
+            .iter()
+            .filter_map(|m| self.channels.get(m))
+            .filter(|c| !is_local(&c.name))
+            .collect();
+        let state = if phones.iter().any(|c| c.state == 6) {
+            LegState::Connected
+        } else {
+            LegState::Dialing
+        };
+        let call = self.calls.get(&consult.id).cloned().unwrap_or_default();
+        let mut attributes = BTreeMap::new();
+        if let Some(ani) = &call.ani {
+            attributes.insert("ani".to_owned(), ani.clone());
+        }
+        if let Some(dnis) = &call.dnis {
+            attributes.insert("dnis".to_owned(), dnis.clone());
+        }
+        let mut parties: Vec<String> = phones
+            .iter()
+            .filter_map(|c| c.extension.clone().or_else(|| c.caller.clone()))
+            .collect();
+        if parties.is_empty() {
+            parties.push(consult.destination.clone());
+        }
+        Some(LegEvent {
+            call: consult.id.clone(),
+            extension,
+            state,
+            direction: Direction::Outbound,
+            queue: None,
+            parties,
+            attributes,
+            correlation: None,
+            cause: None,
+        })
     }
 
     /// The leg of channel `id` as the agent sees it; `None` for channels that are not an
@@ -437,11 +804,14 @@ impl Model {
     fn snapshot(&self, id: &str, cause: Option<&str>) -> Option<LegEvent> {
         let channel = self.channels.get(id)?;
         let extension = channel.extension.clone()?;
+        let call_id = self.call_of(id)?;
+        let consult = self.consults.iter().find(|k| k.id == call_id);
+        let transferring = self.consults.iter().any(|k| k.transferer == id);
         let state = if channel.transferred {
             LegState::Transferred
         } else if channel.conferenced {
             LegState::Conferenced
-        } else if channel.held {
+        } else if channel.held || transferring {
             LegState::Held
         } else {
             match channel.state {
@@ -451,22 +821,28 @@ impl Model {
                 _ => LegState::Dialing,
             }
         };
-        let call = self
-            .calls
-            .get(&channel.linkedid)
-            .cloned()
-            .unwrap_or_default();
+        let call = self.calls.get(&call_id).cloned().unwrap_or_default();
         let direction = if id == channel.linkedid {
             Direction::Outbound
         } else {
             Direction::Inbound
         };
-        let parties = self
-            .channels
-            .iter()
-            .filter(|(other, c)| c.linkedid == channel.linkedid && other.as_str() != id)
-            .filter_map(|(_, c)| c.extension.clone().or_else(|| c.caller.clone()))
+        let mut parties: Vec<String> = consult
+            .and_then(|k| self.channels.get(&k.transferer))
+            .and_then(|c| c.extension.clone())
+            .into_iter()
             .collect();
+        parties.extend(
+            self.channels
+                .iter()
+                .filter(|(other, c)| {
+                    other.as_str() != id
+                        && !is_local(&c.name)
+                        && !c.transferred
+                        && self.call_of(other).as_deref() == Some(call_id.as_str())
+                })
+                .filter_map(|(_, c)| c.extension.clone().or_else(|| c.caller.clone())),
+        );
         let mut attributes = BTreeMap::new();
         if let Some(ani) = &call.ani {
             attributes.insert("ani".to_owned(), ani.clone());
@@ -478,7 +854,7 @@ impl Model {
             attributes.insert(SAP_CAD_ATTRIBUTE.to_owned(), cad.clone());
         }
         Some(LegEvent {
-            call: channel.linkedid.clone(),
+            call: call_id,
             extension,
             state,
             direction,
@@ -491,6 +867,11 @@ impl Model {
             cause: cause.map(str::to_owned),
         })
     }
+}
+
+/// Local channels (`Local/2002@ctx-00000001;1`) are dialplan plumbing, not parties.
+fn is_local(name: &str) -> bool {
+    name.starts_with("Local/")
 }
 
 fn state_of(msg: &Message) -> u8 {

@@ -275,3 +275,96 @@ Event: QueueMember\r\nQueue: other\r\nName: agent2002\r\nLocation: PJSIP/2002\r\
         }]
     );
 }
+
+fn ami(model: &mut Model, text: &str) -> Vec<String> {
+    let text = text.replace('|', "\r\n");
+    model
+        .apply(&Message::parse(&text))
+        .into_iter()
+        .filter_map(|e| match e {
+            SwitchEvent::Leg(l) => Some(format!(
+                "{}@{} {}{}",
+                l.call,
+                l.extension,
+                l.state.as_str(),
+                l.cause.map(|c| format!("({c})")).unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Customer 2003 (channel 1.1, the Linkedid) talks to agent 2001 (1.2); the agent consults
+/// 2002 through Atxfer (Local pair 1.3/1.4, phone 1.5), then hangs up: transfer completed.
+#[test]
+fn consultation_gets_its_own_call_id_and_moves_on_transfer() {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    let chan = |id: &str, name: &str, state: u8| {
+        format!(
+            "Event: Newchannel|Channel: {name}|Uniqueid: {id}|Linkedid: 1.1|ChannelState: {state}|CallerIDNum: 2003|Exten: 600|"
+        )
+    };
+    ami(&mut m, &chan("1.1", "PJSIP/2003-00000001", 6));
+    ami(&mut m, &chan("1.2", "PJSIP/2001-00000002", 6));
+    m.expect_consult("1.1", "1.2", "2002");
+    assert_eq!(ami(&mut m, "Event: Hold|Uniqueid: 1.2|"), ["1.1@2001 held"]);
+    assert_eq!(
+        ami(
+            &mut m,
+            &chan("1.3", "Local/2002@ici-connector-00000000;1", 0)
+        ),
+        ["1.3@2001 dialing"]
+    );
+    ami(
+        &mut m,
+        &chan("1.4", "Local/2002@ici-connector-00000000;2", 0),
+    );
+    ami(&mut m, &chan("1.5", "PJSIP/2002-00000003", 0));
+    assert_eq!(
+        ami(&mut m, "Event: Newstate|Uniqueid: 1.5|ChannelState: 5|"),
+        ["1.3@2002 alerting"]
+    );
+    assert_eq!(
+        ami(&mut m, "Event: Newstate|Uniqueid: 1.5|ChannelState: 6|"),
+        ["1.3@2002 connected", "1.3@2001 connected"]
+    );
+    assert_eq!(m.consult_by_transferer("1.2"), Some(("1.3", "2002")));
+    assert_eq!(
+        ami(&mut m, "Event: Hangup|Uniqueid: 1.2|Cause: 16|"),
+        [
+            "1.1@2001 transferred(transferred)",
+            "1.3@2001 transferred(transferred)",
+            "1.3@2002 dropped(transferred)",
+            "1.1@2002 connected",
+        ]
+    );
+    assert!(!m.has_consult("1.3"));
+}
+
+/// The consulted party hangs up: the consultation ends, the agent is back on the call.
+#[test]
+fn consultation_ends_when_the_consulted_party_hangs_up() {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    let chan = |id: &str, name: &str, state: u8| {
+        format!(
+            "Event: Newchannel|Channel: {name}|Uniqueid: {id}|Linkedid: 1.1|ChannelState: {state}|CallerIDNum: 2003|Exten: 600|"
+        )
+    };
+    ami(&mut m, &chan("1.1", "PJSIP/2003-00000001", 6));
+    ami(&mut m, &chan("1.2", "PJSIP/2001-00000002", 6));
+    m.expect_consult("1.1", "1.2", "2002");
+    ami(
+        &mut m,
+        &chan("1.3", "Local/2002@ici-connector-00000000;1", 0),
+    );
+    ami(&mut m, &chan("1.5", "PJSIP/2002-00000003", 5));
+    ami(&mut m, "Event: Hangup|Uniqueid: 1.3|Cause: 16|");
+    assert_eq!(
+        ami(&mut m, "Event: Hangup|Uniqueid: 1.5|Cause: 21|"),
+        [
+            "1.3@2002 dropped(abandoned)",
+            "1.3@2001 dropped(normal)",
+            "1.1@2001 connected"
+        ]
+    );
+}
