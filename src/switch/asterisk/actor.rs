@@ -46,7 +46,14 @@ struct Step {
     /// An error response does not fail the command (`QueueAdd` of a member that is
     /// already there, `QueueRemove` of one that is not).
     tolerate: bool,
+    /// How often an error response is retried (after [`RETRY_PAUSE`]) before it fails the
+    /// command: a transfer asked for right after the phone answered can find the channel
+    /// not yet bridged ("Transfer invalid") for a few milliseconds.
+    retries: u8,
 }
+
+/// The pause before a failed step is sent again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 struct Job {
@@ -56,6 +63,8 @@ struct Job {
     done: SwitchReply,
     waiter: Option<Waiter>,
     deadline: Option<Instant>,
+    /// When the current step, refused by Asterisk, is sent again.
+    retry_at: Option<Instant>,
 }
 
 /// Why a connection ended.
@@ -280,7 +289,12 @@ impl Link<'_> {
                         }
                     }
                 }
-                _ = tick.tick() => self.expire(model),
+                _ = tick.tick() => {
+                    self.expire(model);
+                    if let Err(end) = self.retry_due().await {
+                        return end;
+                    }
+                }
             }
         }
     }
@@ -364,11 +378,24 @@ impl Link<'_> {
             return Ok(());
         };
         let failed = message.get("Response") == Some("Error");
-        let tolerate = self.jobs[pos]
+        let (tolerate, retries) = self.jobs[pos]
             .steps
             .front()
-            .map(|s| s.tolerate)
-            .unwrap_or(false);
+            .map(|s| (s.tolerate, s.retries))
+            .unwrap_or((false, 0));
+        if failed && !tolerate && retries > 0 {
+            let job = &mut self.jobs[pos];
+            if let Some(step) = job.steps.front_mut() {
+                step.retries -= 1;
+            }
+            debug!(
+                why = message.get("Message").unwrap_or("error"),
+                "AMI action refused; trying again"
+            );
+            job.current = None;
+            job.retry_at = Some(Instant::now() + RETRY_PAUSE);
+            return Ok(());
+        }
         self.jobs[pos].steps.pop_front();
         if failed && !tolerate {
             let job = self.jobs.remove(pos);
@@ -443,6 +470,22 @@ impl Link<'_> {
         }
     }
 
+    /// Sends again the refused steps whose pause is over.
+    async fn retry_due(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        for i in 0..self.jobs.len() {
+            if self.jobs[i].retry_at.is_some_and(|at| at <= now) {
+                self.jobs[i].retry_at = None;
+                if let Some(step) = self.jobs[i].steps.front() {
+                    let action = step.action.clone();
+                    let id = self.send(&action).await?;
+                    self.jobs[i].current = Some(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A command Asterisk accepted whose event did not come in time is answered anyway:
     /// the events follow when they come.
     fn expire(&mut self, model: &mut Model) {
@@ -484,6 +527,7 @@ impl Link<'_> {
             done,
             waiter,
             deadline: None,
+            retry_at: None,
         };
         if let Some(first) = job.steps.front() {
             let action = first.action.clone();
@@ -504,6 +548,13 @@ impl Link<'_> {
         let step = |action: Action| Step {
             action,
             tolerate: false,
+            retries: 0,
+        };
+        // Transfers right after an answer can meet a channel not bridged yet: retried.
+        let transfer_step = |action: Action| Step {
+            action,
+            tolerate: false,
+            retries: 5,
         };
         match command {
             SwitchCommand::SetAgentState {
@@ -540,6 +591,7 @@ impl Link<'_> {
                             steps.push(Step {
                                 action: base("QueueRemove"),
                                 tolerate: true,
+                                retries: 0,
                             });
                             continue;
                         }
@@ -554,6 +606,7 @@ impl Link<'_> {
                             .with("StateInterface", interface.clone())
                             .with("Paused", flag),
                         tolerate: true,
+                        retries: 0,
                     });
                     let mut pause = base("QueuePause").with("Paused", flag);
                     if let Some(reason) = reason {
@@ -562,6 +615,7 @@ impl Link<'_> {
                     steps.push(Step {
                         action: pause,
                         tolerate: true,
+                        retries: 0,
                     });
                 }
                 Ok((
@@ -649,9 +703,10 @@ impl Link<'_> {
                 let hangup = Step {
                     action: Action::new("Hangup").with("Channel", name),
                     tolerate: true,
+                    retries: 0,
                 };
                 Ok((
-                    vec![step(action), hangup],
+                    vec![transfer_step(action), hangup],
                     SwitchReply::Done,
                     Some(Waiter::Left(id)),
                 ))
@@ -674,7 +729,7 @@ impl Link<'_> {
                     .with("Exten", destination)
                     .with("Context", DIAL_CONTEXT);
                 Ok((
-                    vec![step(action)],
+                    vec![transfer_step(action)],
                     SwitchReply::Done,
                     Some(Waiter::Consult {
                         held: call,
@@ -781,6 +836,7 @@ fn complete_transfer(id: String, name: String) -> (Vec<Step>, SwitchReply, Optio
         vec![Step {
             action,
             tolerate: false,
+            retries: 0,
         }],
         SwitchReply::Done,
         Some(Waiter::Left(id)),
