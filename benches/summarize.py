@@ -80,9 +80,12 @@ def main(path):
                         print(f"  p99 at 50 % of saturation {key[1]}: median {statistics.median(p99):.2f} ms, "
                               f"target < 2 ms: {'met' if statistics.median(p99) < 2 else 'MISSED'}")
 
-    events = [r for r in rows if r["bench"] == "events"]
-    if events:
-        print("\n2. Event pipeline (sim control request sent -> phoneCallChanged received)")
+    for kind, title in (("events", "at saturation"), ("events_light", "at a light load")):
+        events = [r for r in rows if r["bench"] == kind]
+        if not events:
+            continue
+        print(f"\n2. Event pipeline {title} (sim control request sent -> phoneCallChanged received),"
+              f" {events[0]['concurrency']} agents driven at once")
         by = defaultdict(list)
         for r in events:
             by[r["agents"]].append(r)

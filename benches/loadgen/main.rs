@@ -89,9 +89,13 @@ enum Command {
         /// First extension number; agent i has extension `first + i`.
         #[arg(long, default_value_t = 300000)]
         first_extension: u64,
-        /// Agents driven at once (each waits for its event before the next action).
+        /// Agents driven at once (each waits for its event before the next action) for the
+        /// rate at saturation.
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
+        /// Agents driven at once for the latency at a moderate load (0 skips it).
+        #[arg(long, default_value_t = 16)]
+        latency_concurrency: usize,
         /// Seconds of measured events per size (0: memory only).
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
@@ -152,10 +156,12 @@ fn main() {
                 calls,
                 first_extension,
                 concurrency,
+                latency_concurrency,
                 duration,
                 warmup,
             } => {
                 events(EventsRun {
+                    latency_concurrency,
                     target,
                     admin,
                     pid,
@@ -655,6 +661,7 @@ struct EventsRun {
     calls: usize,
     first_extension: u64,
     concurrency: usize,
+    latency_concurrency: usize,
     duration: Duration,
     warmup: Duration,
 }
@@ -707,27 +714,34 @@ async fn events(run: EventsRun) {
         if run.duration.is_zero() {
             continue;
         }
-        drive(&run, &receiver, &calls, size, run.warmup).await;
-        let before = receiver.received.load(Ordering::Relaxed);
-        let (histogram, events, elapsed) = drive(&run, &receiver, &calls, size, run.duration).await;
-        let all = receiver.received.load(Ordering::Relaxed) - before;
-        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-        println!(
-            "{}",
-            json!({
-                "bench": "events",
-                "agents": size,
-                "concurrency": run.concurrency,
-                "events": events,
-                "events_per_s": (events as f64 / elapsed.as_secs_f64()).round(),
-                "all_posts_per_s": (all as f64 / elapsed.as_secs_f64()).round(),
-                "p50_ms": ms(0.5),
-                "p99_ms": ms(0.99),
-                "p999_ms": ms(0.999),
-                "max_ms": histogram.max() as f64 / 1000.0,
-                "rss_bytes_after": rss(run.pid),
-            })
-        );
+        let mut phases = vec![("events", run.concurrency)];
+        if run.latency_concurrency > 0 {
+            phases.push(("events_light", run.latency_concurrency));
+        }
+        for (bench, workers) in phases {
+            drive(&run, &receiver, &calls, size, workers, run.warmup).await;
+            let before = receiver.received.load(Ordering::Relaxed);
+            let (histogram, events, elapsed) =
+                drive(&run, &receiver, &calls, size, workers, run.duration).await;
+            let all = receiver.received.load(Ordering::Relaxed) - before;
+            let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+            println!(
+                "{}",
+                json!({
+                    "bench": bench,
+                    "agents": size,
+                    "concurrency": workers,
+                    "events": events,
+                    "events_per_s": (events as f64 / elapsed.as_secs_f64()).round(),
+                    "all_posts_per_s": (all as f64 / elapsed.as_secs_f64()).round(),
+                    "p50_ms": ms(0.5),
+                    "p99_ms": ms(0.99),
+                    "p999_ms": ms(0.999),
+                    "max_ms": histogram.max() as f64 / 1000.0,
+                    "rss_bytes_after": rss(run.pid),
+                })
+            );
+        }
     }
 }
 
@@ -768,11 +782,12 @@ async fn drive(
     receiver: &Rc<Receiver>,
     calls: &Calls,
     size: usize,
+    workers: usize,
     duration: Duration,
 ) -> (Histogram<u64>, u64, Duration) {
     let start = Instant::now();
     let end = start + duration;
-    let workers = run.concurrency.min(size);
+    let workers = workers.min(size);
     let mut tasks = Vec::new();
     for worker in 0..workers {
         let (run, receiver, calls) = (run.clone(), receiver.clone(), calls.clone());
