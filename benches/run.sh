@@ -93,14 +93,14 @@ wait_listening() {
     exit 1
 }
 
-# start_connector AGENTS: a connector (simulator switch with AGENTS extensions from 300000)
+# start_connector AGENTS [LOG_LEVEL]: a connector (simulator switch with AGENTS extensions from 300000)
 # in its own process; sets SOAP_ADDR, ADMIN_ADDR, CONNECTOR_PID.
 start_connector() {
-    local agents=$1 dir
+    local agents=$1 level=${2:-info} dir
     dir=$(mktemp -d "$WORK/connector.XXXX")
-    python3 - "$agents" "$dir/data" > "$dir/config.toml" <<'EOF'
+    python3 - "$agents" "$dir/data" "$level" > "$dir/config.toml" <<'EOF'
 import sys
-n, data = int(sys.argv[1]), sys.argv[2]
+n, data, level = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 exts = ", ".join(f'"{300000 + i}"' for i in range(n))
 print(f'''[soap]
 listen = "127.0.0.1:0"
@@ -113,11 +113,15 @@ extensions = [{exts}]
 remote_answer_after = "off"
 [events]
 data_dir = "{data}"
+[logging]
+level = "{level}"
 ''')
 EOF
     "$CONNECTOR" --config "$dir/config.toml" 2> "$dir/stderr.log" > /dev/null &
     CONNECTOR_PID=$!
     PIDS+=("$CONNECTOR_PID")
+    # The addresses are in the "listening" line, logged at info: that one line is let
+    # through whatever the level.
     for _ in $(seq 400); do
         if grep -q 'soap=' "$dir/stderr.log" 2>/dev/null; then break; fi
         sleep 0.05
@@ -172,6 +176,10 @@ if want soap || want peer; then
                 soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op "$op" --label "connector"
                 stop "$CONNECTOR_PID"
             done
+            # The same without the per-request log line (logging.level = "warn").
+            start_connector "$CONNECTIONS" "warn,ici_connector=info,ici_connector::soap=warn"
+            soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op attrs --label "connector-log-warn"
+            stop "$CONNECTOR_PID"
         fi
         if want peer && [ "$PEER_OK" = 1 ]; then
             start_peer

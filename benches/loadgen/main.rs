@@ -512,7 +512,10 @@ struct Phase {
     requests: u64,
     errors: u64,
     elapsed: Duration,
+    /// From the request's actual send to its complete answer.
     histogram: Histogram<u64>,
+    /// Open loop only: from the request's scheduled send time.
+    scheduled: Histogram<u64>,
 }
 
 /// Runs one phase on every connection: closed loop when `rate` is `None`, else each
@@ -538,6 +541,7 @@ async fn phase(
         let offset = interval.map(|iv| iv.mul_f64(i as f64 / conns.len() as f64));
         tasks.push(tokio::task::spawn_local(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut scheduled = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let (mut requests, mut errors) = (0u64, 0u64);
             let mut conn = conn.lock().await;
             let mut next = start + offset.unwrap_or_default();
@@ -550,16 +554,17 @@ async fn phase(
                 } else if Instant::now() >= end {
                     break;
                 }
-                let sent = if interval.is_some() {
-                    next
-                } else {
-                    Instant::now()
-                };
+                let sent = Instant::now();
                 let body = bodies[cursor.get() % bodies.len()].clone();
                 cursor.set(cursor.get() + 1);
                 let (status, _) = conn.post(&path, "text/xml; charset=utf-8", body).await;
                 let micros = sent.elapsed().as_micros() as u64;
                 histogram.saturating_record(micros.max(1));
+                if interval.is_some() {
+                    // From the scheduled send time: what a client that keeps its schedule
+                    // sees, plus up to 1 ms of tokio timer granularity.
+                    scheduled.saturating_record((next.elapsed().as_micros() as u64).max(1));
+                }
                 requests += 1;
                 if status != StatusCode::OK {
                     errors += 1;
@@ -568,7 +573,7 @@ async fn phase(
                     next += interval;
                 }
             }
-            (requests, errors, histogram)
+            (requests, errors, histogram, scheduled)
         }));
     }
     let mut total = Phase {
@@ -576,12 +581,14 @@ async fn phase(
         errors: 0,
         elapsed: Duration::ZERO,
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+        scheduled: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
     };
     for task in tasks {
-        let (requests, errors, histogram) = task.await.expect("load task");
+        let (requests, errors, histogram, scheduled) = task.await.expect("load task");
         total.requests += requests;
         total.errors += errors;
         total.histogram.add(histogram).unwrap();
+        total.scheduled.add(scheduled).unwrap();
     }
     total.elapsed = start.elapsed();
     total
@@ -590,7 +597,12 @@ async fn phase(
 fn phase_json(phase: &Phase) -> serde_json::Value {
     let h = &phase.histogram;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let s = &phase.scheduled;
+    let sched = |q: f64| (!s.is_empty()).then(|| s.value_at_quantile(q) as f64 / 1000.0);
     json!({
+        "p50_sched_ms": sched(0.5),
+        "p99_sched_ms": sched(0.99),
+        "p999_sched_ms": sched(0.999),
         "requests": phase.requests,
         "errors": phase.errors,
         "rps": (phase.requests as f64 / phase.elapsed.as_secs_f64()).round(),
