@@ -3,8 +3,9 @@
 //!
 //! - `soap`: benchmark 1 and 5. A closed loop (every connection sends its next request as
 //!   soon as the answer is in) measures saturation; then an open loop at a fraction of that
-//!   rate measures latency from each request's *scheduled* send time, so a stall is not
-//!   hidden by the load backing off (coordinated omission). Against the connector
+//!   rate measures latency from each request's send, and also from its *scheduled* send
+//!   time, so a stall is not hidden by the load backing off (coordinated omission; tokio's
+//!   timer adds up to 1 ms to the latter). Against the connector
 //!   (`--admin`) it first logs one agent in per connection with one answered call.
 //! - `events`: benchmarks 2 and 3. Grows the connector to each size in `--sizes` (agents
 //!   logged in and subscribed to the receiver, six calls each), reads the connector's RSS,
