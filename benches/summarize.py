@@ -36,7 +36,7 @@ def main(path):
         base = [r["saturation"]["rps"] for r in groups.get(("baseline", "attrs"), [])]
         base_med = statistics.median(base) if base else None
         print(f"  {'server/op':<26} {'rps':>22} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}"
-              f" {'ratio':>6} | open loop: {'rps':>7} {'p50':>6} {'p99':>6} {'p999':>6}")
+              f" {'ratio':>6} | open loop: {'rps':>7} {'p50':>6} {'p99':>6} {'p999':>6} {'p99 from schedule':>18}")
         for (label, op), rs in groups.items():
             sat = [r["saturation"] for r in rs]
             ol = [r.get("open_loop") for r in rs if r.get("open_loop")]
@@ -51,7 +51,8 @@ def main(path):
                 line += (f" | {statistics.median([o['rps'] for o in ol]):>17.0f}"
                          f" {statistics.median([o['p50_ms'] for o in ol]):>6.2f}"
                          f" {spread([o['p99_ms'] for o in ol], '{:.2f}'):>6}"
-                         f" {statistics.median([o['p999_ms'] for o in ol]):>6.2f}")
+                         f" {statistics.median([o['p999_ms'] for o in ol]):>6.2f}"
+                         f" {spread([o.get('p99_sched_ms') or 0 for o in ol], '{:.2f}'):>18}")
             errors = sum(s["errors"] for s in sat)
             if errors:
                 line += f"  errors {errors}"
