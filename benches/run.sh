@@ -27,11 +27,12 @@ want() { [[ ",$ONLY," == *",$1,"* ]]; }
 if [ "$SMOKE" = 1 ]; then
     RUNS=${RUNS:-1} DURATION=${DURATION:-0.5} WARMUP=${WARMUP:-0.2}
     CONNECTIONS=${CONNECTIONS:-8} SIZES=${SIZES:-20,40} CONCURRENCY=${CONCURRENCY:-8}
+    LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-4}
     PROFILE_FLAGS=() PROFILE_DIR=debug
 else
     RUNS=${RUNS:-3} DURATION=${DURATION:-10} WARMUP=${WARMUP:-3}
     CONNECTIONS=${CONNECTIONS:-200} SIZES=${SIZES:-1000,5000,10000,20000}
-    CONCURRENCY=${CONCURRENCY:-256}
+    CONCURRENCY=${CONCURRENCY:-256} LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-16}
     PROFILE_FLAGS=(--release) PROFILE_DIR=release
 fi
 OUT=${OUT:-target/bench-results}
@@ -136,7 +137,7 @@ EOF
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 start_baseline() {
-    "$BASELINE" > "$WORK/baseline.out" &
+    "$BASELINE" serve > "$WORK/baseline.out" &
     BASELINE_PID=$!
     PIDS+=("$BASELINE_PID")
     BASELINE_ADDR=$(wait_listening "$WORK/baseline.out")
@@ -207,7 +208,8 @@ if want events; then
         machine "events run $run" >> "$RESULTS"
         start_connector "$max"
         "$LOADGEN" events --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
-            --sizes "$SIZES" --concurrency "$CONCURRENCY" --duration "$DURATION" \
+            --sizes "$SIZES" --concurrency "$CONCURRENCY" \
+            --latency-concurrency "$LATENCY_CONCURRENCY" --duration "$DURATION" \
             --warmup "$WARMUP" | tee -a "$RESULTS"
         stop "$CONNECTOR_PID"
     done
@@ -217,7 +219,8 @@ fi
 if want parse; then
     machine "parse" >> "$RESULTS"
     if [ "$SMOKE" = 1 ]; then
-        cargo bench -q --bench parse -- --test 2>&1 | grep -E '^allocations|Success' >&2
+        # criterion without --bench runs each benchmark once (dev profile, as the tests).
+        cargo test -q --bench parse 2>&1 | grep -E '^allocations|Success' >&2
     else
         cargo bench --bench parse -- --noplot 2>&1 | tee "$OUT/parse.txt" >&2
         python3 - "$OUT/parse.txt" >> "$RESULTS" <<'EOF'

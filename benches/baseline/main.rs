@@ -4,7 +4,9 @@
 //! multi-thread, one worker per core), same HTTP/1 stack and options as the connector's
 //! listener, so the difference is the connector's own work.
 //!
-//! Prints `listening <addr>` on stdout once bound to `127.0.0.1:0` and serves until killed.
+//! `baseline serve` prints `listening <addr>` on stdout once bound to `127.0.0.1:0` and
+//! serves until killed. Without `serve` (as `cargo test --all-targets` runs bench targets)
+//! it exits at once.
 
 use std::convert::Infallible;
 
@@ -28,6 +30,10 @@ const RESPONSE: &str = concat!(
 );
 
 fn main() {
+    if std::env::args().nth(1).as_deref() != Some("serve") {
+        eprintln!("baseline: run as `baseline serve` (benches/run.sh does)");
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -36,8 +36,9 @@ use tokio::sync::oneshot;
 #[derive(Debug, Parser)]
 #[command(about = "Load generator and SAP callback receiver for the connector benchmarks")]
 struct Cli {
+    /// Without one (as `cargo test --all-targets` runs bench targets) there is nothing to do.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,13 +119,17 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        eprintln!("loadgen: no command; benches/run.sh runs this tool (see --help)");
+        return;
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        match cli.command {
+        match command {
             Command::Soap {
                 target,
                 path,
