@@ -109,7 +109,11 @@ async fn expect(
 }
 
 /// A check on one event: path, what it shows (for the failure message), predicate.
-type Want<'a> = (&'a str, &'a str, Box<dyn Fn(&Received) -> bool + Send + Sync + 'a>);
+type Want<'a> = (
+    &'a str,
+    &'a str,
+    Box<dyn Fn(&Received) -> bool + Send + Sync + 'a>,
+);
 
 /// Waits for one `phoneCallChanged` per entry, in any order: events to different agents
 /// travel on different delivery queues, so their relative order is not fixed.

@@ -69,7 +69,9 @@ impl Drain {
         let mut backoff = Backoff::new(self.settings.retry_min, self.settings.retry_max, self.id);
         while let Some(event) = self.shared.next().await {
             let sequence = event.sequence;
-            match self.deliver(event, &mut backoff).await {
+            // Boxed: an idle drain task (one per subscription) then holds only this loop's
+            // state, not the far larger state of an HTTP request in flight.
+            match Box::pin(self.deliver(event, &mut backoff)).await {
                 Outcome::Delivered => {
                     self.spool.record(SpoolOp::Remove(self.id, sequence));
                     self.shared.delivered();

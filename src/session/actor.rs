@@ -80,6 +80,9 @@ pub(super) struct Actor {
     /// call inherits that call's attached data (warm transfer screen pop).
     consults: HashMap<String, String>,
     subscriptions: Vec<Subscription>,
+    /// Positions in `subscriptions` by [`sub_key`] of their target, so that an event finds
+    /// its subscriptions without visiting all of them. Rebuilt when one is removed.
+    sub_index: HashMap<String, Vec<usize>>,
     next_id: u64,
     /// When each visible or waiting leg (call, extension) last changed, for the
     /// `max_interaction_age` reaper.
@@ -109,6 +112,7 @@ impl Actor {
             orphans: HashSet::new(),
             consults: HashMap::new(),
             subscriptions: Vec::new(),
+            sub_index: HashMap::new(),
             next_id: 1,
             last_seen: HashMap::new(),
             myself,
@@ -1075,6 +1079,10 @@ impl Actor {
     }
 
     fn forget_call_if_gone(&mut self, call: &str) {
+        // The scan below visits every agent: skip it when there is nothing to forget.
+        if !self.attached.contains_key(call) && !self.aliases.values().any(|c| c == call) {
+            return;
+        }
         let live = self.agents.values().any(|a| {
             a.visible
                 .iter()
@@ -1211,11 +1219,14 @@ impl Actor {
         if let Target::User(user) = &target {
             self.ensure_agent(user)?;
         }
-        if let Some(sub) = self
-            .subscriptions
-            .iter_mut()
-            .find(|s| s.target == target && s.url == url)
-        {
+        let existing = self
+            .sub_index
+            .get(&sub_key(&target))
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|&i| self.subscriptions[i].target == target && self.subscriptions[i].url == url);
+        if let Some(sub) = existing.map(|i| &mut self.subscriptions[i]) {
             if !sub.app_ids.contains(&app_id) {
                 sub.app_ids.push(app_id);
                 let stored = stored(sub);
@@ -1239,7 +1250,7 @@ impl Actor {
         self.notifier
             .spool()
             .record(SpoolOp::PutSubscription(stored(&sub)));
-        self.subscriptions.push(sub);
+        self.push_subscription(sub);
         done()
     }
 
@@ -1247,6 +1258,7 @@ impl Actor {
     /// caller, delivers what is queued when dropped).
     fn forget_subscription(&mut self, id: u64) {
         self.subscriptions.retain(|s| s.id != id);
+        self.reindex_subscriptions();
         self.notifier
             .spool()
             .record(SpoolOp::RemoveSubscription(id));
@@ -1294,7 +1306,7 @@ impl Actor {
             info!(subscription = stored.id, pending = events.len(), %url, "subscription restored");
             self.next_id = self.next_id.max(stored.id + 1);
             let outbox = self.notifier.open_with(stored.id, url.uri(), events);
-            self.subscriptions.push(Subscription {
+            self.push_subscription(Subscription {
                 id: stored.id,
                 target,
                 url,
@@ -1302,6 +1314,24 @@ impl Actor {
                 sequence: stored.sequence,
                 outbox,
             });
+        }
+    }
+
+    fn push_subscription(&mut self, sub: Subscription) {
+        self.sub_index
+            .entry(sub_key(&sub.target))
+            .or_default()
+            .push(self.subscriptions.len());
+        self.subscriptions.push(sub);
+    }
+
+    fn reindex_subscriptions(&mut self) {
+        self.sub_index.clear();
+        for (i, sub) in self.subscriptions.iter().enumerate() {
+            self.sub_index
+                .entry(sub_key(&sub.target))
+                .or_default()
+                .push(i);
         }
     }
 
@@ -1328,10 +1358,14 @@ impl Actor {
 
     /// Ends every subscription for `target`, telling SAP with subscriptionEnded.
     fn end_subscriptions(&mut self, target: &Target, reason: &str) {
+        if !self.sub_index.contains_key(&sub_key(target)) {
+            return;
+        }
         let (ending, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.subscriptions)
             .into_iter()
             .partition(|s| s.target == *target);
         self.subscriptions = keep;
+        self.reindex_subscriptions();
         for mut sub in ending {
             info!(subscription = sub.id, %reason, "ending subscription");
             let user = match target {
@@ -1389,7 +1423,21 @@ impl Actor {
         params: impl Fn(Value, Value) -> Vec<(&'static str, Value)>,
     ) {
         let mut overflowed = Vec::new();
-        for sub in self.subscriptions.iter_mut() {
+        let mut candidates: Vec<usize> = [
+            Some(sub_key(&Target::User(user.clone()))),
+            extension.map(container_key),
+            Some(container_key(user.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|key| self.sub_index.get(&key))
+        .flatten()
+        .copied()
+        .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for i in candidates {
+            let sub = &mut self.subscriptions[i];
             let matches = match &sub.target {
                 Target::User(u) => u == user,
                 Target::Container(c) => {
@@ -1479,6 +1527,19 @@ enum Step {
     Answer(Option<Value>),
     /// Send these commands to the switch; answer with the last one's result.
     Switch(Vec<SwitchCommand>),
+}
+
+/// The `sub_index` key of a subscription target. Containers match an extension exactly or
+/// a user id in any case, so their key is lower case (a superset; matches are re-checked).
+fn sub_key(target: &Target) -> String {
+    match target {
+        Target::User(user) => format!("u:{user}"),
+        Target::Container(container) => container_key(container),
+    }
+}
+
+fn container_key(container: &str) -> String {
+    format!("c:{}", container.to_ascii_lowercase())
 }
 
 fn answer(value: Value) -> Result<Step, IciError> {

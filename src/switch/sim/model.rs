@@ -215,6 +215,9 @@ pub(super) struct Sim {
     out: Vec<SwitchEvent>,
     /// Calls the operation in progress touched, in order.
     dirty: Vec<u64>,
+    /// Calls each extension was seen on: a superset, pruned when read, so that telling
+    /// whether an extension still has legs does not scan every call on the switch.
+    ext_calls: HashMap<Extension, Vec<u64>>,
     timers: BTreeMap<(Instant, u64), Timer>,
     next_timer: u64,
     remote_answer_after: Option<Duration>,
@@ -285,6 +288,7 @@ impl Sim {
             sent: HashMap::new(),
             out: Vec::new(),
             dirty: Vec::new(),
+            ext_calls: HashMap::new(),
             timers: BTreeMap::new(),
             next_timer: 0,
             remote_answer_after: settings.remote_answer_after,
@@ -307,6 +311,31 @@ impl Sim {
     fn touch(&mut self, seq: u64) {
         if !self.dirty.contains(&seq) {
             self.dirty.push(seq);
+        }
+        self.index_call(seq);
+    }
+
+    /// Records the extensions now on call `seq` in `ext_calls`.
+    fn index_call(&mut self, seq: u64) {
+        let Sim {
+            calls, ext_calls, ..
+        } = self;
+        let Some(call) = calls.get(&seq) else {
+            return;
+        };
+        let exts = call
+            .parties
+            .iter()
+            .filter_map(|p| match p {
+                Party::Ext { ext, .. } => Some(ext),
+                Party::Remote { .. } => None,
+            })
+            .chain(call.listeners.iter());
+        for ext in exts {
+            let seqs = ext_calls.entry(ext.clone()).or_default();
+            if !seqs.contains(&seq) {
+                seqs.push(seq);
+            }
         }
     }
 
@@ -421,8 +450,17 @@ impl Sim {
         Ok(())
     }
 
-    fn has_legs(&self, ext: &str) -> bool {
-        self.calls.values().any(|c| c.involves(ext))
+    fn has_legs(&mut self, ext: &str) -> bool {
+        let Some(seqs) = self.ext_calls.get_mut(ext) else {
+            return false;
+        };
+        let calls = &self.calls;
+        seqs.retain(|seq| calls.get(seq).is_some_and(|c| c.involves(ext)));
+        if seqs.is_empty() {
+            self.ext_calls.remove(ext);
+            return false;
+        }
+        true
     }
 
     // ---- events --------------------------------------------------------------------------
@@ -460,6 +498,7 @@ impl Sim {
 
     /// Send a snapshot for every leg of the call that changed since its last one.
     fn sync_call(&mut self, seq: u64) {
+        self.index_call(seq);
         let call = &self.calls[&seq];
         let mut changed = Vec::new();
         for (i, party) in call.parties.iter().enumerate() {

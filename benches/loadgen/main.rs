@@ -1,0 +1,857 @@
+//! The load tool of benches/run.sh: N keep-alive HTTP/1.1 connections (hyper client),
+//! latencies in an HDR histogram, and a callback receiver that plays SAP's appURL side.
+//!
+//! - `soap`: benchmark 1 and 5. A closed loop (every connection sends its next request as
+//!   soon as the answer is in) measures saturation; then an open loop at a fraction of that
+//!   rate measures latency from each request's send, and also from its *scheduled* send
+//!   time, so a stall is not hidden by the load backing off (coordinated omission; tokio's
+//!   timer adds up to 1 ms to the latter). Against the connector
+//!   (`--admin`) it first logs one agent in per connection with one answered call.
+//! - `events`: benchmarks 2 and 3. Grows the connector to each size in `--sizes` (agents
+//!   logged in and subscribed to the receiver, six calls each), reads the connector's RSS,
+//!   then drives simulator events (hang up an agent's oldest call, ring a new one) and
+//!   times each from the control request being sent to the `phoneCallChanged` arriving.
+//!
+//! Results are one JSON object per line on stdout; progress goes to stderr.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator and SAP callback receiver for the connector benchmarks")]
+struct Cli {
+    /// Without one (as `cargo test --all-targets` runs bench targets) there is nothing to do.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// SOAP throughput and latency (closed loop, then open loop at a fraction of it).
+    Soap {
+        /// `host:port` of the SOAP server under test.
+        #[arg(long)]
+        target: SocketAddr,
+        /// URL path to POST to.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The connector's admin listener: set up one agent with a call per connection.
+        /// Without it, every request is the same getPhoneCallAttributes (baseline, peer).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// What each connection sends.
+        #[arg(long, value_enum, default_value = "attrs")]
+        op: Op,
+        #[arg(long, default_value_t = 200)]
+        connections: usize,
+        /// Seconds of each measured phase.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds of unmeasured load before each phase.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// The open-loop phase's rate as a fraction of the measured saturation (0 skips it).
+        #[arg(long, default_value_t = 0.5)]
+        fraction: f64,
+        /// A label copied into the output.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Event pipeline latency and rate, and the connector's memory, at growing sizes.
+    Events {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        admin: SocketAddr,
+        /// The connector's process id (RSS from /proc).
+        #[arg(long)]
+        pid: u32,
+        /// Agent counts to grow to, ascending, e.g. 1000,10000,20000.
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Calls per agent (the SAP IC shows six).
+        #[arg(long, default_value_t = 6)]
+        calls: usize,
+        /// First extension number; agent i has extension `first + i`.
+        #[arg(long, default_value_t = 300000)]
+        first_extension: u64,
+        /// Agents driven at once (each waits for its event before the next action) for the
+        /// rate at saturation.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Agents driven at once for the latency at a moderate load (0 skips it).
+        #[arg(long, default_value_t = 16)]
+        latency_concurrency: usize,
+        /// Seconds of measured events per size (0: memory only).
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Op {
+    /// getPhoneCallAttributes on the connection's call.
+    Attrs,
+    /// hold, unhold, hold, ... on the connection's call.
+    Holdpair,
+}
+
+/// How long one setup step or awaited event may take before the run fails.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        eprintln!("loadgen: no command; benches/run.sh runs this tool (see --help)");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        match command {
+            Command::Soap {
+                target,
+                path,
+                admin,
+                op,
+                connections,
+                duration,
+                warmup,
+                fraction,
+                label,
+            } => {
+                soap(SoapRun {
+                    target,
+                    path,
+                    admin,
+                    op,
+                    connections,
+                    duration: Duration::from_secs_f64(duration),
+                    warmup: Duration::from_secs_f64(warmup),
+                    fraction,
+                    label,
+                })
+                .await
+            }
+            Command::Events {
+                target,
+                admin,
+                pid,
+                sizes,
+                calls,
+                first_extension,
+                concurrency,
+                latency_concurrency,
+                duration,
+                warmup,
+            } => {
+                events(EventsRun {
+                    latency_concurrency,
+                    target,
+                    admin,
+                    pid,
+                    sizes,
+                    calls,
+                    first_extension,
+                    concurrency,
+                    duration: Duration::from_secs_f64(duration),
+                    warmup: Duration::from_secs_f64(warmup),
+                })
+                .await
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP client: one keep-alive connection, requests one at a time.
+
+struct Conn {
+    addr: SocketAddr,
+    send: SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+        tokio::task::spawn_local(async move {
+            let _ = connection.await;
+        });
+        Conn { addr, send }
+    }
+
+    /// POSTs `body` to `path`; the status and body of the answer.
+    async fn post(&mut self, path: &str, content_type: &str, body: Bytes) -> (StatusCode, Bytes) {
+        let request = Request::post(path)
+            .header(http::header::HOST, self.addr.to_string())
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header("soapaction", "\"\"")
+            .body(Full::new(body))
+            .expect("request");
+        self.send.ready().await.expect("connection usable");
+        let response = self.send.send_request(request).await.expect("HTTP request");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("response body")
+            .to_bytes();
+        (status, body)
+    }
+
+    async fn soap(&mut self, body: String) -> Bytes {
+        let (status, answer) = self
+            .post("/", "text/xml; charset=utf-8", Bytes::from(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{body}\n=> {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer
+    }
+
+    async fn sim(&mut self, path: &str, json: serde_json::Value) -> serde_json::Value {
+        let body = if json.is_null() {
+            Bytes::new()
+        } else {
+            Bytes::from(json.to_string())
+        };
+        let (status, answer) = self
+            .post(&format!("/sim{path}"), "application/json", body)
+            .await;
+        assert!(
+            status.is_success(),
+            "/sim{path}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+        serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A SOAP request as SAP sends it, with the agent in the `user` header.
+fn envelope(user: &str, interface: &str, op: &str, params: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Header><pre:user xmlns:pre="urn:Ici{interface}Interface" SOAP-ENV:mustUnderstand="0">{user}</pre:user></SOAP-ENV:Header><SOAP-ENV:Body><ns0:{op} xmlns:ns0="urn:Ici{interface}Interface">{params}</ns0:{op}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The callback receiver: SAP's appURL side. Runs on its own thread and runtime.
+
+/// What an agent's driver waits for.
+struct Waiter {
+    state: &'static str,
+    call: Option<String>,
+    tx: oneshot::Sender<(Instant, String)>,
+}
+
+struct Receiver {
+    url: String,
+    waiters: Arc<Vec<Mutex<Option<Waiter>>>>,
+    received: Arc<AtomicU64>,
+}
+
+impl Receiver {
+    /// Starts the receiver for `agents` agents (paths `/sap/{index}`).
+    fn start(agents: usize) -> Receiver {
+        let waiters: Arc<Vec<Mutex<Option<Waiter>>>> =
+            Arc::new((0..agents).map(|_| Mutex::new(None)).collect());
+        let received = Arc::new(AtomicU64::new(0));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (w, r) = (waiters.clone(), received.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("receiver runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let (w, r) = (w.clone(), r.clone());
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request| {
+                            let (w, r) = (w.clone(), r.clone());
+                            async move { Ok::<_, Infallible>(receive(request, &w, &r).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        let addr: SocketAddr = addr_rx.recv().expect("receiver address");
+        Receiver {
+            url: format!("http://{addr}/sap/"),
+            waiters,
+            received,
+        }
+    }
+
+    /// Waits for `state` (of `call`, or of any call) at agent `index`. Register before the
+    /// action that causes it: the event may arrive before the action's answer.
+    fn expect(
+        &self,
+        index: usize,
+        state: &'static str,
+        call: Option<String>,
+    ) -> oneshot::Receiver<(Instant, String)> {
+        let (tx, rx) = oneshot::channel();
+        *self.waiters[index].lock().unwrap() = Some(Waiter { state, call, tx });
+        rx
+    }
+}
+
+const EMPTY_SOAP_RESPONSE: &str = concat!(
+    r#"<?xml version="1.0" encoding="utf-8"?>"#,
+    r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">"#,
+    r#"<SOAP-ENV:Body/></SOAP-ENV:Envelope>"#
+);
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)?;
+    Some(&text[start..start + end])
+}
+
+async fn receive(
+    request: hyper::Request<hyper::body::Incoming>,
+    waiters: &[Mutex<Option<Waiter>>],
+    received: &AtomicU64,
+) -> Response<Full<Bytes>> {
+    let index = request
+        .uri()
+        .path()
+        .strip_prefix("/sap/")
+        .and_then(|i| i.parse::<usize>().ok());
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let at = Instant::now();
+    received.fetch_add(1, Ordering::Relaxed);
+    let text = String::from_utf8_lossy(&body);
+    if let (Some(index), Some(state)) = (index, between(&text, "<state>", "</state>"))
+        && let Some(slot) = waiters.get(index)
+    {
+        let call = between(&text, "<callId>", "</callId>").unwrap_or("");
+        let mut slot = slot.lock().unwrap();
+        let matches = slot
+            .as_ref()
+            .is_some_and(|w| w.state == state && w.call.as_deref().is_none_or(|c| c == call));
+        if matches {
+            let waiter = slot.take().unwrap();
+            let _ = waiter.tx.send((at, call.to_string()));
+        }
+    }
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .body(Full::new(Bytes::from_static(
+            EMPTY_SOAP_RESPONSE.as_bytes(),
+        )))
+        .unwrap()
+}
+
+async fn wait(rx: oneshot::Receiver<(Instant, String)>, what: &str) -> (Instant, String) {
+    match tokio::time::timeout(STEP_TIMEOUT, rx).await {
+        Ok(Ok(got)) => got,
+        _ => panic!("no {what} event within {STEP_TIMEOUT:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Agents on the connector.
+
+fn user(index: usize) -> String {
+    format!("B{index:05}")
+}
+
+/// Logs agent `index` in at `extension`, subscribed to the receiver, ready.
+async fn log_in(soap: &mut Conn, receiver: &Receiver, index: usize, extension: &str) {
+    let u = user(index);
+    soap.soap(envelope(
+        &u,
+        "User",
+        "getAttributes",
+        &format!("<userId>{u}</userId>"),
+    ))
+    .await;
+    soap.soap(envelope(
+        &u,
+        "User",
+        "setAddresses",
+        &format!("<userId>{u}</userId><addresses><item>{extension}</item></addresses>"),
+    ))
+    .await;
+    soap.soap(envelope(
+        &u,
+        "User",
+        "subscribeUser",
+        &format!(
+            "<userId>{u}</userId><appURL>{}{index}</appURL><appId>IC-{u}</appId>",
+            receiver.url
+        ),
+    ))
+    .await;
+    soap.soap(envelope(
+        &u,
+        "User",
+        "setCurrentWorkmode",
+        &format!("<userId>{u}</userId><workmode>2</workmode>"),
+    ))
+    .await;
+}
+
+/// Rings agent `index`; returns the call id once SAP got its `alerting`.
+async fn ring(admin: &mut Conn, receiver: &Receiver, index: usize, extension: &str) -> String {
+    let rx = receiver.expect(index, "alerting", None);
+    let answer = admin
+        .sim(
+            "/calls",
+            json!({"from": format!("+4930{index:06}"), "to": extension}),
+        )
+        .await;
+    let call = answer["callId"].as_str().expect("callId").to_string();
+    let (_, got) = wait(rx, "alerting").await;
+    assert_eq!(got, call, "alerting for another call");
+    call
+}
+
+// ---------------------------------------------------------------------------------------
+// Benchmarks 1 and 5.
+
+struct SoapRun {
+    target: SocketAddr,
+    path: String,
+    admin: Option<SocketAddr>,
+    op: Op,
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+    fraction: f64,
+    label: String,
+}
+
+/// Per connection: the request bodies it cycles through.
+async fn soap_bodies(run: &SoapRun, receiver: Option<&Receiver>) -> Vec<Vec<Bytes>> {
+    let Some(admin) = run.admin else {
+        let body = Bytes::from(envelope(
+            "B00000",
+            "PhoneCall",
+            "getPhoneCallAttributes",
+            "<callId>sim-1</callId>",
+        ));
+        return vec![vec![body]; run.connections];
+    };
+    let receiver = receiver.expect("a receiver with --admin");
+    let mut bodies = Vec::new();
+    let mut soap = Conn::open(run.target).await;
+    let mut control = Conn::open(admin).await;
+    for index in 0..run.connections {
+        let extension = (300000 + index).to_string();
+        log_in(&mut soap, receiver, index, &extension).await;
+        let call = ring(&mut control, receiver, index, &extension).await;
+        let u = user(index);
+        let rx = receiver.expect(index, "connected", Some(call.clone()));
+        soap.soap(envelope(
+            &u,
+            "Item",
+            "accept",
+            &format!("<itemId>{call}</itemId>"),
+        ))
+        .await;
+        wait(rx, "connected").await;
+        let request = |op: &str| {
+            Bytes::from(envelope(
+                &u,
+                "PhoneCall",
+                op,
+                &format!("<callId>{call}</callId>"),
+            ))
+        };
+        bodies.push(match run.op {
+            Op::Attrs => vec![request("getPhoneCallAttributes")],
+            Op::Holdpair => vec![request("hold"), request("unhold")],
+        });
+    }
+    bodies
+}
+
+/// The result of one phase.
+struct Phase {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    /// From the request's actual send to its complete answer.
+    histogram: Histogram<u64>,
+    /// Open loop only: from the request's scheduled send time.
+    scheduled: Histogram<u64>,
+}
+
+/// Runs one phase on every connection: closed loop when `rate` is `None`, else each
+/// connection sends at `rate / connections` per second, latency from the scheduled time.
+async fn phase(
+    conns: &[Rc<tokio::sync::Mutex<Conn>>],
+    bodies: &[Vec<Bytes>],
+    cursors: &[Rc<std::cell::Cell<usize>>],
+    path: &str,
+    rate: Option<f64>,
+    duration: Duration,
+) -> Phase {
+    let start = Instant::now();
+    let end = start + duration;
+    let mut tasks = Vec::new();
+    for (i, conn) in conns.iter().enumerate() {
+        let conn = conn.clone();
+        let bodies = bodies[i].clone();
+        let cursor = cursors[i].clone();
+        let path = path.to_string();
+        let interval = rate.map(|r| Duration::from_secs_f64(conns.len() as f64 / r));
+        // Spread the open-loop connections over one interval.
+        let offset = interval.map(|iv| iv.mul_f64(i as f64 / conns.len() as f64));
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut scheduled = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let (mut requests, mut errors) = (0u64, 0u64);
+            let mut conn = conn.lock().await;
+            let mut next = start + offset.unwrap_or_default();
+            loop {
+                if interval.is_some() {
+                    if next >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(next.into()).await;
+                } else if Instant::now() >= end {
+                    break;
+                }
+                let sent = Instant::now();
+                let body = bodies[cursor.get() % bodies.len()].clone();
+                cursor.set(cursor.get() + 1);
+                let (status, _) = conn.post(&path, "text/xml; charset=utf-8", body).await;
+                let micros = sent.elapsed().as_micros() as u64;
+                histogram.saturating_record(micros.max(1));
+                if interval.is_some() {
+                    // From the scheduled send time: what a client that keeps its schedule
+                    // sees, plus up to 1 ms of tokio timer granularity.
+                    scheduled.saturating_record((next.elapsed().as_micros() as u64).max(1));
+                }
+                requests += 1;
+                if status != StatusCode::OK {
+                    errors += 1;
+                }
+                if let Some(interval) = interval {
+                    next += interval;
+                }
+            }
+            (requests, errors, histogram, scheduled)
+        }));
+    }
+    let mut total = Phase {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        histogram: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+        scheduled: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+    };
+    for task in tasks {
+        let (requests, errors, histogram, scheduled) = task.await.expect("load task");
+        total.requests += requests;
+        total.errors += errors;
+        total.histogram.add(histogram).unwrap();
+        total.scheduled.add(scheduled).unwrap();
+    }
+    total.elapsed = start.elapsed();
+    total
+}
+
+fn phase_json(phase: &Phase) -> serde_json::Value {
+    let h = &phase.histogram;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let s = &phase.scheduled;
+    let sched = |q: f64| (!s.is_empty()).then(|| s.value_at_quantile(q) as f64 / 1000.0);
+    json!({
+        "p50_sched_ms": sched(0.5),
+        "p99_sched_ms": sched(0.99),
+        "p999_sched_ms": sched(0.999),
+        "requests": phase.requests,
+        "errors": phase.errors,
+        "rps": (phase.requests as f64 / phase.elapsed.as_secs_f64()).round(),
+        "p50_ms": ms(0.5),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "max_ms": h.max() as f64 / 1000.0,
+    })
+}
+
+async fn soap(run: SoapRun) {
+    let receiver = run.admin.map(|_| Receiver::start(run.connections));
+    let bodies = soap_bodies(&run, receiver.as_ref()).await;
+    let mut conns = Vec::new();
+    for _ in 0..run.connections {
+        conns.push(Rc::new(tokio::sync::Mutex::new(
+            Conn::open(run.target).await,
+        )));
+    }
+    let cursors: Vec<_> = (0..run.connections)
+        .map(|_| Rc::new(std::cell::Cell::new(0)))
+        .collect();
+    eprintln!(
+        "{}: {} connections ready, closed loop",
+        run.label, run.connections
+    );
+    phase(&conns, &bodies, &cursors, &run.path, None, run.warmup).await;
+    let saturated = phase(&conns, &bodies, &cursors, &run.path, None, run.duration).await;
+    let saturation_rps = saturated.requests as f64 / saturated.elapsed.as_secs_f64();
+    let mut result = json!({
+        "bench": "soap",
+        "label": run.label,
+        "op": format!("{:?}", run.op).to_lowercase(),
+        "connections": run.connections,
+        "saturation": phase_json(&saturated),
+    });
+    if run.fraction > 0.0 {
+        let rate = saturation_rps * run.fraction;
+        eprintln!("{}: open loop at {rate:.0}/s", run.label);
+        phase(&conns, &bodies, &cursors, &run.path, Some(rate), run.warmup).await;
+        let open = phase(
+            &conns,
+            &bodies,
+            &cursors,
+            &run.path,
+            Some(rate),
+            run.duration,
+        )
+        .await;
+        let mut open_json = phase_json(&open);
+        open_json["target_rps"] = json!(rate.round());
+        result["open_loop"] = open_json;
+    }
+    if let Some(receiver) = &receiver {
+        result["events_received"] = json!(receiver.received.load(Ordering::Relaxed));
+    }
+    println!("{result}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Benchmarks 2 and 3.
+
+struct EventsRun {
+    target: SocketAddr,
+    admin: SocketAddr,
+    pid: u32,
+    sizes: Vec<usize>,
+    calls: usize,
+    first_extension: u64,
+    concurrency: usize,
+    latency_concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+}
+
+/// Resident set size of `pid` in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// One agent's calls, oldest first.
+type Calls = Rc<std::cell::RefCell<Vec<VecDeque<String>>>>;
+
+async fn events(run: EventsRun) {
+    let max = *run.sizes.iter().max().expect("--sizes");
+    let receiver = Rc::new(Receiver::start(max));
+    let calls: Calls = Rc::new(std::cell::RefCell::new(vec![VecDeque::new(); max]));
+    let run = Rc::new(run);
+    // Let the connector settle before its baseline RSS.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let empty = rss(run.pid);
+    println!(
+        "{}",
+        json!({"bench": "memory", "agents": 0, "rss_bytes": empty})
+    );
+    let mut have = 0usize;
+    for &size in &run.sizes {
+        let started = Instant::now();
+        grow(&run, &receiver, &calls, have, size).await;
+        let setup = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let bytes = rss(run.pid);
+        println!(
+            "{}",
+            json!({
+                "bench": "memory",
+                "agents": size,
+                "calls_per_agent": run.calls,
+                "rss_bytes": bytes,
+                "bytes_per_agent": ((bytes as f64 - empty as f64) / size as f64).round(),
+                "setup_s": setup.as_secs_f64(),
+            })
+        );
+        have = size;
+        if run.duration.is_zero() {
+            continue;
+        }
+        let mut phases = vec![("events", run.concurrency)];
+        if run.latency_concurrency > 0 {
+            phases.push(("events_light", run.latency_concurrency));
+        }
+        for (bench, workers) in phases {
+            drive(&run, &receiver, &calls, size, workers, run.warmup).await;
+            let before = receiver.received.load(Ordering::Relaxed);
+            let (histogram, events, elapsed) =
+                drive(&run, &receiver, &calls, size, workers, run.duration).await;
+            let all = receiver.received.load(Ordering::Relaxed) - before;
+            let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+            println!(
+                "{}",
+                json!({
+                    "bench": bench,
+                    "agents": size,
+                    "concurrency": workers,
+                    "events": events,
+                    "events_per_s": (events as f64 / elapsed.as_secs_f64()).round(),
+                    "all_posts_per_s": (all as f64 / elapsed.as_secs_f64()).round(),
+                    "p50_ms": ms(0.5),
+                    "p99_ms": ms(0.99),
+                    "p999_ms": ms(0.999),
+                    "max_ms": histogram.max() as f64 / 1000.0,
+                    "rss_bytes_after": rss(run.pid),
+                })
+            );
+        }
+    }
+}
+
+/// Logs agents `from..to` in with `calls` ringing calls each, `concurrency` at a time.
+async fn grow(run: &Rc<EventsRun>, receiver: &Rc<Receiver>, calls: &Calls, from: usize, to: usize) {
+    let next = Rc::new(std::cell::Cell::new(from));
+    let mut tasks = Vec::new();
+    for _ in 0..run.concurrency.min(to - from) {
+        let (run, receiver, calls, next) =
+            (run.clone(), receiver.clone(), calls.clone(), next.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut soap = Conn::open(run.target).await;
+            let mut admin = Conn::open(run.admin).await;
+            loop {
+                let index = next.get();
+                if index >= to {
+                    break;
+                }
+                next.set(index + 1);
+                let extension = (run.first_extension + index as u64).to_string();
+                log_in(&mut soap, &receiver, index, &extension).await;
+                for _ in 0..run.calls {
+                    let call = ring(&mut admin, &receiver, index, &extension).await;
+                    calls.borrow_mut()[index].push_back(call);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("setup task");
+    }
+}
+
+/// For `duration`, `concurrency` drivers each take the next agent below `size`, hang up
+/// its oldest call and ring it again, timing both events.
+async fn drive(
+    run: &Rc<EventsRun>,
+    receiver: &Rc<Receiver>,
+    calls: &Calls,
+    size: usize,
+    workers: usize,
+    duration: Duration,
+) -> (Histogram<u64>, u64, Duration) {
+    let start = Instant::now();
+    let end = start + duration;
+    let workers = workers.min(size);
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let (run, receiver, calls) = (run.clone(), receiver.clone(), calls.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut admin = Conn::open(run.admin).await;
+            let mut index = worker;
+            let mut events = 0u64;
+            while Instant::now() < end {
+                let extension = (run.first_extension + index as u64).to_string();
+                let oldest = calls.borrow_mut()[index].pop_front().expect("a call");
+                let rx = receiver.expect(index, "dropped", Some(oldest.clone()));
+                let sent = Instant::now();
+                admin
+                    .sim(&format!("/calls/{oldest}/hangup"), serde_json::Value::Null)
+                    .await;
+                let (at, _) = wait(rx, "dropped").await;
+                histogram.saturating_record((at - sent).as_micros().max(1) as u64);
+                let rx = receiver.expect(index, "alerting", None);
+                let sent = Instant::now();
+                let answer = admin
+                    .sim(
+                        "/calls",
+                        json!({"from": format!("+4930{index:06}"), "to": extension}),
+                    )
+                    .await;
+                let call = answer["callId"].as_str().expect("callId").to_string();
+                let (at, got) = wait(rx, "alerting").await;
+                assert_eq!(got, call);
+                histogram.saturating_record((at - sent).as_micros().max(1) as u64);
+                calls.borrow_mut()[index].push_back(call);
+                events += 2;
+                index += workers;
+                if index >= size {
+                    index = worker;
+                }
+            }
+            (histogram, events)
+        }));
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut events = 0;
+    for task in tasks {
+        let (h, e) = task.await.expect("driver");
+        histogram.add(h).unwrap();
+        events += e;
+    }
+    (histogram, events, start.elapsed())
+}

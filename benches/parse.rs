@@ -1,0 +1,94 @@
+//! Benchmark 4: `soap::parse_request` on SAP's own trace (getAttributes) and on a dial
+//! request, in ns per request (criterion) and heap allocations per request (a counting
+//! global allocator, printed before the timings).
+//!
+//! `cargo bench --bench parse` (criterion options after `--`, e.g. `-- --quick`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ici_connector::soap::parse_request;
+
+/// Counts allocations (and bytes) made through the global allocator.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const VENDOR_TRACE: &str = include_str!("../tests/fixtures/soap/vendor-trace.http");
+const DIAL: &str = include_str!("../tests/fixtures/soap/examples/11-dial.xml");
+
+fn vendor_body() -> &'static [u8] {
+    VENDOR_TRACE
+        .split_once("\r\n\r\n")
+        .or_else(|| VENDOR_TRACE.split_once("\n\n"))
+        .expect("the trace has a body")
+        .1
+        .as_bytes()
+}
+
+/// (allocations, bytes) of one parse, averaged over `runs`.
+fn allocations(body: &[u8], runs: u64) -> (f64, f64) {
+    let (a0, b0) = (
+        ALLOCATIONS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    for _ in 0..runs {
+        black_box(parse_request(black_box(body)).expect("parses"));
+    }
+    let (a1, b1) = (
+        ALLOCATIONS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    (
+        (a1 - a0) as f64 / runs as f64,
+        (b1 - b0) as f64 / runs as f64,
+    )
+}
+
+fn parse(c: &mut Criterion) {
+    let inputs = [
+        ("vendor_trace_getAttributes", vendor_body()),
+        ("dial", DIAL.as_bytes()),
+    ];
+    for (name, body) in inputs {
+        let (count, bytes) = allocations(body, 1000);
+        // One line per input that benches/run.sh copies into BENCHMARKS.md.
+        println!(
+            "allocations {name}: {count:.1} allocations/request, {bytes:.0} bytes/request, body {} bytes",
+            body.len()
+        );
+    }
+    let mut group = c.benchmark_group("parse_request");
+    for (name, body) in inputs {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| parse_request(black_box(body)).expect("parses"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);

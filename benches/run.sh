@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# The benchmark suite (BENCHMARKS.md): every figure beside its baseline, in one run.
+#
+#   bash benches/run.sh            full run, release build, 3 repetitions (about 15 min)
+#   bash benches/run.sh --smoke    seconds of each, debug build: CI checks the harness works
+#   bash benches/run.sh --only soap,events,parse,peer,tls   a subset
+#   RUNS=5 DURATION=15 bash benches/run.sh
+#
+# Results: one JSON object per line in $OUT/results.jsonl (default target/bench-results),
+# summarised (median and spread over the runs) by benches/summarize.py at the end.
+# Every server binds 127.0.0.1:0; addresses are read from what the server prints.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SMOKE=0
+ONLY="soap,peer,events,parse,tls"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1 ;;
+        --only) ONLY="$2"; shift ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+if [ "$SMOKE" = 1 ]; then
+    RUNS=${RUNS:-1} DURATION=${DURATION:-0.5} WARMUP=${WARMUP:-0.2}
+    CONNECTIONS=${CONNECTIONS:-8} SIZES=${SIZES:-20,40} CONCURRENCY=${CONCURRENCY:-8}
+    LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-4}
+    PROFILE_FLAGS=() PROFILE_DIR=debug
+else
+    RUNS=${RUNS:-3} DURATION=${DURATION:-10} WARMUP=${WARMUP:-3}
+    CONNECTIONS=${CONNECTIONS:-200} SIZES=${SIZES:-1000,5000,10000,20000}
+    CONCURRENCY=${CONCURRENCY:-256} LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-16}
+    PROFILE_FLAGS=(--release) PROFILE_DIR=release
+fi
+OUT=${OUT:-target/bench-results}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- build -----------------------------------------------------------------------------
+echo "building (${PROFILE_DIR})" >&2
+cargo build -q "${PROFILE_FLAGS[@]}" --bin ici-connector
+exe_of() {
+    # The executable of bench target $1, built with the chosen profile.
+    cargo build -q "${PROFILE_FLAGS[@]}" --bench "$1" --message-format=json |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$1" | tail -1
+}
+CONNECTOR="target/${PROFILE_DIR}/ici-connector"
+LOADGEN=$(exe_of loadgen)
+BASELINE=$(exe_of baseline)
+
+machine() {
+    python3 - "$@" <<'EOF'
+import json, os, subprocess, sys, datetime
+mem = next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1]
+print(json.dumps({
+    "bench": "machine", "when": sys.argv[1] if len(sys.argv) > 1 else "",
+    "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    "cores": os.cpu_count(), "mem_gib": round(int(mem) / 2**20, 1),
+    "loadavg": open("/proc/loadavg").read().split()[:3],
+    "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), ""),
+}))
+EOF
+}
+machine start >> "$RESULTS"
+
+# --- servers ---------------------------------------------------------------------------
+# Waits for "listening ADDR" (baseline, peer) on $1's stdout file; prints ADDR.
+wait_listening() {
+    local file=$1
+    for _ in $(seq 200); do
+        if grep -q '^listening ' "$file" 2>/dev/null; then
+            grep -m1 '^listening ' "$file" | cut -d' ' -f2
+            return
+        fi
+        sleep 0.05
+    done
+    echo "server did not start: $(cat "$file")" >&2
+    exit 1
+}
+
+# start_connector AGENTS [LOG_LEVEL]: a connector (simulator switch with AGENTS extensions from 300000)
+# in its own process; sets SOAP_ADDR, ADMIN_ADDR, CONNECTOR_PID.
+start_connector() {
+    local agents=$1 level=${2:-info} dir
+    dir=$(mktemp -d "$WORK/connector.XXXX")
+    python3 - "$agents" "$dir/data" "$level" > "$dir/config.toml" <<'EOF'
+import sys
+n, data, level = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+exts = ", ".join(f'"{300000 + i}"' for i in range(n))
+print(f'''[soap]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[limits]
+max_connections = 4096
+[switch.sim]
+extensions = [{exts}]
+remote_answer_after = "off"
+[events]
+data_dir = "{data}"
+[logging]
+level = "{level}"
+''')
+EOF
+    "$CONNECTOR" --config "$dir/config.toml" 2> "$dir/stderr.log" > /dev/null &
+    CONNECTOR_PID=$!
+    PIDS+=("$CONNECTOR_PID")
+    # The addresses are in the "listening" line, logged at info: that one line is let
+    # through whatever the level.
+    for _ in $(seq 400); do
+        if grep -q 'soap=' "$dir/stderr.log" 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    SOAP_ADDR=$(grep -m1 -o 'soap=[0-9.:]*' "$dir/stderr.log" | cut -d= -f2)
+    ADMIN_ADDR=$(grep -m1 -o 'admin=[0-9.:]*' "$dir/stderr.log" | cut -d= -f2)
+    if [ -z "$SOAP_ADDR" ]; then
+        echo "connector did not start: $(cat "$dir/stderr.log")" >&2
+        exit 1
+    fi
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+start_baseline() {
+    "$BASELINE" serve > "$WORK/baseline.out" &
+    BASELINE_PID=$!
+    PIDS+=("$BASELINE_PID")
+    BASELINE_ADDR=$(wait_listening "$WORK/baseline.out")
+}
+
+PEER_OK=0
+if want peer; then
+    if [ -d benches/peer/node_modules/soap ] || (cd benches/peer && npm ci --no-audit --no-fund >&2); then
+        PEER_OK=1
+    else
+        echo "peer: npm install failed; skipping benchmark 5" >&2
+    fi
+fi
+start_peer() {
+    node benches/peer/server.js > "$WORK/peer.out" &
+    PEER_PID=$!
+    PIDS+=("$PEER_PID")
+    PEER_ADDR=$(wait_listening "$WORK/peer.out")
+}
+
+soap_load() {
+    "$LOADGEN" soap --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" "$@" |
+        tee -a "$RESULTS"
+}
+
+# --- 1 and 5: SOAP throughput and latency, baseline and peer in the same run ------------
+# Interleaved per repetition so a change in background load hits all of them alike.
+if want soap || want peer; then
+    for run in $(seq "$RUNS"); do
+        machine "soap run $run" >> "$RESULTS"
+        if want soap; then
+            start_baseline
+            soap_load --target "$BASELINE_ADDR" --label baseline
+            stop "$BASELINE_PID"
+            for op in attrs holdpair; do
+                start_connector "$CONNECTIONS"
+                soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op "$op" --label "connector"
+                stop "$CONNECTOR_PID"
+            done
+            # The same without the per-request log line (logging.level = "warn").
+            start_connector "$CONNECTIONS" "warn,ici_connector=info,ici_connector::soap=warn"
+            soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op attrs --label "connector-log-warn"
+            stop "$CONNECTOR_PID"
+        fi
+        if want peer && [ "$PEER_OK" = 1 ]; then
+            start_peer
+            soap_load --target "$PEER_ADDR" --label peer-node-soap
+            stop "$PEER_PID"
+        fi
+    done
+fi
+
+# --- 6: TLS ------------------------------------------------------------------------------
+if want tls; then
+    # Hook: once the SOAP listener takes a [soap.tls] table, run benchmark 1 over TLS with
+    # and without client certificates here (the load tool needs a rustls connector).
+    if grep -q 'tls' src/config/mod.rs 2>/dev/null && grep -rq 'rustls' src/listener.rs src/server.rs 2>/dev/null; then
+        echo '{"bench":"tls","status":"listener has TLS; load tool support pending"}' | tee -a "$RESULTS"
+    else
+        echo '{"bench":"tls","status":"skipped: no TLS listener in this build"}' | tee -a "$RESULTS"
+    fi
+fi
+
+# --- 2 and 3: event pipeline and memory at growing sizes --------------------------------
+if want events; then
+    max=${SIZES##*,}
+    for run in $(seq "$RUNS"); do
+        machine "events run $run" >> "$RESULTS"
+        start_connector "$max"
+        "$LOADGEN" events --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
+            --sizes "$SIZES" --concurrency "$CONCURRENCY" \
+            --latency-concurrency "$LATENCY_CONCURRENCY" --duration "$DURATION" \
+            --warmup "$WARMUP" | tee -a "$RESULTS"
+        stop "$CONNECTOR_PID"
+    done
+fi
+
+# --- 4: parser ---------------------------------------------------------------------------
+if want parse; then
+    machine "parse" >> "$RESULTS"
+    if [ "$SMOKE" = 1 ]; then
+        # criterion without --bench runs each benchmark once (dev profile, as the tests).
+        cargo test -q --bench parse 2>&1 | grep -E '^allocations|Success' >&2
+    else
+        cargo bench --bench parse -- --noplot 2>&1 | tee "$OUT/parse.txt" >&2
+        python3 - "$OUT/parse.txt" >> "$RESULTS" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1]).read()
+for m in re.finditer(r"allocations (\S+): ([\d.]+) allocations/request, (\d+) bytes/request, body (\d+)", text):
+    print(json.dumps({"bench": "parse_alloc", "input": m[1], "allocations": float(m[2]), "bytes": int(m[3]), "body": int(m[4])}))
+for m in re.finditer(r"parse_request/(\S+)\s+time:\s+\[([\d.]+) (\S+) ([\d.]+) (\S+) ([\d.]+) (\S+)\]", text):
+    scale = {"ns": 1, "µs": 1e3, "us": 1e3, "ms": 1e6}
+    lo, mid, hi = (float(m[i]) * scale[m[i + 1]] for i in (2, 4, 6))
+    print(json.dumps({"bench": "parse_time", "input": m[1], "ns_low": lo, "ns": mid, "ns_high": hi}))
+EOF
+    fi
+fi
+
+machine end >> "$RESULTS"
+python3 benches/summarize.py "$RESULTS"
