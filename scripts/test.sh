@@ -69,4 +69,11 @@ ICI_XMLLINT=$(command -v xmllint)
 export ICI_XMLLINT
 export PYTHONDONTWRITEBYTECODE=1
 
-cargo test --all-targets "$@"
+# Every test binary prints its own "test result" line; the total closes the run.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
