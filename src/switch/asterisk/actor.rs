@@ -667,14 +667,7 @@ impl Link<'_> {
                          consultation call first"
                     )));
                 }
-                let action = Action::new("Hangup")
-                    .with("Channel", name)
-                    .with("Cause", "16");
-                Ok((
-                    vec![step(action)],
-                    SwitchReply::Done,
-                    Some(Waiter::Left(id)),
-                ))
+                Ok(hang_up(id, name))
             }
             SwitchCommand::SingleStepTransfer {
                 call,
@@ -692,7 +685,7 @@ impl Link<'_> {
                     }
                     // Transfer to the consulted party: the transferer leaves, Asterisk
                     // completes the attended transfer.
-                    return Ok(complete_transfer(id, name));
+                    return Ok(hang_up(id, name));
                 }
                 let action = Action::new("BlindTransfer")
                     .with("Channel", name.clone())
@@ -743,7 +736,7 @@ impl Link<'_> {
                 extension,
             } => {
                 let (id, name) = consult_legs(model, &held, &consult, &extension)?;
-                Ok(complete_transfer(id, name))
+                Ok(hang_up(id, name))
             }
             SwitchCommand::Conference {
                 held,
@@ -794,14 +787,7 @@ impl Link<'_> {
                         .ok_or_else(|| {
                             SwitchError::InvalidState(format!("{party} is not a party of {call}"))
                         })?;
-                let action = Action::new("Hangup")
-                    .with("Channel", name)
-                    .with("Cause", "16");
-                Ok((
-                    vec![step(action)],
-                    SwitchReply::Done,
-                    Some(Waiter::Left(id)),
-                ))
+                Ok(hang_up(id, name))
             }
             other => Err(SwitchError::NotSupported(other.capability())),
         }
@@ -826,9 +812,11 @@ fn consult_legs(
     Ok((id.to_owned(), name.to_owned()))
 }
 
-/// Completing an attended transfer on Asterisk: the transferer hangs up.
+/// Hangs up one channel (normal clearing) and answers once it has left: the agent's
+/// `Clear`, `DropParty`, and completing an attended transfer on Asterisk (the transferer
+/// hangs up).
 #[allow(clippy::type_complexity)]
-fn complete_transfer(id: String, name: String) -> (Vec<Step>, SwitchReply, Option<Waiter>) {
+fn hang_up(id: String, name: String) -> (Vec<Step>, SwitchReply, Option<Waiter>) {
     let action = Action::new("Hangup")
         .with("Channel", name)
         .with("Cause", "16");
