@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::fake_sap::{FakeSap, Mode, Received, WAIT};
-use common::server::{SoapAnswer, TestServer, envelope, ns, params, text_of};
+use common::server::{SoapAnswer, TestServer, envelope, envelope_as, ns, params, text_of};
 use ici_connector::soap::{Element, parse_request};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -33,15 +33,6 @@ const IVR: &str = r#"<Application id="IVR"><CRM_IC><BUPA>4711</BUPA></CRM_IC></A
 
 fn ivr_cad() -> String {
     format!("<ItemAttachedData>{IVR}</ItemAttachedData>")
-}
-
-/// A request as SAP sends it: the agent's user id in the `user` header, which picks the
-/// agent's leg when a call id is shared by two agents (an internal call).
-fn envelope_as(user: &str, interface: &str, op: &str, params: &str) -> String {
-    let namespace = ns(interface);
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Header><pre:user xmlns:pre="{namespace}" SOAP-ENV:mustUnderstand="0">{user}</pre:user></SOAP-ENV:Header><SOAP-ENV:Body><ns0:{op} xmlns:ns0="{namespace}">{params}</ns0:{op}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
-    )
 }
 
 async fn call_as(

@@ -22,38 +22,6 @@ fn config(extra: &str) -> String {
     )
 }
 
-/// Logs `user` in at `extension`, subscribed to `url`, ready.
-async fn log_in(api: &Endpoints, user: &str, extension: &str, url: &str) {
-    api.call("User", "getAttributes", &[("userId", user)])
-        .await
-        .ok();
-    api.post(envelope(
-        &ns("User"),
-        "setAddresses",
-        &format!("<userId>{user}</userId><addresses><item>{extension}</item></addresses>"),
-    ))
-    .await
-    .ok();
-    api.call(
-        "User",
-        "subscribeUser",
-        &[
-            ("userId", user),
-            ("appURL", url),
-            ("appId", &format!("IC-{user}")),
-        ],
-    )
-    .await
-    .ok();
-    api.post(envelope(
-        &ns("User"),
-        "setCurrentWorkmode",
-        &params(&[("userId", user), ("workmode", "2")]),
-    ))
-    .await
-    .ok();
-}
-
 async fn ring(api: &Endpoints, to: &str) -> String {
     let (status, body) = api
         .sim("POST", "/calls", json!({"from": "4711", "to": to}))
@@ -78,13 +46,10 @@ async fn a_thousand_events_survive_a_callback_outage_in_order() {
     let server = TestServer::start(&config("")).await;
     let mut fake = FakeSap::start().await;
     for (user, extension) in AGENTS {
-        log_in(
-            &server,
-            user,
-            extension,
-            &fake.url_for(&format!("/sap/{user}")),
-        )
-        .await;
+        let url = fake.url_for(&format!("/sap/{user}"));
+        server
+            .log_in(user, extension, &url, &format!("IC-{user}"), 2)
+            .await;
     }
     // One workmode event per agent arrived while SAP was up.
     fake.next_events(AGENTS.len()).await;
@@ -122,7 +87,7 @@ async fn a_thousand_events_survive_a_callback_outage_in_order() {
 async fn full_queue_ends_the_subscription_with_a_reason() {
     let server = TestServer::start(&config("max_queue_per_subscription = 5\n")).await;
     let mut fake = FakeSap::start().await;
-    log_in(&server, "A1", "2001", &fake.url).await;
+    server.log_in("A1", "2001", &fake.url, "IC-A1", 2).await;
     assert_eq!(fake.next_event().await.name, "workmodeChanged");
     fake.set_mode(Mode::Refuse);
     for _ in 0..4 {
@@ -158,7 +123,7 @@ async fn coalesce_keeps_the_latest_state_of_a_call() {
     let config = config("max_queue_per_subscription = 3\noverflow = \"coalesce\"\n");
     let server = TestServer::start(&config).await;
     let mut fake = FakeSap::start().await;
-    log_in(&server, "A1", "2001", &fake.url).await;
+    server.log_in("A1", "2001", &fake.url, "IC-A1", 2).await;
     assert_eq!(fake.next_event().await.name, "workmodeChanged");
     fake.set_mode(Mode::Refuse);
     let call = ring(&server, "2001").await; // alerting (in flight, retried)
@@ -212,7 +177,7 @@ async fn ghost_interactions_are_reaped_after_the_maximum_age() {
     );
     let server = TestServer::start(&config).await;
     let mut fake = FakeSap::start().await;
-    log_in(&server, "A1", "2001", &fake.url).await;
+    server.log_in("A1", "2001", &fake.url, "IC-A1", 2).await;
     assert_eq!(fake.next_event().await.name, "workmodeChanged");
     let call = ring(&server, "2001").await;
     assert_eq!(state(&fake.next_event().await), "alerting");

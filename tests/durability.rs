@@ -8,38 +8,10 @@ use std::time::Duration;
 
 use common::fake_sap::{FakeSap, Mode};
 use common::process::Process;
-use common::server::{Endpoints, TestServer, envelope, ns, params};
+use common::server::{Endpoints, TestServer};
 use serde_json::json;
 
 const CALLS: usize = 20;
-
-/// getAttributes, setAddresses 2001, subscribeUser to `url`, ready.
-async fn log_in(api: &Endpoints, url: &str) {
-    api.call("User", "getAttributes", &[("userId", "A1")])
-        .await
-        .ok();
-    api.post(envelope(
-        &ns("User"),
-        "setAddresses",
-        "<userId>A1</userId><addresses><item>2001</item></addresses>",
-    ))
-    .await
-    .ok();
-    api.call(
-        "User",
-        "subscribeUser",
-        &[("userId", "A1"), ("appURL", url), ("appId", "IC-1")],
-    )
-    .await
-    .ok();
-    api.post(envelope(
-        &ns("User"),
-        "setCurrentWorkmode",
-        &params(&[("userId", "A1"), ("workmode", "2")]),
-    ))
-    .await
-    .ok();
-}
 
 /// Rings 2001 `CALLS` times and lets each caller hang up: two events per call, after the
 /// workmode event.
@@ -94,7 +66,7 @@ async fn graceful_restart_keeps_undelivered_events_and_the_subscription() {
     fake.set_mode(Mode::Refuse);
     let config = "[switch.sim]\nremote_answer_after = \"off\"";
     let first = TestServer::start(config).await;
-    log_in(&first, &fake.url).await;
+    first.log_in("A1", "2001", &fake.url, "IC-1", 2).await;
     let count = make_events(&first).await;
     wait_durable(&first, count).await;
     let data = first.data.clone();
@@ -137,7 +109,10 @@ async fn sigkill_loses_nothing() {
     fake.set_mode(Mode::Refuse);
 
     let first = Process::start(&config);
-    log_in(&first.endpoints, &fake.url).await;
+    first
+        .endpoints
+        .log_in("A1", "2001", &fake.url, "IC-1", 2)
+        .await;
     let count = make_events(&first.endpoints).await;
     wait_durable(&first.endpoints, count).await;
     first.kill(); // SIGKILL: no shutdown code runs

@@ -10,17 +10,10 @@ use std::time::Duration;
 
 use common::fake_sap::FakeSap;
 use common::process::Process;
-use common::server::{Endpoints, TestServer, ns, params};
+use common::server::{Endpoints, TestServer, envelope_as, params};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ici-connector");
-
-fn envelope_as(user: &str, interface: &str, op: &str, params: &str) -> String {
-    let namespace = ns(interface);
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Header><pre:user xmlns:pre="{namespace}" SOAP-ENV:mustUnderstand="0">{user}</pre:user></SOAP-ENV:Header><SOAP-ENV:Body><ns0:{op} xmlns:ns0="{namespace}">{params}</ns0:{op}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
-    )
-}
 
 async fn op(server: &Endpoints, user: &str, interface: &str, op: &str, pairs: &[(&str, &str)]) {
     server
@@ -32,33 +25,9 @@ async fn op(server: &Endpoints, user: &str, interface: &str, op: &str, pairs: &[
 /// Logs `user` in at `extension` (ready, events to `sap`), rings the support queue, lets
 /// SAP accept and drop the call; returns the call id once SAP has seen it dropped.
 async fn sim_call(server: &Endpoints, sap: &mut FakeSap, user: &str, extension: &str) -> String {
-    op(server, user, "User", "getAttributes", &[("userId", user)]).await;
     server
-        .post(envelope_as(
-            user,
-            "User",
-            "setAddresses",
-            &format!("<userId>{user}</userId><addresses><item>{extension}</item></addresses>"),
-        ))
-        .await
-        .ok();
-    let app = format!("app-{user}");
-    op(
-        server,
-        user,
-        "User",
-        "subscribeUser",
-        &[("userId", user), ("appURL", &sap.url), ("appId", &app)],
-    )
-    .await;
-    op(
-        server,
-        user,
-        "User",
-        "setCurrentWorkmode",
-        &[("userId", user), ("workmode", "2")],
-    )
-    .await;
+        .log_in(user, extension, &sap.url, &format!("app-{user}"), 2)
+        .await;
     assert_eq!(sap.next_event().await.name, "workmodeChanged");
     let (status, value) = server
         .sim(

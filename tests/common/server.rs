@@ -116,6 +116,14 @@ pub fn envelope(namespace: &str, op: &str, params: &str) -> String {
     )
 }
 
+/// A SOAP 1.1 request envelope with SAP's `user` header, as SAP's trace shows it.
+pub fn envelope_as(user: &str, interface: &str, op: &str, params: &str) -> String {
+    let namespace = ns(interface);
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Header><pre:user xmlns:pre="{namespace}" SOAP-ENV:mustUnderstand="0">{user}</pre:user></SOAP-ENV:Header><SOAP-ENV:Body><ns0:{op} xmlns:ns0="{namespace}">{params}</ns0:{op}></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+    )
+}
+
 /// Parameters as XML: `[("userId", "A")]` → `<userId>A</userId>` (values are escaped).
 pub fn params(pairs: &[(&str, &str)]) -> String {
     pairs
@@ -280,6 +288,31 @@ impl Endpoints {
     /// Whether the server still answers (GET /healthz on the admin listener).
     pub async fn healthy(&self) -> bool {
         self.request(true, "GET", "/healthz", &[], "").await.status == 200
+    }
+
+    /// SAP's login sequence for `user`, each step answered without a fault:
+    /// getAttributes, setAddresses(`extension`), subscribeUser(`url`, `app_id`),
+    /// setCurrentWorkmode(`workmode`).
+    pub async fn log_in(
+        &self,
+        user: &str,
+        extension: &str,
+        url: &str,
+        app_id: &str,
+        workmode: u32,
+    ) {
+        let as_user = |op: &str, params: String| envelope_as(user, "User", op, &params);
+        self.post(as_user("getAttributes", params(&[("userId", user)])))
+            .await
+            .ok();
+        let addresses =
+            format!("<userId>{user}</userId><addresses><item>{extension}</item></addresses>");
+        self.post(as_user("setAddresses", addresses)).await.ok();
+        let subscribe = params(&[("userId", user), ("appURL", url), ("appId", app_id)]);
+        self.post(as_user("subscribeUser", subscribe)).await.ok();
+        let workmode = workmode.to_string();
+        let ready = params(&[("userId", user), ("workmode", &workmode)]);
+        self.post(as_user("setCurrentWorkmode", ready)).await.ok();
     }
 
     /// The admin status snapshot as JSON.
