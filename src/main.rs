@@ -13,6 +13,12 @@ use ici_connector::trace_cmd::{self, TraceQuery};
 use ici_connector::{Listeners, logging, reload, run_live};
 use tracing::info;
 
+/// mimalloc instead of glibc malloc: a SOAP request and an event each make a few dozen
+/// short-lived allocations on the tokio workers, and glibc's per-arena bins and
+/// consolidation cost about a quarter of the CPU under load (BENCHMARKS.md, benchmark 1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The configuration used when neither --config nor ICI_CONNECTOR_CONFIG names one.
 const DEFAULT_CONFIG: &str = "config/ici-connector.toml";
 

@@ -81,22 +81,52 @@ fn describe() {
     );
 }
 
-/// One SOAP request answered. `op` must be a catalog operation name (or `"-"`), so a
+/// One SOAP request answered. `op` is a catalog operation name (or `"other"`), so a
 /// client cannot create label values at will.
-pub fn soap_request(op: &str, outcome: &'static str, duration: Duration) {
-    let op = known_op(op);
-    metrics::counter!("ici_soap_requests_total", "op" => op, "outcome" => outcome).increment(1);
-    metrics::histogram!("ici_soap_request_duration_seconds", "op" => op)
-        .record(duration.as_secs_f64());
+pub fn soap_request(op: &'static str, outcome: &'static str, duration: Duration) {
+    let handles = soap_handles(op);
+    handles.requests(outcome).increment(1);
+    handles.duration.record(duration.as_secs_f64());
 }
 
-fn known_op(op: &str) -> &'static str {
-    crate::ici::catalog::Interface::ALL
-        .iter()
-        .flat_map(|i| crate::ici::catalog::operations(*i))
-        .map(|spec| spec.name)
-        .find(|name| *name == op)
-        .unwrap_or("other")
+/// The registered metrics of one operation. Looking a labelled metric up in the recorder
+/// hashes its key on every call, a few per cent of a request's CPU at full load
+/// (BENCHMARKS.md, benchmark 1); a handle is registered once, on the operation's first
+/// request, so only the operations SAP uses appear in `/metrics`.
+struct SoapHandles {
+    op: &'static str,
+    outcomes: [OnceLock<metrics::Counter>; 3],
+    duration: metrics::Histogram,
+}
+
+const OUTCOMES: [&str; 3] = ["ok", "client_fault", "server_fault"];
+
+impl SoapHandles {
+    fn requests(&self, outcome: &'static str) -> &metrics::Counter {
+        let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(2);
+        let op = self.op;
+        self.outcomes[index].get_or_init(|| {
+            metrics::counter!("ici_soap_requests_total", "op" => op, "outcome" => OUTCOMES[index])
+        })
+    }
+}
+
+fn soap_handles(op: &'static str) -> std::sync::Arc<SoapHandles> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, RwLock};
+    static HANDLES: OnceLock<RwLock<HashMap<&'static str, Arc<SoapHandles>>>> = OnceLock::new();
+    let table = HANDLES.get_or_init(Default::default);
+    if let Some(handles) = table.read().unwrap_or_else(|e| e.into_inner()).get(op) {
+        return Arc::clone(handles);
+    }
+    let mut table = table.write().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(table.entry(op).or_insert_with(|| {
+        Arc::new(SoapHandles {
+            op,
+            outcomes: Default::default(),
+            duration: metrics::histogram!("ici_soap_request_duration_seconds", "op" => op),
+        })
+    }))
 }
 
 /// An event went onto an outbox.

@@ -3,20 +3,31 @@
 
 use std::time::Instant;
 
+/// What the trace line and the metrics say about one SOAP request; filled in as the
+/// request is parsed and resolved.
+#[derive(Default)]
+pub struct RequestLog {
+    pub user: Option<String>,
+    pub operation: Option<String>,
+    /// The catalog's name of the operation once resolved: the metrics label, so an
+    /// unknown operation is counted as "other" and cannot grow the label set.
+    pub known_operation: Option<&'static str>,
+    pub call: Option<String>,
+}
+
 /// A SOAP request was answered: count it and, when its user is captured, log both bodies.
 pub fn soap_answered(
-    user: &Option<String>,
-    operation: &Option<String>,
-    call: &Option<String>,
+    log: &RequestLog,
     outcome: &'static str,
     started: Instant,
     request: &[u8],
     response: &str,
 ) {
-    let op = operation.as_deref().unwrap_or("-");
-    crate::metrics::soap_request(op, outcome, started.elapsed());
-    if let Some(user) = user.as_deref() {
-        let call = call.as_deref();
+    let metric_op = log.known_operation.unwrap_or("other");
+    crate::metrics::soap_request(metric_op, outcome, started.elapsed());
+    if let Some(user) = log.user.as_deref() {
+        let op = log.operation.as_deref().unwrap_or("-");
+        let call = log.call.as_deref();
         crate::logging::capture(user, call, "request", op, request);
         crate::logging::capture(user, call, "response", op, response.as_bytes());
     }

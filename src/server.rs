@@ -16,6 +16,7 @@ use crate::LiveConfig;
 use crate::config::Config;
 use crate::ici::{self, catalog::Match};
 use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse, ListenerSecurity, Peer};
+use crate::ops::RequestLog;
 use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
 use crate::soap::{self, Fault, ParseLimits};
@@ -194,8 +195,9 @@ impl Soap {
         info!(
             target: "ici_connector::soap",
             %peer,
-            auth = auth_user.as_deref().unwrap_or("-"),
-            cert = client_cert.as_deref().unwrap_or("-"),
+            // Only when configured: `None` fields are left out of the line.
+            auth = auth_user.as_deref(),
+            cert = client_cert.as_deref(),
             user = log.user.as_deref().unwrap_or("-"),
             op = log.operation.as_deref().unwrap_or("-"),
             call = log.call.as_deref().unwrap_or("-"),
@@ -203,15 +205,7 @@ impl Soap {
             duration_ms = format_args!("{duration_ms:.2}"),
             "soap request"
         );
-        crate::ops::soap_answered(
-            &log.user,
-            &log.operation,
-            &log.call,
-            kind,
-            started,
-            &body,
-            &xml,
-        );
+        crate::ops::soap_answered(&log, kind, started, &body, &xml);
         listener::response(status, SOAP_CONTENT_TYPE, xml)
     }
 
@@ -233,6 +227,7 @@ impl Soap {
                 "operation in an unknown namespace accepted by its name"
             );
         }
+        log.known_operation = Some(resolved.spec.name);
         log.call = resolved.operation.call_id().map(str::to_string);
         // Answer in the namespace the request used, so the client finds its response.
         let namespace = request
@@ -246,12 +241,4 @@ impl Soap {
             .map_err(|_| Fault::server("request timed out"))??;
         Ok((namespace, operation, value))
     }
-}
-
-/// What one request line in the trace log says.
-#[derive(Default)]
-struct RequestLog {
-    user: Option<String>,
-    operation: Option<String>,
-    call: Option<String>,
 }

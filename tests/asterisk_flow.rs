@@ -203,7 +203,7 @@ async fn consult_agent2(server: &TestServer, sap: &mut FakeSap, call: &str) -> S
             &[("callId", call), ("address", "2002")],
         )
         .await;
-    let consult = answer.ok().ret().text.clone();
+    let consult = answer.ok().ret().text.to_string();
     assert_ne!(consult, call);
     let seen = expect_all(
         sap,
@@ -546,7 +546,7 @@ async fn scenario() {
             &[("userId", "AGENT1"), ("address", "2003")],
         )
         .await;
-    let dialled = answer.ok().ret().text.clone();
+    let dialled = answer.ok().ret().text.to_string();
     expect(
         &mut sap,
         "/a1",

@@ -125,7 +125,7 @@ fn phone_call(event: &Received) -> Element {
 
 fn parties(call: &Element) -> Vec<String> {
     call.child("parties")
-        .map(|p| p.children.iter().map(|c| c.text.clone()).collect())
+        .map(|p| p.children.iter().map(|c| c.text.to_string()).collect())
         .unwrap_or_default()
 }
 
@@ -133,7 +133,7 @@ fn opt_text(element: &Element, name: &str) -> Option<String> {
     element
         .child(name)
         .filter(|e| !e.nil)
-        .map(|e| e.text.clone())
+        .map(|e| e.text.to_string())
 }
 
 /// One SAP IC session: an agent logged in with one subscription to its own fake receiver.
@@ -307,7 +307,7 @@ async fn attached(server: &TestServer, item: &str) -> String {
     let answer = server
         .call("Item", "getAttachedData", &[("itemId", item)])
         .await;
-    answer.ret().text.clone()
+    answer.ret().text.to_string()
 }
 
 /// An inbound ACD call from the IVR through accept, hold, consultation, conference, drop
@@ -455,7 +455,7 @@ async fn inbound_acd_call_from_alerting_to_transfer() {
             &[("callId", &call), ("address", "2002")],
         )
         .await;
-    let consult = answer.ret().text.clone();
+    let consult = answer.ret().text.to_string();
     assert_ne!(consult, call);
     a1.call_event(&call, "held").await;
     let (_, pc) = a1.call_event(&consult, "dialing").await;
@@ -666,7 +666,7 @@ async fn outbound_dial_reformats_the_number_and_items_carry_data() {
             &[("userId", "A1"), ("address", "+13172222222")],
         )
         .await;
-    let call = answer.ret().text.clone();
+    let call = answer.ret().text.to_string();
     assert_eq!(
         sim_agent(&server, "2001").await["lastDialled"],
         "13172222222"
@@ -718,7 +718,7 @@ async fn outbound_dial_reformats_the_number_and_items_carry_data() {
             ],
         )
         .await;
-    let call = answer.ret().text.clone();
+    let call = answer.ret().text.to_string();
     assert_eq!(
         sim_agent(&server, "2001").await["lastDialled"],
         "4930123456"
@@ -1362,7 +1362,7 @@ async fn dead_callback_urls_do_not_slow_requests() {
             &[("userId", "A1"), ("address", "4711")],
         )
         .await;
-    let call = answer.ret().text.clone();
+    let call = answer.ret().text.to_string();
     sim(
         &server,
         "POST",

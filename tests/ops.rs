@@ -218,7 +218,7 @@ async fn sighup_applies_levels_and_capture_and_refuses_a_bad_file() {
             .unwrap()
             .children
             .iter()
-            .map(|w| w.child("id").unwrap().text.clone())
+            .map(|w| w.child("id").unwrap().text.to_string())
             .collect();
         if ids.contains(&"4".to_string()) {
             break;

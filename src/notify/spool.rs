@@ -126,6 +126,8 @@ impl RedbStore {
 impl SpoolStore for RedbStore {
     fn apply(&mut self, ops: &[SpoolOp]) -> Result<(), SpoolError> {
         let txn = self.db.begin_write().map_err(err)?;
+        // The highest sequence appended per subscription in this commit.
+        let mut last_sequence: BTreeMap<SubscriptionId, u64> = BTreeMap::new();
         {
             let mut subs = txn.open_table(SUBSCRIPTIONS).map_err(err)?;
             let mut events = txn.open_table(EVENTS).map_err(err)?;
@@ -154,16 +156,8 @@ impl SpoolStore for RedbStore {
                         events
                             .insert((*id, event.sequence), bytes.as_slice())
                             .map_err(err)?;
-                        let stored = subs.get(*id).map_err(err)?.map(|v| v.value().to_vec());
-                        if let Some(stored) = stored {
-                            let mut sub: StoredSubscription =
-                                serde_json::from_slice(&stored).map_err(err)?;
-                            if event.sequence > sub.sequence {
-                                sub.sequence = event.sequence;
-                                let bytes = serde_json::to_vec(&sub).map_err(err)?;
-                                subs.insert(*id, bytes.as_slice()).map_err(err)?;
-                            }
-                        }
+                        let last = last_sequence.entry(*id).or_insert(0);
+                        *last = (*last).max(event.sequence);
                     }
                     SpoolOp::Remove(id, sequence) => {
                         events.remove((*id, *sequence)).map_err(err)?;
@@ -175,6 +169,20 @@ impl SpoolStore for RedbStore {
                     }
                     SpoolOp::Agent(user, None) => {
                         agents.remove(user.as_str()).map_err(err)?;
+                    }
+                }
+            }
+            // Once per subscription and commit, not per event: a burst of events to one
+            // agent rewrote its subscription record for each of them.
+            for (id, sequence) in last_sequence {
+                let stored = subs.get(id).map_err(err)?.map(|v| v.value().to_vec());
+                if let Some(stored) = stored {
+                    let mut sub: StoredSubscription =
+                        serde_json::from_slice(&stored).map_err(err)?;
+                    if sequence > sub.sequence {
+                        sub.sequence = sequence;
+                        let bytes = serde_json::to_vec(&sub).map_err(err)?;
+                        subs.insert(id, bytes.as_slice()).map_err(err)?;
                     }
                 }
             }

@@ -434,8 +434,8 @@ impl Actor {
             Listen { call, user } => self.listen(&call, &user, true),
             ListenEnd { call, user } => self.listen(&call, &user, false),
             GetPhoneCallAttributes { call } => {
-                let (user, leg) = self.find_leg(&call, hint)?;
-                answer(self.phone_call(&user, &leg))
+                let (user, leg) = self.leg_ref(&call, hint, &[])?;
+                answer(self.phone_call(user, leg))
             }
             ExchangeProductInformation | GetMessages { .. } => {
                 unreachable!("answered by the ici layer")
@@ -731,23 +731,39 @@ impl Actor {
         hint: Option<&UserId>,
         states: &[LegState],
     ) -> Result<(UserId, LegEvent), IciError> {
+        self.leg_ref(id, hint, states)
+            .map(|(user, leg)| (user.clone(), leg.clone()))
+    }
+
+    /// [`Self::find_leg_in`] without copying: read-only operations (such as
+    /// getPhoneCallAttributes, SAP's most frequent request) answer from the tables. The
+    /// hinted agent is looked at first, and all agents only when it is not on the call.
+    fn leg_ref(
+        &self,
+        id: &str,
+        hint: Option<&UserId>,
+        states: &[LegState],
+    ) -> Result<(&UserId, &LegEvent), IciError> {
         let call = self.resolve(id);
-        let legs = || {
-            let hinted = hint.and_then(|u| self.agents.get(u)).into_iter();
-            hinted.chain(self.agents.values()).filter_map(|agent| {
-                agent
-                    .visible
-                    .iter()
-                    .find(|leg| leg.call == call)
-                    .map(|leg| (agent.user.clone(), leg.clone()))
+        fn leg_of<'a>(agent: &'a Agent, call: &str) -> Option<(&'a UserId, &'a LegEvent)> {
+            let leg = agent.visible.iter().find(|leg| leg.call == call)?;
+            Some((&agent.user, leg))
+        }
+        let on_call = |agent| leg_of(agent, &call);
+        let hinted = hint.and_then(|u| self.agents.get(u)).and_then(on_call);
+        hinted
+            .or_else(|| {
+                let mut all = self.agents.values().filter_map(on_call);
+                if states.is_empty() {
+                    return all.next();
+                }
+                let first = all.next()?;
+                if states.contains(&first.1.state) {
+                    return Some(first);
+                }
+                all.find(|(_, leg)| states.contains(&leg.state))
+                    .or(Some(first))
             })
-        };
-        let hinted = hint.is_some_and(|u| legs().next().is_some_and(|(user, _)| user == *u));
-        let fitting = (!hinted && !states.is_empty())
-            .then(|| legs().find(|(_, leg)| states.contains(&leg.state)))
-            .flatten();
-        fitting
-            .or_else(|| legs().next())
             .ok_or(IciError::UnknownCall(id.to_string()))
     }
 

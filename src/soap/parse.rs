@@ -5,7 +5,10 @@
 //! strict where tolerance would be dangerous: no DOCTYPE, no entity other than the five
 //! predefined ones and character references, bounded depth and element count.
 
+use std::borrow::Cow;
 use std::ops::Range;
+
+use compact_str::CompactString;
 
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
@@ -55,14 +58,18 @@ fn text_too_long(limits: &ParseLimits) -> Fault {
 }
 
 /// One XML element below the operation, reduced to what ICI needs.
+///
+/// Names and texts are `CompactString`s (up to 24 bytes inline) and the namespaces ICI uses
+/// are borrowed from static strings: an ICI request's names, ids and namespaces then cost
+/// no allocation, which was most of the parser's time (BENCHMARKS.md, benchmark 4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Local name; prefixes are never significant.
-    pub name: String,
+    pub name: CompactString,
     /// Namespace URI, if the element is bound to one.
-    pub namespace: Option<String>,
+    pub namespace: Option<Cow<'static, str>>,
     /// Character data directly inside the element (entities resolved, CDATA included).
-    pub text: String,
+    pub text: CompactString,
     /// Child elements in document order.
     pub children: Vec<Element>,
     /// `xsi:nil="true"`.
@@ -288,18 +295,28 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
     root.ok_or_else(|| Fault::malformed("no root element"))
 }
 
-fn namespace_of(resolved: &ResolveResult<'_>) -> Result<Option<String>, Fault> {
+fn namespace_of(resolved: &ResolveResult<'_>) -> Result<Option<Cow<'static, str>>, Fault> {
     match resolved {
         ResolveResult::Unbound => Ok(None),
-        ResolveResult::Bound(Namespace(ns)) => Ok(Some(ns.to_string())),
+        ResolveResult::Bound(Namespace(ns)) => Ok(Some(intern_namespace(ns))),
         ResolveResult::Unknown(prefix) => Err(Fault::malformed(format!(
             "undeclared namespace prefix {prefix:?}"
         ))),
     }
 }
 
-fn local_name(start: &BytesStart<'_>) -> String {
-    start.local_name().into_inner().to_string()
+/// The namespaces of every ICI request are static strings: borrowed, not copied.
+fn intern_namespace(ns: &str) -> Cow<'static, str> {
+    use crate::ici::catalog::Interface;
+    [SOAP11_ENV, XSI]
+        .into_iter()
+        .chain(Interface::ALL.iter().map(|i| i.namespace()))
+        .find(|known| *known == ns)
+        .map_or_else(|| Cow::Owned(ns.to_string()), Cow::Borrowed)
+}
+
+fn local_name(start: &BytesStart<'_>) -> CompactString {
+    CompactString::from(start.local_name().into_inner())
 }
 
 fn predefined_entity(name: &str) -> Option<char> {

@@ -56,15 +56,11 @@ const ENVELOPE_CLOSE: &str = "</SOAP-ENV:Body></SOAP-ENV:Envelope>";
 pub fn write_response(namespace: &str, operation: &str, result: Option<&Value>) -> String {
     let mut out = String::with_capacity(512);
     out.push_str(ENVELOPE_OPEN);
-    let _ = write!(
-        out,
-        r#"<ns:{operation}Response xmlns:ns="{}">"#,
-        escape(namespace)
-    );
+    open_operation(&mut out, operation, "Response", namespace);
     if let Some(result) = result {
         write_element(&mut out, "return", result);
     }
-    let _ = write!(out, "</ns:{operation}Response>");
+    close_operation(&mut out, operation, "Response");
     out.push_str(ENVELOPE_CLOSE);
     out
 }
@@ -73,11 +69,11 @@ pub fn write_response(namespace: &str, operation: &str, result: Option<&Value>) 
 pub fn write_call(namespace: &str, operation: &str, params: &[(&str, Value)]) -> String {
     let mut out = String::with_capacity(1024);
     out.push_str(ENVELOPE_OPEN);
-    let _ = write!(out, r#"<ns:{operation} xmlns:ns="{}">"#, escape(namespace));
+    open_operation(&mut out, operation, "", namespace);
     for (name, value) in params {
         write_element(&mut out, name, value);
     }
-    let _ = write!(out, "</ns:{operation}>");
+    close_operation(&mut out, operation, "");
     out.push_str(ENVELOPE_CLOSE);
     out
 }
@@ -86,18 +82,15 @@ pub fn write_call(namespace: &str, operation: &str, params: &[(&str, Value)]) ->
 pub fn write_fault(fault: &Fault) -> String {
     let mut out = String::with_capacity(512);
     out.push_str(ENVELOPE_OPEN);
-    let _ = write!(
-        out,
-        "<SOAP-ENV:Fault><faultcode>SOAP-ENV:{}</faultcode><faultstring>{}</faultstring>",
-        fault.code.as_str(),
-        escape(fault.string.as_ref())
-    );
+    out.push_str("<SOAP-ENV:Fault><faultcode>SOAP-ENV:");
+    out.push_str(fault.code.as_str());
+    out.push_str("</faultcode><faultstring>");
+    out.push_str(&escape(fault.string.as_ref()));
+    out.push_str("</faultstring>");
     if let Some(detail) = &fault.detail {
-        let _ = write!(
-            out,
-            "<detail><message>{}</message></detail>",
-            escape(detail.as_str())
-        );
+        out.push_str("<detail><message>");
+        out.push_str(&escape(detail.as_str()));
+        out.push_str("</message></detail>");
     }
     out.push_str("</SOAP-ENV:Fault>");
     out.push_str(ENVELOPE_CLOSE);
@@ -105,33 +98,69 @@ pub fn write_fault(fault: &Fault) -> String {
     out
 }
 
+// Plain `push_str` rather than `write!`: these run for every response and event, and the
+// formatting machinery cost more than the copying (BENCHMARKS.md, benchmark 1).
+
+fn open_operation(out: &mut String, operation: &str, suffix: &str, namespace: &str) {
+    out.push_str("<ns:");
+    out.push_str(operation);
+    out.push_str(suffix);
+    out.push_str(" xmlns:ns=\"");
+    out.push_str(&escape(namespace));
+    out.push_str("\">");
+}
+
+fn close_operation(out: &mut String, operation: &str, suffix: &str) {
+    out.push_str("</ns:");
+    out.push_str(operation);
+    out.push_str(suffix);
+    out.push('>');
+}
+
+fn open_tag(out: &mut String, name: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+}
+
+fn close_tag(out: &mut String, name: &str) {
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
 fn write_element(out: &mut String, name: &str, value: &Value) {
     match value {
         Value::Nil => {
-            let _ = write!(out, r#"<{name} xsi:nil="true"/>"#);
+            out.push('<');
+            out.push_str(name);
+            out.push_str(r#" xsi:nil="true"/>"#);
+            return;
         }
         Value::Text(text) => {
-            let _ = write!(out, "<{name}>{}</{name}>", escape(text.as_str()));
+            open_tag(out, name);
+            out.push_str(&escape(text.as_str()));
         }
         Value::Int(n) => {
-            let _ = write!(out, "<{name}>{n}</{name}>");
+            open_tag(out, name);
+            let _ = write!(out, "{n}");
         }
         Value::Bool(b) => {
-            let _ = write!(out, "<{name}>{b}</{name}>");
+            open_tag(out, name);
+            out.push_str(if *b { "true" } else { "false" });
         }
         Value::Struct(fields) => {
-            let _ = write!(out, "<{name}>");
+            open_tag(out, name);
             for (field, value) in fields {
                 write_element(out, field, value);
             }
-            let _ = write!(out, "</{name}>");
         }
         Value::List(items) => {
-            let _ = write!(out, "<{name}>");
+            open_tag(out, name);
             for item in items {
                 write_element(out, "item", item);
             }
-            let _ = write!(out, "</{name}>");
         }
     }
+    close_tag(out, name);
 }

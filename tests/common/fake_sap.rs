@@ -422,7 +422,7 @@ fn received(path: String, headers: HeaderMap, body: String) -> Received {
     let app_ids = elements
         .iter()
         .filter(|e| e.name == "item" && e.parent.as_deref() == Some("appIds"))
-        .map(|e| e.text.clone())
+        .map(|e| e.text.to_string())
         .collect();
     Received {
         path,

@@ -86,7 +86,7 @@ impl SoapAnswer {
         let text = |n: &str| {
             self.element
                 .child(n)
-                .map(|e| e.text.clone())
+                .map(|e| e.text.to_string())
                 .unwrap_or_default()
         };
         (text("faultcode"), text("faultstring"))
@@ -97,7 +97,7 @@ impl SoapAnswer {
 pub fn text_of(element: &Element, name: &str) -> String {
     element
         .child(name)
-        .map(|e| e.text.clone())
+        .map(|e| e.text.to_string())
         .unwrap_or_else(|| panic!("no {name} in {element:?}"))
 }
 
@@ -105,7 +105,7 @@ pub fn text_of(element: &Element, name: &str) -> String {
 pub fn items_of(element: &Element, name: &str) -> Vec<String> {
     element
         .child(name)
-        .map(|e| e.children.iter().map(|c| c.text.clone()).collect())
+        .map(|e| e.children.iter().map(|c| c.text.to_string()).collect())
         .unwrap_or_default()
 }
 

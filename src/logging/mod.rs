@@ -23,7 +23,6 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -31,6 +30,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::{LogFormat, LogRotation, LoggingConfig};
+
+mod batch;
+use batch::{BatchGuard, batch_writer};
 
 /// The target of raw SOAP capture lines.
 pub const CAPTURE_TARGET: &str = "ici_connector::capture";
@@ -62,7 +64,7 @@ pub enum LoggingError {
 /// Drop it last: dropping it flushes what is still buffered to the file.
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
-    _guard: Option<WorkerGuard>,
+    _guard: Option<BatchGuard>,
 }
 
 impl std::fmt::Debug for LogHandle {
@@ -109,10 +111,7 @@ pub fn init(config: &LoggingConfig) -> Result<LogHandle, LoggingError> {
                     dir: dir.display().to_string(),
                     source,
                 })?;
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
-                .thread_name("log-writer")
-                .finish(appender);
+            let (writer, guard) = batch_writer(appender);
             let file = format_layer(config.format, writer, false);
             // The journal gets problems, and the process's own start/stop lines.
             let stderr = tracing_subscriber::fmt::layer()
@@ -123,7 +122,10 @@ pub fn init(config: &LoggingConfig) -> Result<LogHandle, LoggingError> {
                 }));
             (file.and_then(stderr).boxed(), Some(guard))
         }
-        None => (format_layer(config.format, std::io::stderr, ansi), None),
+        None => {
+            let (writer, guard) = batch_writer(std::io::stderr());
+            (format_layer(config.format, writer, ansi), Some(guard))
+        }
     };
     tracing_subscriber::registry()
         .with(filter)
