@@ -28,11 +28,13 @@ if [ "$SMOKE" = 1 ]; then
     RUNS=${RUNS:-1} DURATION=${DURATION:-0.5} WARMUP=${WARMUP:-0.2}
     CONNECTIONS=${CONNECTIONS:-8} SIZES=${SIZES:-20,40} CONCURRENCY=${CONCURRENCY:-8}
     LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-4}
+    CONNECT_COUNT=${CONNECT_COUNT:-20} CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-4}
     PROFILE_FLAGS=() PROFILE_DIR=debug
 else
     RUNS=${RUNS:-3} DURATION=${DURATION:-10} WARMUP=${WARMUP:-3}
     CONNECTIONS=${CONNECTIONS:-200} SIZES=${SIZES:-1000,5000,10000,20000}
     CONCURRENCY=${CONCURRENCY:-256} LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-16}
+    CONNECT_COUNT=${CONNECT_COUNT:-3000} CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-8}
     PROFILE_FLAGS=(--release) PROFILE_DIR=release
 fi
 OUT=${OUT:-target/bench-results}
@@ -94,14 +96,15 @@ wait_listening() {
     exit 1
 }
 
-# start_connector AGENTS [LOG_LEVEL]: a connector (simulator switch with AGENTS extensions from 300000)
-# in its own process; sets SOAP_ADDR, ADMIN_ADDR, CONNECTOR_PID.
+# start_connector AGENTS [LOG_LEVEL] [EXTRA_TOML]: a connector (simulator switch with AGENTS
+# extensions from 300000) in its own process, EXTRA_TOML (e.g. a [tls] table) appended to
+# its configuration; sets SOAP_ADDR, ADMIN_ADDR, CONNECTOR_PID.
 start_connector() {
-    local agents=$1 level=${2:-info} dir
+    local agents=$1 level=${2:-info} extra=${3:-} dir
     dir=$(mktemp -d "$WORK/connector.XXXX")
-    python3 - "$agents" "$dir/data" "$level" > "$dir/config.toml" <<'EOF'
+    python3 - "$agents" "$dir/data" "$level" "$extra" > "$dir/config.toml" <<'EOF'
 import sys
-n, data, level = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, data, level, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 exts = ", ".join(f'"{300000 + i}"' for i in range(n))
 print(f'''[soap]
 listen = "127.0.0.1:0"
@@ -116,7 +119,7 @@ remote_answer_after = "off"
 data_dir = "{data}"
 [logging]
 level = "{level}"
-''')
+{extra}''')
 EOF
     "$CONNECTOR" --config "$dir/config.toml" 2> "$dir/stderr.log" > /dev/null &
     CONNECTOR_PID=$!
@@ -191,14 +194,36 @@ if want soap || want peer; then
 fi
 
 # --- 6: TLS ------------------------------------------------------------------------------
+# Benchmark 1 (getPhoneCallAttributes) against three connectors per repetition: plain HTTP,
+# TLS (client_auth = "off") and TLS with client certificates required; then the rate of
+# new connections (connect, handshake, one request, close) against each.
 if want tls; then
-    # Hook: once the SOAP listener takes a [soap.tls] table, run benchmark 1 over TLS with
-    # and without client certificates here (the load tool needs a rustls connector).
-    if grep -q 'tls' src/config/mod.rs 2>/dev/null && grep -rq 'rustls' src/listener.rs src/server.rs 2>/dev/null; then
-        echo '{"bench":"tls","status":"listener has TLS; load tool support pending"}' | tee -a "$RESULTS"
-    else
-        echo '{"bench":"tls","status":"skipped: no TLS listener in this build"}' | tee -a "$RESULTS"
-    fi
+    PKI="$WORK/pki"
+    "$LOADGEN" certs --dir "$PKI"
+    tls_table() {
+        printf '[tls]\nenabled = true\ncert = "%s"\nkey = "%s"\nclient_auth = "%s"\nclient_ca = "%s"\n' \
+            "$PKI/server.crt" "$PKI/server.key" "$1" "$PKI/ca.crt"
+    }
+    for run in $(seq "$RUNS"); do
+        machine "tls run $run" >> "$RESULTS"
+        for variant in plain tls mtls; do
+            case $variant in
+                plain) extra="" tls_args=() ;;
+                tls) extra=$(tls_table off) tls_args=(--tls-ca "$PKI/ca.crt") ;;
+                mtls)
+                    extra=$(tls_table require)
+                    tls_args=(--tls-ca "$PKI/ca.crt" --tls-cert "$PKI/client.crt" --tls-key "$PKI/client.key")
+                    ;;
+            esac
+            start_connector "$CONNECTIONS" info "$extra"
+            soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op attrs \
+                --label "connector-$variant" --pid "$CONNECTOR_PID" "${tls_args[@]}"
+            "$LOADGEN" connect --target "$SOAP_ADDR" --count "$CONNECT_COUNT" \
+                --concurrency "$CONNECT_CONCURRENCY" --label "connector-$variant" \
+                --pid "$CONNECTOR_PID" "${tls_args[@]}" | tee -a "$RESULTS"
+            stop "$CONNECTOR_PID"
+        done
+    done
 fi
 
 # --- 2 and 3: event pipeline and memory at growing sizes --------------------------------

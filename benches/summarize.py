@@ -7,6 +7,9 @@ import statistics
 import sys
 from collections import defaultdict
 
+# Benchmark 6's connectors (plain HTTP, TLS, TLS with client certificates), in this order.
+TLS_LABELS = ("connector-plain", "connector-tls", "connector-mtls")
+
 
 def spread(values, fmt="{:.0f}"):
     if not values:
@@ -27,7 +30,7 @@ def main(path):
         for m in machines:
             print(f"  {m['when']:<16} {' '.join(m['loadavg'])}")
 
-    soap = [r for r in rows if r["bench"] == "soap"]
+    soap = [r for r in rows if r["bench"] == "soap" and r["label"] not in TLS_LABELS]
     if soap:
         print("\n1/5. SOAP, closed loop (saturation) and open loop at 50 % of it")
         groups = defaultdict(list)
@@ -135,6 +138,82 @@ def main(path):
     for r in rows:
         if r["bench"] == "tls":
             print(f"\n6. TLS: {r['status']}")
+    tls(rows)
+
+
+def per_run_ratios(rows, value):
+    """{label: [value / plain's value, per repetition]}; the n-th row of each label is run n."""
+    runs = defaultdict(dict)
+    counters = defaultdict(int)
+    for r in rows:
+        runs[counters[r["label"]]][r["label"]] = value(r)
+        counters[r["label"]] += 1
+    return {label: [run[label] / run["connector-plain"] for run in runs.values()
+                    if label in run and run.get("connector-plain")]
+            for label in TLS_LABELS}
+
+
+def tls(rows):
+    soap = [r for r in rows if r["bench"] == "soap" and r["label"] in TLS_LABELS]
+    connect = [r for r in rows if r["bench"] == "connect" and r["label"] in TLS_LABELS]
+    if not soap and not connect:
+        return
+    print("\n6. TLS: getPhoneCallAttributes as benchmark 1, plain / TLS / TLS with client certificates")
+    for r in soap + connect:
+        if r.get("tls"):
+            t = r["tls"]
+            print(f"  negotiated: {t['version']} {t['suite']} {t.get('key_exchange', '')}")
+            break
+    if soap:
+        ratios = per_run_ratios(soap, lambda r: r["saturation"]["rps"])
+        print(f"  {'server':<16} {'rps':>22} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}"
+              f" {'CPU us/req: server':>18} {'load tool':>17} {'÷ plain per run':>18}"
+              f" | open loop: {'rps':>7} {'p50':>6} {'p99':>18} {'p999':>6}")
+        for label in TLS_LABELS:
+            rs = [r for r in soap if r["label"] == label]
+            if not rs:
+                continue
+            sat = [r["saturation"] for r in rs]
+            cpu = [s["cpu_per_request"]["server_cpu_us"] for s in sat
+                   if s.get("cpu_per_request", {}).get("server_cpu_us") is not None]
+            lg = [s["cpu_per_request"]["loadgen_cpu_us"] for s in sat if s.get("cpu_per_request")]
+            ol = [r["open_loop"] for r in rs if r.get("open_loop")]
+            line = (f"  {label:<16} {spread([s['rps'] for s in sat]):>22}"
+                    f" {spread([s['p50_ms'] for s in sat], '{:.2f}'):>8}"
+                    f" {spread([s['p99_ms'] for s in sat], '{:.2f}'):>8}"
+                    f" {spread([s['p999_ms'] for s in sat], '{:.2f}'):>8}"
+                    f" {spread(cpu, '{:.1f}'):>18} {spread(lg, '{:.1f}'):>17}"
+                    f" {', '.join(f'{x:.2f}' for x in ratios[label]):>18}")
+            if ol:
+                line += (f" | {statistics.median([o['rps'] for o in ol]):>17.0f}"
+                         f" {statistics.median([o['p50_ms'] for o in ol]):>6.2f}"
+                         f" {spread([o['p99_ms'] for o in ol], '{:.2f}'):>18}"
+                         f" {statistics.median([o['p999_ms'] for o in ol]):>6.2f}")
+            errors = sum(s["errors"] for s in sat) + sum(o["errors"] for o in ol)
+            if errors:
+                line += f"  errors {errors}"
+            print(line)
+        for label in TLS_LABELS[1:]:
+            if ratios[label]:
+                med = statistics.median(ratios[label])
+                print(f"  {label} ÷ plain, saturation req/s: median {med:.2f} ({100 * (med - 1):+.0f} %)")
+    if connect:
+        ratios = per_run_ratios(connect, lambda r: r["conns_per_s"])
+        c = connect[0]
+        print(f"  new connections ({c['count']} per run, {c['concurrency']} at a time;"
+              " connect, handshake, one request, close):")
+        for label in TLS_LABELS:
+            rs = [r for r in connect if r["label"] == label]
+            if not rs:
+                continue
+            cpu = [r["cpu_per_connection"]["server_cpu_us"] for r in rs
+                   if r["cpu_per_connection"].get("server_cpu_us") is not None]
+            lg = [r["cpu_per_connection"]["loadgen_cpu_us"] for r in rs]
+            print(f"  {label:<16} {spread([r['conns_per_s'] for r in rs]):>22} conns/s,"
+                  f" p50 {spread([r['p50_ms'] for r in rs], '{:.2f}')} ms,"
+                  f" p99 {spread([r['p99_ms'] for r in rs], '{:.2f}')} ms,"
+                  f" CPU us/conn server {spread(cpu)}, load tool {spread(lg)};"
+                  f" ÷ plain per run {', '.join(f'{x:.2f}' for x in ratios[label])}")
 
 
 if __name__ == "__main__":

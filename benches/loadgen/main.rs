@@ -7,6 +7,13 @@
 //!   time, so a stall is not hidden by the load backing off (coordinated omission; tokio's
 //!   timer adds up to 1 ms to the latter). Against the connector
 //!   (`--admin`) it first logs one agent in per connection with one answered call.
+//!   With `--tls-ca` it speaks TLS to the SOAP server (each connection a full handshake
+//!   when opened, no resumption), with `--tls-cert`/`--tls-key` it sends a client
+//!   certificate; the admin listener stays plain HTTP (benchmark 6).
+//! - `connect`: connection setup rate (benchmark 6): opens `--count` new connections, each
+//!   with its TCP and (with `--tls-ca`) TLS handshake and one request, then closes it.
+//! - `certs`: writes a CA, a server certificate for localhost/127.0.0.1 and a client
+//!   certificate (ECDSA P-256, rcgen) into a directory, for the TLS runs.
 //! - `events`: benchmarks 2 and 3. Grows the connector to each size in `--sizes` (agents
 //!   logged in and subscribed to the receiver, six calls each), reads the connector's RSS,
 //!   then drives simulator events (hang up an agent's oldest call, ring a new one) and
@@ -17,6 +24,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +37,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -72,6 +83,35 @@ enum Command {
         /// A label copied into the output.
         #[arg(long, default_value = "")]
         label: String,
+        /// The server's process id: its CPU time per request (from /proc) is reported.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Connection setup rate: new connections, each with one request, then closed.
+    Connect {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Connections to open (after as many unmeasured as --concurrency).
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Connections being set up at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The server's process id: its CPU time per connection is reported.
+        #[arg(long)]
+        pid: Option<u32>,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Writes ca.crt, server.crt/.key (localhost, 127.0.0.1) and client.crt/.key (CN
+    /// sapprd), ECDSA P-256, signed by the CA, into a directory.
+    Certs {
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Event pipeline latency and rate, and the connector's memory, at growing sizes.
     Events {
@@ -104,6 +144,23 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
     },
+}
+
+/// TLS to the server under test (the SOAP listener).
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// PEM file with the CA that signed the server's certificate; turns TLS on.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) to present.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Server name to send (SNI) and verify the certificate against.
+    #[arg(long, default_value = "localhost")]
+    tls_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,6 +197,8 @@ fn main() {
                 warmup,
                 fraction,
                 label,
+                pid,
+                tls,
             } => {
                 soap(SoapRun {
                     target,
@@ -151,9 +210,30 @@ fn main() {
                     warmup: Duration::from_secs_f64(warmup),
                     fraction,
                     label,
+                    pid,
+                    tls: TlsClient::from_args(&tls),
                 })
                 .await
             }
+            Command::Connect {
+                target,
+                count,
+                concurrency,
+                label,
+                pid,
+                tls,
+            } => {
+                connect(ConnectRun {
+                    target,
+                    count,
+                    concurrency: concurrency.max(1),
+                    label,
+                    pid,
+                    tls: TlsClient::from_args(&tls),
+                })
+                .await
+            }
+            Command::Certs { dir } => certs(&dir),
             Command::Events {
                 target,
                 admin,
@@ -190,19 +270,60 @@ fn main() {
 struct Conn {
     addr: SocketAddr,
     send: SendRequest<Full<Bytes>>,
+    /// TLS only: the negotiated protocol version, cipher suite and key exchange group.
+    tls: Option<[String; 3]>,
 }
 
 impl Conn {
+    /// A plain HTTP connection.
     async fn open(addr: SocketAddr) -> Conn {
+        Conn::open_with(addr, None).await
+    }
+
+    /// A connection over TLS when `tls` is given (a full handshake), else plain.
+    async fn open_with(addr: SocketAddr, tls: Option<&TlsClient>) -> Conn {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let Some(tls) = tls else {
+            return Conn::http(addr, stream, None).await;
+        };
+        let stream = tls
+            .connector
+            .connect(tls.name.clone(), stream)
+            .await
+            .expect("TLS handshake");
+        let session = stream.get_ref().1;
+        let negotiated = [
+            format!("{:?}", session.protocol_version().expect("TLS version")),
+            format!(
+                "{:?}",
+                session
+                    .negotiated_cipher_suite()
+                    .expect("cipher suite")
+                    .suite()
+            ),
+            format!(
+                "{:?}",
+                session
+                    .negotiated_key_exchange_group()
+                    .expect("key exchange")
+                    .name()
+            ),
+        ];
+        Conn::http(addr, stream, Some(negotiated)).await
+    }
+
+    async fn http<T>(addr: SocketAddr, io: T, tls: Option<[String; 3]>) -> Conn
+    where
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .expect("HTTP handshake");
         tokio::task::spawn_local(async move {
             let _ = connection.await;
         });
-        Conn { addr, send }
+        Conn { addr, send, tls }
     }
 
     /// POSTs `body` to `path`; the status and body of the answer.
@@ -253,6 +374,105 @@ impl Conn {
             String::from_utf8_lossy(&answer)
         );
         serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// What opens TLS connections to the server under test.
+#[derive(Clone)]
+struct TlsClient {
+    connector: tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+    client_cert: bool,
+}
+
+impl TlsClient {
+    /// `None` without `--tls-ca`. Resumption is off: every connection is a full handshake.
+    fn from_args(args: &TlsArgs) -> Option<TlsClient> {
+        let ca = args.tls_ca.as_deref()?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pem_certs(ca) {
+            roots.add(cert).expect("a usable CA certificate");
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+        let mut config = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .unwrap_or_else(|e| panic!("{}: {e}", key.display()));
+                builder
+                    .with_client_auth_cert(pem_certs(cert), key)
+                    .expect("client certificate and key")
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        config.resumption = rustls::client::Resumption::disabled();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(TlsClient {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name: ServerName::try_from(args.tls_name.clone()).expect("--tls-name"),
+            client_cert: args.tls_cert.is_some(),
+        })
+    }
+
+    /// For the output: whether and how TLS was used.
+    fn describe(tls: Option<&TlsClient>, first: &Conn) -> serde_json::Value {
+        match (tls, &first.tls) {
+            (Some(tls), Some([version, suite, group])) => json!({
+                "version": version,
+                "suite": suite,
+                "key_exchange": group,
+                "client_cert": tls.client_cert,
+            }),
+            _ => serde_json::Value::Null,
+        }
+    }
+}
+
+fn pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// User plus system CPU time of process `pid` so far (`/proc/PID/stat`, in clock ticks of
+/// 10 ms: Linux reports them in USER_HZ, 100 per second).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
+        .split(' ')
+        .collect();
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time of the server (`pid`, if known) and of this process, to subtract later.
+struct CpuMark {
+    server: Option<(u32, Duration)>,
+    own: Duration,
+}
+
+impl CpuMark {
+    fn now(pid: Option<u32>) -> CpuMark {
+        CpuMark {
+            server: pid.map(|pid| (pid, cpu_time(pid))),
+            own: cpu_time(std::process::id()),
+        }
+    }
+
+    /// Microseconds of CPU per unit of work since the mark: the server's and the load
+    /// tool's.
+    fn per(&self, units: u64) -> serde_json::Value {
+        let per = |d: Duration| (d.as_secs_f64() * 1e6 / units.max(1) as f64 * 10.0).round() / 10.0;
+        json!({
+            "server_cpu_us": self.server.map(|(pid, before)| per(cpu_time(pid) - before)),
+            "loadgen_cpu_us": per(cpu_time(std::process::id()) - self.own),
+        })
     }
 }
 
@@ -466,6 +686,8 @@ struct SoapRun {
     warmup: Duration,
     fraction: f64,
     label: String,
+    pid: Option<u32>,
+    tls: Option<TlsClient>,
 }
 
 /// Per connection: the request bodies it cycles through.
@@ -481,7 +703,7 @@ async fn soap_bodies(run: &SoapRun, receiver: Option<&Receiver>) -> Vec<Vec<Byte
     };
     let receiver = receiver.expect("a receiver with --admin");
     let mut bodies = Vec::new();
-    let mut soap = Conn::open(run.target).await;
+    let mut soap = Conn::open_with(run.target, run.tls.as_ref()).await;
     let mut control = Conn::open(admin).await;
     for index in 0..run.connections {
         let extension = (300000 + index).to_string();
@@ -625,9 +847,10 @@ async fn soap(run: SoapRun) {
     let mut conns = Vec::new();
     for _ in 0..run.connections {
         conns.push(Rc::new(tokio::sync::Mutex::new(
-            Conn::open(run.target).await,
+            Conn::open_with(run.target, run.tls.as_ref()).await,
         )));
     }
+    let tls = TlsClient::describe(run.tls.as_ref(), &*conns[0].lock().await);
     let cursors: Vec<_> = (0..run.connections)
         .map(|_| Rc::new(std::cell::Cell::new(0)))
         .collect();
@@ -636,7 +859,9 @@ async fn soap(run: SoapRun) {
         run.label, run.connections
     );
     phase(&conns, &bodies, &cursors, &run.path, None, run.warmup).await;
+    let cpu = CpuMark::now(run.pid);
     let saturated = phase(&conns, &bodies, &cursors, &run.path, None, run.duration).await;
+    let cpu_per_request = cpu.per(saturated.requests);
     let saturation_rps = saturated.requests as f64 / saturated.elapsed.as_secs_f64();
     let mut result = json!({
         "bench": "soap",
@@ -645,6 +870,12 @@ async fn soap(run: SoapRun) {
         "connections": run.connections,
         "saturation": phase_json(&saturated),
     });
+    if !tls.is_null() {
+        result["tls"] = tls;
+    }
+    if run.pid.is_some() {
+        result["saturation"]["cpu_per_request"] = cpu_per_request;
+    }
     if run.fraction > 0.0 {
         let rate = saturation_rps * run.fraction;
         eprintln!("{}: open loop at {rate:.0}/s", run.label);
@@ -666,6 +897,136 @@ async fn soap(run: SoapRun) {
         result["events_received"] = json!(receiver.received.load(Ordering::Relaxed));
     }
     println!("{result}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Benchmark 6: connection setup, and the certificates for the TLS runs.
+
+struct ConnectRun {
+    target: SocketAddr,
+    count: usize,
+    concurrency: usize,
+    label: String,
+    pid: Option<u32>,
+    tls: Option<TlsClient>,
+}
+
+/// `count` connections, `concurrency` at a time: each is opened (TCP, then the TLS
+/// handshake), carries one getPhoneCallAttributes and is closed. Timed from the connect
+/// to the answer's last byte. Also returns how many answers were 200.
+async fn connect_phase(run: &Rc<ConnectRun>, count: usize) -> (Histogram<u64>, u64, Duration) {
+    let body = Bytes::from(envelope(
+        "B00000",
+        "PhoneCall",
+        "getPhoneCallAttributes",
+        "<callId>sim-1</callId>",
+    ));
+    let next = Rc::new(std::cell::Cell::new(0usize));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..run.concurrency.min(count) {
+        let (run, next, body) = (run.clone(), next.clone(), body.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut answered = 0u64;
+            while next.get() < count {
+                next.set(next.get() + 1);
+                let started = Instant::now();
+                let mut conn = Conn::open_with(run.target, run.tls.as_ref()).await;
+                let (status, _) = conn
+                    .post("/", "text/xml; charset=utf-8", body.clone())
+                    .await;
+                drop(conn);
+                histogram.saturating_record((started.elapsed().as_micros() as u64).max(1));
+                // Any answer shows the server had the request after the whole handshake;
+                // 200 when the call exists.
+                if status == StatusCode::OK {
+                    answered += 1;
+                }
+            }
+            (histogram, answered)
+        }));
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut answered = 0;
+    for task in tasks {
+        let (h, a) = task.await.expect("connect task");
+        histogram.add(h).unwrap();
+        answered += a;
+    }
+    (histogram, answered, start.elapsed())
+}
+
+async fn connect(run: ConnectRun) {
+    let run = Rc::new(run);
+    // The first connection tells what TLS was negotiated; then a warm-up round.
+    let first = Conn::open_with(run.target, run.tls.as_ref()).await;
+    let tls = TlsClient::describe(run.tls.as_ref(), &first);
+    drop(first);
+    connect_phase(&run, run.concurrency).await;
+    let cpu = CpuMark::now(run.pid);
+    let (histogram, answered, elapsed) = connect_phase(&run, run.count).await;
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let mut result = json!({
+        "bench": "connect",
+        "label": run.label,
+        "count": run.count,
+        "ok": answered,
+        "concurrency": run.concurrency,
+        "conns_per_s": (run.count as f64 / elapsed.as_secs_f64()).round(),
+        "p50_ms": ms(0.5),
+        "p99_ms": ms(0.99),
+        "max_ms": histogram.max() as f64 / 1000.0,
+        "cpu_per_connection": cpu.per(run.count as u64),
+    });
+    if !tls.is_null() {
+        result["tls"] = tls;
+    }
+    println!("{result}");
+}
+
+/// The PKI of a TLS run: one CA, and a server and a client certificate it signed, all with
+/// ECDSA P-256 keys (rcgen's default, and what a current CA issues by default).
+fn certs(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+        ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    };
+    std::fs::create_dir_all(dir).expect("certificate directory");
+    let write = |name: &str, contents: String| {
+        std::fs::write(dir.join(name), contents).expect("write certificate file");
+    };
+    let key = || KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key pair");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "ICI Benchmark CA");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(params, key()).expect("CA certificate");
+    write("ca.crt", ca.pem());
+    for (name, cn, usage) in [
+        ("server", "connector", ExtendedKeyUsagePurpose::ServerAuth),
+        ("client", "sapprd", ExtendedKeyUsagePurpose::ClientAuth),
+    ] {
+        let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("leaf parameters");
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
+        let key = key();
+        let cert = params.signed_by(&key, &ca).expect("leaf certificate");
+        write(&format!("{name}.crt"), cert.pem());
+        write(&format!("{name}.key"), key.serialize_pem());
+    }
+    eprintln!(
+        "certs: ECDSA P-256 CA, server and client certificates in {}",
+        dir.display()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
