@@ -9,12 +9,14 @@
 //! that follows the answer always sees the new state.
 
 pub mod asterisk;
+mod attributes;
 pub mod sim;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use tokio::sync::{mpsc, oneshot};
+
+pub use attributes::Attributes;
 
 /// The switch's identifier of one call. All legs of one call share it (Asterisk: `Linkedid`);
 /// it is also the call id SAP sees.
@@ -324,8 +326,9 @@ pub struct LegEvent {
     /// Other parties' addresses, raw as the switch names them.
     pub parties: Vec<String>,
     /// Call attributes (ANI / DNIS / IVR data such as `Sap_Cad`), raw. The session manager
-    /// picks ANI and DNIS by the configured attribute lists.
-    pub attributes: BTreeMap<String, String>,
+    /// picks ANI and DNIS by the configured attribute lists. Shared between the snapshots
+    /// of one call (cloning is cheap).
+    pub attributes: Attributes,
     /// Correlation of a MakeCall / Consult command, on the first event of that call.
     pub correlation: Option<String>,
     /// Why the leg ended or changed (e.g. `normal`, `abandoned`, `transferred`).

@@ -793,7 +793,7 @@ impl Model {
             direction: Direction::Outbound,
             queue: None,
             parties,
-            attributes,
+            attributes: attributes.into(),
             correlation: None,
             cause: None,
         })
@@ -860,7 +860,7 @@ impl Model {
             direction,
             queue: call.queue.clone(),
             parties,
-            attributes,
+            attributes: attributes.into(),
             // Only the originating leg answers for the MakeCall; the dialled party's leg
             // (possibly another agent) is a different interaction.
             correlation: call.correlation.clone().filter(|_| id == channel.linkedid),

@@ -16,8 +16,8 @@ use super::{
     ControlRequest, CreateCall, Msg, SimAgentView, SimCallView, SimError, SimPartyView, SimSettings,
 };
 use crate::switch::{
-    AgentState, CallRef, Direction, EventSink, Extension, LegEvent, LegState, SwitchCommand,
-    SwitchError, SwitchEvent, SwitchReply,
+    AgentState, Attributes, CallRef, Direction, EventSink, Extension, LegEvent, LegState,
+    SwitchCommand, SwitchError, SwitchEvent, SwitchReply,
 };
 
 type OpResult<T> = Result<T, SwitchError>;
@@ -88,7 +88,8 @@ struct Call {
     waiting: bool,
     /// Agents that rerouted this call: it is not offered to them again.
     rerouted_by: BTreeSet<Extension>,
-    attributes: BTreeMap<String, String>,
+    /// Shared with every leg snapshot of the call.
+    attributes: Attributes,
     dialled: Option<String>,
 }
 
@@ -763,7 +764,7 @@ impl Sim {
     fn new_call(&mut self, inbound: bool, caller: Party, dnis: &str) -> u64 {
         let seq = self.next_call;
         self.next_call += 1;
-        let attributes = BTreeMap::from([
+        let attributes = Attributes::from([
             ("ani".to_owned(), caller.address().to_owned()),
             ("dnis".to_owned(), dnis.to_owned()),
         ]);
@@ -1099,12 +1100,14 @@ impl Sim {
     fn set_call_data(&mut self, id: &str, key: String, value: String) -> OpResult<SwitchReply> {
         let seq = self.find(id)?;
         // Carried by the legs' next events; no event of its own (nothing visible changed).
+        let call = self.call_mut(seq);
+        call.attributes.insert(key, value);
+        let attributes = call.attributes.clone();
         for ((s, _), event) in self.sent.iter_mut() {
             if *s == seq {
-                event.attributes.insert(key.clone(), value.clone());
+                event.attributes = attributes.clone();
             }
         }
-        self.call_mut(seq).attributes.insert(key, value);
         Ok(SwitchReply::Done)
     }
 
@@ -1295,7 +1298,7 @@ fn call_view(call: &Call) -> SimCallView {
             })
             .collect(),
         listeners: call.listeners.clone(),
-        attributes: call.attributes.clone(),
+        attributes: call.attributes.to_map(),
         dialled: call.dialled.clone(),
     }
 }
