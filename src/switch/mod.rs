@@ -13,6 +13,7 @@ mod attributes;
 pub mod sim;
 
 use std::fmt;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -338,8 +339,10 @@ pub struct LegEvent {
 /// What the switch tells the session manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchEvent {
-    /// A call leg at an agent's device changed.
-    Leg(LegEvent),
+    /// A call leg at an agent's device changed. Shared: the adapter may keep the same
+    /// snapshot as its last-sent state while the session manager holds it as the agent's
+    /// interaction, so one call costs one snapshot, not one per holder.
+    Leg(Arc<LegEvent>),
     /// An agent's state changed on the switch (also when the agent used the phone's buttons).
     Agent {
         extension: Extension,

@@ -272,7 +272,10 @@ fn ami(model: &mut Model, text: &str) -> Vec<String> {
                 l.call,
                 l.extension,
                 l.state.as_str(),
-                l.cause.map(|c| format!("({c})")).unwrap_or_default()
+                l.cause
+                    .as_ref()
+                    .map(|c| format!("({c})"))
+                    .unwrap_or_default()
             )),
             _ => None,
         })

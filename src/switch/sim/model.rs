@@ -8,6 +8,7 @@
 //! the state instead of being hand-written per command, so a leg never misses a change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
@@ -210,8 +211,9 @@ pub(super) struct Sim {
     calls: BTreeMap<u64, Call>,
     next_call: u64,
     clock: u64,
-    /// Last snapshot sent per (call, extension), without correlation.
-    sent: HashMap<(u64, Extension), LegEvent>,
+    /// Last snapshot sent per (call, extension), without correlation: the very one the
+    /// session manager holds (shared, not copied).
+    sent: HashMap<(u64, Extension), Arc<LegEvent>>,
     /// Events of the operation in progress, sent before its answer.
     out: Vec<SwitchEvent>,
     /// Calls the operation in progress touched, in order.
@@ -471,9 +473,9 @@ impl Sim {
     fn final_event(&mut self, call: &Call, seq: u64, ext: &str, state: LegState, cause: &str) {
         let mut event = call.leg_event(ext, state, Some(cause));
         if let Some(last) = self.sent.remove(&(seq, ext.to_owned())) {
-            event.parties = last.parties;
+            event.parties = Arc::unwrap_or_clone(last).parties;
         }
-        self.out.push(SwitchEvent::Leg(event));
+        self.out.push(SwitchEvent::Leg(Arc::new(event)));
     }
 
     /// The extension leaves call `seq` (as a party or a listener) with a final event.
@@ -519,14 +521,20 @@ impl Sim {
         }
         for (index, event, correlation) in changed {
             let key = (seq, event.extension.clone());
-            if correlation.is_none() && self.sent.get(&key) == Some(&event) {
+            if correlation.is_none() && self.sent.get(&key).is_some_and(|last| **last == event) {
                 continue;
             }
-            self.sent.insert(key, event.clone());
-            self.out.push(SwitchEvent::Leg(LegEvent {
-                correlation,
-                ..event
-            }));
+            let event = Arc::new(event);
+            self.sent.insert(key, Arc::clone(&event));
+            // The correlation rides on this one event; the snapshot kept is without it.
+            let event = match correlation {
+                None => event,
+                Some(_) => Arc::new(LegEvent {
+                    correlation,
+                    ..(*event).clone()
+                }),
+            };
+            self.out.push(SwitchEvent::Leg(event));
             if let Some(i) = index
                 && let Party::Ext { correlation, .. } = &mut self.call_mut(seq).parties[i]
             {
@@ -1105,7 +1113,9 @@ impl Sim {
         let attributes = call.attributes.clone();
         for ((s, _), event) in self.sent.iter_mut() {
             if *s == seq {
-                event.attributes = attributes.clone();
+                // A copy if the session manager still holds this snapshot: it keeps what it
+                // was sent.
+                Arc::make_mut(event).attributes = attributes.clone();
             }
         }
         Ok(SwitchReply::Done)

@@ -4,6 +4,7 @@
 //! read events with `try_recv` after each answer, and never sleep.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -102,7 +103,7 @@ impl Harness {
         self.drain()
             .into_iter()
             .filter_map(|e| match e {
-                SwitchEvent::Leg(leg) => Some(leg),
+                SwitchEvent::Leg(leg) => Some(Arc::unwrap_or_clone(leg)),
                 _ => None,
             })
             .collect()
