@@ -139,6 +139,20 @@ impl Call {
         })
     }
 
+    /// The addresses of the parties other than `ext`, in a vector of exactly that size (a
+    /// snapshot lives as long as the call; collecting from a filter would reserve four).
+    fn other_parties(&self, ext: &str) -> Vec<String> {
+        let others = || {
+            self.parties
+                .iter()
+                .map(Party::address)
+                .filter(|a| *a != ext)
+        };
+        let mut parties = Vec::with_capacity(others().count());
+        parties.extend(others().map(str::to_owned));
+        parties
+    }
+
     /// A leg snapshot for `ext` (a party or a listener) with the call as it is now.
     fn leg_event(&self, ext: &str, state: LegState, cause: Option<&str>) -> LegEvent {
         LegEvent {
@@ -147,13 +161,7 @@ impl Call {
             state,
             direction: self.direction(),
             queue: self.queue.clone(),
-            parties: self
-                .parties
-                .iter()
-                .map(Party::address)
-                .filter(|a| *a != ext)
-                .map(str::to_owned)
-                .collect(),
+            parties: self.other_parties(ext),
             attributes: self.attributes.clone(),
             correlation: None,
             cause: cause.map(str::to_owned),
@@ -164,7 +172,8 @@ impl Call {
 #[derive(Debug)]
 struct Agent {
     state: AgentState,
-    queues: BTreeSet<String>,
+    /// Sorted, no duplicates (a `BTreeSet` would cost a 280-byte node for one queue).
+    queues: Vec<String>,
     /// Logical time the agent last became Ready, was offered a call or finished its calls.
     idle_since: u64,
     last_dialled: Option<String>,
@@ -174,7 +183,7 @@ impl Agent {
     fn new() -> Agent {
         Agent {
             state: AgentState::LoggedOut,
-            queues: BTreeSet::new(),
+            queues: Vec::new(),
             idle_since: 0,
             last_dialled: None,
         }
@@ -207,8 +216,10 @@ enum Target {
 pub(super) struct Sim {
     agents: BTreeMap<Extension, Agent>,
     queues: Vec<Queue>,
-    /// Live calls by sequence number (the id is `sim-<seq>`).
-    calls: BTreeMap<u64, Call>,
+    /// Live calls by sequence number (the id is `sim-<seq>`). Boxed: calls are added in
+    /// sequence order, which leaves B-tree nodes about half full, and a node of unboxed
+    /// calls would be mostly empty slots of a large struct.
+    calls: BTreeMap<u64, Box<Call>>,
     next_call: u64,
     clock: u64,
     /// Last snapshot sent per (call, extension), without correlation: the very one the
@@ -757,7 +768,7 @@ impl Sim {
         if state == AgentState::LoggedOut {
             agent.queues.clear();
         } else if agent.state == AgentState::LoggedOut {
-            agent.queues = join;
+            agent.queues = join.into_iter().collect();
         }
         if state == AgentState::Ready {
             agent.idle_since = now;
@@ -776,19 +787,22 @@ impl Sim {
             ("ani".to_owned(), caller.address().to_owned()),
             ("dnis".to_owned(), dnis.to_owned()),
         ]);
+        // Room for the usual two parties (caller and callee), no more.
+        let mut parties = Vec::with_capacity(2);
+        parties.push(caller);
         self.calls.insert(
             seq,
-            Call {
+            Box::new(Call {
                 id: format!("sim-{seq}"),
                 inbound,
-                parties: vec![caller],
+                parties,
                 listeners: Vec::new(),
                 queue: None,
                 waiting: false,
                 rerouted_by: BTreeSet::new(),
                 attributes,
                 dialled: None,
-            },
+            }),
         );
         self.touch(seq);
         seq
@@ -1157,7 +1171,7 @@ impl Sim {
                 let _ = reply.send(Ok(()));
             }
             ControlRequest::ListCalls(reply) => {
-                let _ = reply.send(self.calls.values().map(call_view).collect());
+                let _ = reply.send(self.calls.values().map(|c| call_view(c)).collect());
             }
             ControlRequest::ListAgents(reply) => {
                 let _ = reply.send(self.agent_views());
@@ -1267,7 +1281,7 @@ impl Sim {
                     state,
                     reason,
                     custom,
-                    queues: agent.queues.iter().cloned().collect(),
+                    queues: agent.queues.to_vec(),
                     calls: self
                         .calls
                         .values()
