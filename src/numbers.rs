@@ -13,8 +13,9 @@
 //! Everything takes plain parameters so the config module can feed them without this module
 //! knowing its types.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use crate::switch::Attributes;
 
 /// A phone number in the form SAP's account lookup accepts: `+` followed by one or more ASCII
 /// digits, never anything else (so `^\+[0-9]+$`, never `++`, never a bare `+`).
@@ -115,13 +116,10 @@ impl fmt::Display for E164 {
 /// hide a later attribute that has the number.
 ///
 /// Names match exactly, case-sensitively: attribute names are the switch's identifiers, a
-/// `BTreeMap` lookup is exact, and guessing at case could pick an unrelated attribute.
+/// lookup in [`Attributes`] is exact, and guessing at case could pick an unrelated attribute.
 /// `None` when no listed attribute has a value; the caller decides (typically
 /// `E164::normalize("")`, i.e. `+0`).
-pub fn pick_attribute<'a>(
-    attributes: &'a BTreeMap<String, String>,
-    names: &[String],
-) -> Option<&'a str> {
+pub fn pick_attribute<'a>(attributes: &'a Attributes, names: &[String]) -> Option<&'a str> {
     names
         .iter()
         .filter_map(|name| attributes.get(name))
@@ -287,7 +285,7 @@ mod tests {
         assert_eq!(e.to_string(), e.as_str());
     }
 
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn attrs(pairs: &[(&str, &str)]) -> Attributes {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

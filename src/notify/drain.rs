@@ -4,17 +4,18 @@
 
 use std::error::Error;
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use super::backoff::Backoff;
 use super::outbox::Shared;
@@ -27,13 +28,15 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 const SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
 
-/// Everything one drain task owns.
+/// Everything one drain task owns. There is one per subscription and most sit idle, so
+/// what all tasks share (the HTTP client, the settings) is behind an `Arc`, not copied
+/// into each task.
 pub(super) struct Drain {
     pub(super) id: SubscriptionId,
     pub(super) url: Uri,
     pub(super) shared: Arc<Shared>,
-    pub(super) client: HttpClient,
-    pub(super) settings: NotifierSettings,
+    pub(super) client: Arc<HttpClient>,
+    pub(super) settings: Arc<NotifierSettings>,
     pub(super) feedback: mpsc::Sender<Feedback>,
     pub(super) spool: Spool,
 }
@@ -60,59 +63,91 @@ enum AttemptError {
 }
 
 impl Drain {
-    pub(super) async fn run(self) {
-        let span = info_span!("outbox", subscription = self.id, url = %self.url);
-        self.drain().instrument(span).await
+    /// The span of every line about this outbox. Made for each event rather than held for
+    /// the task's life: an idle subscription then keeps nothing in the log subscriber's
+    /// span registry (about 450 bytes each), and the lines read the same.
+    fn span(&self) -> Span {
+        info_span!("outbox", subscription = self.id, url = %self.url)
     }
 
-    async fn drain(self) {
+    /// The whole task: delivers until the outbox is done or the notifier stops (`stop` turns
+    /// true), then counts itself out of `active`. One future owning the `Drain` once, so an
+    /// idle subscription holds little more than the wait for its next event.
+    pub(super) async fn run(
+        self,
+        mut stop: watch::Receiver<bool>,
+        active: Arc<(AtomicUsize, Notify)>,
+    ) {
+        tokio::select! {
+            _ = self.drain() => {}
+            _ = stop.wait_for(|stopped| *stopped) => {}
+        }
+        active.0.fetch_sub(1, Ordering::AcqRel);
+        active.1.notify_waiters();
+    }
+
+    async fn drain(&self) {
         let mut backoff = Backoff::new(self.settings.retry_min, self.settings.retry_max, self.id);
         while let Some(event) = self.shared.next().await {
-            let sequence = event.sequence;
             // Boxed: an idle drain task (one per subscription) then holds only this loop's
             // state, not the far larger state of an HTTP request in flight.
-            match Box::pin(self.deliver(event, &mut backoff)).await {
-                Outcome::Delivered => {
-                    self.spool.record(SpoolOp::Remove(self.id, sequence));
-                    self.shared.delivered();
-                }
-                Outcome::SessionGone(status) => {
-                    let still_owned = self.shared.closed_at().is_none();
-                    let discarded = self.shared.end();
-                    crate::metrics::events_dropped("session_gone", discarded as u64);
+            if Box::pin(self.handle(event, &mut backoff)).await.is_break() {
+                return;
+            }
+        }
+        self.span()
+            .in_scope(|| debug!("subscription ended, outbox drained"));
+    }
+
+    /// Delivers `event` and acts on how that ended; `Break` when the task is to stop.
+    async fn handle(&self, event: OutboundEvent, backoff: &mut Backoff) -> ControlFlow<()> {
+        let sequence = event.sequence;
+        let span = self.span();
+        match self.deliver(event, backoff).instrument(span.clone()).await {
+            Outcome::Delivered => {
+                self.spool.record(SpoolOp::Remove(self.id, sequence));
+                self.shared.delivered();
+                ControlFlow::Continue(())
+            }
+            Outcome::SessionGone(status) => {
+                let still_owned = self.shared.closed_at().is_none();
+                let discarded = self.shared.end();
+                crate::metrics::events_dropped("session_gone", discarded as u64);
+                span.in_scope(|| {
                     info!(
                         status = status.as_u16(),
                         discarded, "SAP session gone: subscription ended"
-                    );
-                    // Once the Outbox is dropped the owner has forgotten the subscription
-                    // (a 401 to the final subscriptionEnded is the normal case): no feedback.
-                    if still_owned {
-                        let reason = EndReason::SessionGone {
-                            status: status.as_u16(),
-                        };
-                        let ended = Feedback::Ended {
-                            id: self.id,
-                            reason,
-                        };
-                        if self.feedback.send(ended).await.is_err() {
-                            debug!("feedback receiver gone");
-                        }
+                    )
+                });
+                // Once the Outbox is dropped the owner has forgotten the subscription
+                // (a 401 to the final subscriptionEnded is the normal case): no feedback.
+                if still_owned {
+                    let reason = EndReason::SessionGone {
+                        status: status.as_u16(),
+                    };
+                    let ended = Feedback::Ended {
+                        id: self.id,
+                        reason,
+                    };
+                    if self.feedback.send(ended).await.is_err() {
+                        span.in_scope(|| debug!("feedback receiver gone"));
                     }
-                    return;
                 }
-                Outcome::GaveUp => {
-                    let discarded = self.shared.end();
-                    crate::metrics::events_dropped("gave_up", discarded as u64);
+                ControlFlow::Break(())
+            }
+            Outcome::GaveUp => {
+                let discarded = self.shared.end();
+                crate::metrics::events_dropped("gave_up", discarded as u64);
+                span.in_scope(|| {
                     warn!(
                         discarded,
                         grace_ms = self.settings.close_grace.as_millis() as u64,
                         "subscription ended and SAP unreachable: undelivered events discarded"
-                    );
-                    return;
-                }
+                    )
+                });
+                ControlFlow::Break(())
             }
         }
-        debug!("subscription ended, outbox drained");
     }
 
     /// Delivers one event, retrying until SAP takes it or refuses the session.
@@ -263,17 +298,19 @@ mod tests {
             id: 1,
             url: format!("http://{addr}/sap/events").parse().unwrap(),
             shared: shared.clone(),
-            client: super::super::http_client(None),
-            settings: NotifierSettings {
+            client: Arc::new(super::super::http_client(None)),
+            settings: Arc::new(NotifierSettings {
                 retry_min: Duration::from_millis(10),
                 retry_max: Duration::from_millis(20),
                 close_grace: Duration::from_millis(100),
                 ..NotifierSettings::default()
-            },
+            }),
             feedback,
             spool: Spool::memory(),
         };
-        let task = tokio::spawn(drain.run());
+        let (_stop, stop) = watch::channel(false);
+        let active = Arc::new((AtomicUsize::new(1), Notify::new()));
+        let task = tokio::spawn(drain.run(stop, active.clone()));
         for sequence in 1..=3 {
             outbox
                 .push(OutboundEvent {
@@ -293,5 +330,10 @@ mod tests {
         assert!(shared.failed_attempts.load(Ordering::Relaxed) >= 1);
         assert_eq!(shared.end(), 0, "nothing left queued");
         assert!(feedback_rx.try_recv().is_err(), "giving up is not reported");
+        assert_eq!(
+            active.0.load(Ordering::Acquire),
+            0,
+            "the task counted itself out"
+        );
     }
 }

@@ -177,8 +177,9 @@ struct Inner {
     /// Turns true when the process stops: every drain task ends at once, leaving what it
     /// holds in the spool.
     stop: tokio::sync::watch::Sender<bool>,
-    client: HttpClient,
-    settings: NotifierSettings,
+    /// Shared with every drain task (not a copy per task).
+    client: Arc<HttpClient>,
+    settings: Arc<NotifierSettings>,
     feedback: mpsc::Sender<Feedback>,
     spool: Spool,
 }
@@ -204,7 +205,8 @@ impl Notifier {
         feedback: mpsc::Sender<Feedback>,
         spool: Spool,
     ) -> Notifier {
-        let client = http_client(settings.tls.clone());
+        let client = Arc::new(http_client(settings.tls.clone()));
+        let settings = Arc::new(settings);
         Notifier {
             inner: Arc::new(Inner {
                 total: Arc::new(outbox::TotalBound::new(settings.max_queue_total)),
@@ -296,22 +298,14 @@ impl Notifier {
             id,
             url,
             shared: shared.clone(),
-            client: self.inner.client.clone(),
-            settings: self.inner.settings.clone(),
+            client: Arc::clone(&self.inner.client),
+            settings: Arc::clone(&self.inner.settings),
             feedback: self.inner.feedback.clone(),
             spool: self.inner.spool.clone(),
         };
         let active = Arc::clone(&self.inner.active);
         active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let mut stop = self.inner.stop.subscribe();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = task.run() => {}
-                _ = stop.wait_for(|stopped| *stopped) => {}
-            }
-            active.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            active.1.notify_waiters();
-        });
+        tokio::spawn(task.run(self.inner.stop.subscribe(), active));
         Outbox::new(id, shared, self.inner.spool.clone())
     }
 }

@@ -270,6 +270,11 @@ impl Shared {
                 let durable = self.durable.load(Ordering::Acquire);
                 if queue.events.front().is_some_and(|e| e.sequence <= durable) {
                     let event = queue.events.pop_front().expect("checked");
+                    if queue.events.is_empty() {
+                        // Most subscriptions are idle most of the time: an empty queue
+                        // keeps no buffer.
+                        queue.events = VecDeque::new();
+                    }
                     queue.in_flight = true;
                     return Some(event);
                 }

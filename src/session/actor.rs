@@ -44,10 +44,31 @@ struct Agent {
     reason: Option<String>,
     channels: Vec<String>,
     queues: Vec<String>,
-    /// Interactions SAP sees, in arrival order (at most `max_interactions`).
-    visible: Vec<LegEvent>,
+    /// Interactions SAP sees, in arrival order (at most `max_interactions`). Each is the
+    /// switch's last snapshot of the leg, shared with the adapter rather than copied.
+    visible: Vec<Arc<LegEvent>>,
     /// Interactions waiting behind the cap, oldest first; SAP has never heard of them.
-    waiting: VecDeque<LegEvent>,
+    waiting: VecDeque<Arc<LegEvent>>,
+}
+
+/// A leg's identity, its call and extension, as a key of [`Actor::last_seen`]. It holds the
+/// snapshot the agent's interaction holds too, rather than a copy of the two strings.
+#[derive(Debug, Clone)]
+struct LegKey(Arc<LegEvent>);
+
+impl PartialEq for LegKey {
+    fn eq(&self, other: &LegKey) -> bool {
+        self.0.call == other.0.call && self.0.extension == other.0.extension
+    }
+}
+
+impl Eq for LegKey {}
+
+impl std::hash::Hash for LegKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.call.hash(state);
+        self.0.extension.hash(state);
+    }
 }
 
 /// One subscription: events for a user or container, to one appURL.
@@ -86,7 +107,7 @@ pub(super) struct Actor {
     next_id: u64,
     /// When each visible or waiting leg (call, extension) last changed, for the
     /// `max_interaction_age` reaper.
-    last_seen: HashMap<(String, String), Instant>,
+    last_seen: HashMap<LegKey, Instant>,
     /// The actor's own command queue, for tasks that report back (weak: it never keeps
     /// the actor alive).
     myself: mpsc::WeakSender<Command>,
@@ -364,9 +385,9 @@ impl Actor {
                 expect_state(&held, &[LegState::Held])?;
                 expect_state(&other, &[LegState::Connected, LegState::Dialing])?;
                 Ok(Step::Switch(vec![SwitchCommand::Conference {
-                    held: held.call,
-                    consult: other.call,
-                    extension: held.extension,
+                    held: held.call.clone(),
+                    consult: other.call.clone(),
+                    extension: held.extension.clone(),
                 }]))
             }
             Alternate { call, consult } => {
@@ -379,12 +400,12 @@ impl Actor {
                 };
                 Ok(Step::Switch(vec![
                     SwitchCommand::Hold {
-                        call: connected.call,
-                        extension: connected.extension,
+                        call: connected.call.clone(),
+                        extension: connected.extension.clone(),
                     },
                     SwitchCommand::Retrieve {
-                        call: held.call,
-                        extension: held.extension,
+                        call: held.call.clone(),
+                        extension: held.extension.clone(),
                     },
                 ]))
             }
@@ -395,12 +416,12 @@ impl Actor {
                 expect_state(&held, &[LegState::Held])?;
                 Ok(Step::Switch(vec![
                     SwitchCommand::Clear {
-                        call: other.call,
-                        extension: other.extension,
+                        call: other.call.clone(),
+                        extension: other.extension.clone(),
                     },
                     SwitchCommand::Retrieve {
-                        call: held.call,
-                        extension: held.extension,
+                        call: held.call.clone(),
+                        extension: held.extension.clone(),
                     },
                 ]))
             }
@@ -415,8 +436,8 @@ impl Actor {
                     self.require(Capability::Clear)?;
                     expect_state(&leg, &[LegState::Conferenced])?;
                     return Ok(Step::Switch(vec![SwitchCommand::Clear {
-                        call: leg.call,
-                        extension: leg.extension,
+                        call: leg.call.clone(),
+                        extension: leg.extension.clone(),
                     }]));
                 }
                 let party = leg
@@ -426,8 +447,8 @@ impl Actor {
                     .cloned()
                     .ok_or_else(|| IciError::InvalidAddress(address.clone()))?;
                 Ok(Step::Switch(vec![SwitchCommand::DropParty {
-                    call: leg.call,
-                    extension: leg.extension,
+                    call: leg.call.clone(),
+                    extension: leg.extension.clone(),
                     party,
                 }]))
             }
@@ -718,7 +739,11 @@ impl Actor {
     }
 
     /// A visible leg of the call, at the agent named by the `user` header when it has one.
-    fn find_leg(&self, id: &str, hint: Option<&UserId>) -> Result<(UserId, LegEvent), IciError> {
+    fn find_leg(
+        &self,
+        id: &str,
+        hint: Option<&UserId>,
+    ) -> Result<(UserId, Arc<LegEvent>), IciError> {
         self.find_leg_in(id, hint, &[])
     }
 
@@ -730,9 +755,9 @@ impl Actor {
         id: &str,
         hint: Option<&UserId>,
         states: &[LegState],
-    ) -> Result<(UserId, LegEvent), IciError> {
+    ) -> Result<(UserId, Arc<LegEvent>), IciError> {
         self.leg_ref(id, hint, states)
-            .map(|(user, leg)| (user.clone(), leg.clone()))
+            .map(|(user, leg)| (user.clone(), Arc::clone(leg)))
     }
 
     /// [`Self::find_leg_in`] without copying: read-only operations (such as
@@ -743,9 +768,9 @@ impl Actor {
         id: &str,
         hint: Option<&UserId>,
         states: &[LegState],
-    ) -> Result<(&UserId, &LegEvent), IciError> {
+    ) -> Result<(&UserId, &Arc<LegEvent>), IciError> {
         let call = self.resolve(id);
-        fn leg_of<'a>(agent: &'a Agent, call: &str) -> Option<(&'a UserId, &'a LegEvent)> {
+        fn leg_of<'a>(agent: &'a Agent, call: &str) -> Option<(&'a UserId, &'a Arc<LegEvent>)> {
             let leg = agent.visible.iter().find(|leg| leg.call == call)?;
             Some((&agent.user, leg))
         }
@@ -773,7 +798,7 @@ impl Actor {
         call: &str,
         consult: &str,
         hint: Option<&UserId>,
-    ) -> Result<(LegEvent, LegEvent), IciError> {
+    ) -> Result<(Arc<LegEvent>, Arc<LegEvent>), IciError> {
         let (user, first) = self.find_leg(call, hint)?;
         let (_, second) = self.find_leg(consult, Some(&user))?;
         if second.extension != first.extension {
@@ -960,7 +985,7 @@ impl Actor {
         }
     }
 
-    fn on_leg(&mut self, leg: LegEvent) {
+    fn on_leg(&mut self, leg: Arc<LegEvent>) {
         let Some(user) = self.by_extension.get(&leg.extension).cloned() else {
             debug!(call = %leg.call, extension = %leg.extension, "leg at an address no agent uses");
             return;
@@ -977,10 +1002,11 @@ impl Actor {
         self.adopt_item(&leg);
         self.adopt_consult_data(&user, &leg);
         self.adopt_switch_data(&leg);
-        let key = (leg.call.clone(), leg.extension.clone());
-        if leg.state.is_final() {
-            self.last_seen.remove(&key);
-        } else {
+        let key = LegKey(Arc::clone(&leg));
+        // Removed first also when the leg goes on: `insert` would keep the old key, and
+        // with it the superseded snapshot.
+        self.last_seen.remove(&key);
+        if !leg.state.is_final() {
             self.last_seen.insert(key, Instant::now());
         }
         let cap = self.max_interactions();
@@ -1149,36 +1175,34 @@ impl Actor {
     }
 
     /// Ends the legs `which` selects toward SAP (`dropped` with `reason`).
-    fn end_legs(&mut self, which: impl Fn(&LegEvent) -> bool, reason: &str) {
-        let legs: Vec<LegEvent> = self
+    fn end_legs(&mut self, which: impl Fn(&Arc<LegEvent>) -> bool, reason: &str) {
+        let legs: Vec<Arc<LegEvent>> = self
             .agents
             .values()
             .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
             .filter(|l| which(l))
             .cloned()
             .collect();
-        for mut leg in legs {
+        for leg in legs {
             warn!(call = %leg.call, extension = %leg.extension, %reason, "ending interaction");
+            let mut leg = Arc::unwrap_or_clone(leg);
             leg.state = LegState::Dropped;
             leg.cause = Some(reason.to_string());
-            self.on_leg(leg);
+            self.on_leg(Arc::new(leg));
         }
     }
 
     /// Ends interactions no switch event touched for `max_age` (ghost calls).
     fn reap_older_than(&mut self, max_age: Duration) {
         let now = Instant::now();
-        let stale: HashSet<(String, String)> = self
+        let stale: HashSet<LegKey> = self
             .last_seen
             .iter()
             .filter(|(_, seen)| now.duration_since(**seen) >= max_age)
             .map(|(key, _)| key.clone())
             .collect();
         if !stale.is_empty() {
-            self.end_legs(
-                |l| stale.contains(&(l.call.clone(), l.extension.clone())),
-                "max age",
-            );
+            self.end_legs(|l| stale.contains(&LegKey(Arc::clone(l))), "max age");
         }
         // Items created for a dial that never came, and attached data of calls that left
         // our agents (e.g. blind-transferred outside), must not pile up.
@@ -1212,20 +1236,21 @@ impl Actor {
             .iter()
             .map(|l| (l.call.clone(), l.extension.clone()))
             .collect();
-        let gone: Vec<LegEvent> = self
+        let gone: Vec<Arc<LegEvent>> = self
             .agents
             .values()
             .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
             .filter(|l| !live.contains(&(l.call.clone(), l.extension.clone())))
             .cloned()
             .collect();
-        for mut leg in gone {
+        for leg in gone {
+            let mut leg = Arc::unwrap_or_clone(leg);
             leg.state = LegState::Dropped;
             leg.cause = Some("switch resync".into());
-            self.on_leg(leg);
+            self.on_leg(Arc::new(leg));
         }
         for leg in calls {
-            self.on_leg(leg);
+            self.on_leg(Arc::new(leg));
         }
     }
 

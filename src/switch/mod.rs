@@ -9,12 +9,15 @@
 //! that follows the answer always sees the new state.
 
 pub mod asterisk;
+mod attributes;
 pub mod sim;
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+
+pub use attributes::Attributes;
 
 /// The switch's identifier of one call. All legs of one call share it (Asterisk: `Linkedid`);
 /// it is also the call id SAP sees.
@@ -324,8 +327,9 @@ pub struct LegEvent {
     /// Other parties' addresses, raw as the switch names them.
     pub parties: Vec<String>,
     /// Call attributes (ANI / DNIS / IVR data such as `Sap_Cad`), raw. The session manager
-    /// picks ANI and DNIS by the configured attribute lists.
-    pub attributes: BTreeMap<String, String>,
+    /// picks ANI and DNIS by the configured attribute lists. Shared between the snapshots
+    /// of one call (cloning is cheap).
+    pub attributes: Attributes,
     /// Correlation of a MakeCall / Consult command, on the first event of that call.
     pub correlation: Option<String>,
     /// Why the leg ended or changed (e.g. `normal`, `abandoned`, `transferred`).
@@ -335,8 +339,10 @@ pub struct LegEvent {
 /// What the switch tells the session manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchEvent {
-    /// A call leg at an agent's device changed.
-    Leg(LegEvent),
+    /// A call leg at an agent's device changed. Shared: the adapter may keep the same
+    /// snapshot as its last-sent state while the session manager holds it as the agent's
+    /// interaction, so one call costs one snapshot, not one per holder.
+    Leg(Arc<LegEvent>),
     /// An agent's state changed on the switch (also when the agent used the phone's buttons).
     Agent {
         extension: Extension,

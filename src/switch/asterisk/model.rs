@@ -4,6 +4,7 @@
 //! causes, so the mapping is unit-tested with literal AMI text.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::codec::Message;
 use crate::switch::{AgentState, CallRef, Direction, Extension, LegEvent, LegState, SwitchEvent};
@@ -481,14 +482,14 @@ impl Model {
             leg.state = own;
             leg.cause = Some(cause.to_owned());
             leg.correlation = None;
-            out.push(SwitchEvent::Leg(leg));
+            out.push(SwitchEvent::Leg(Arc::new(leg)));
         }
         for member in &consult.members {
             if let Some(mut leg) = self.sent.remove(member) {
                 leg.state = LegState::Dropped;
                 leg.cause = Some(cause.to_owned());
                 leg.correlation = None;
-                out.push(SwitchEvent::Leg(leg));
+                out.push(SwitchEvent::Leg(Arc::new(leg)));
             }
         }
         self.calls.remove(&consult.id);
@@ -633,7 +634,7 @@ impl Model {
             leg.state = LegState::Dropped;
             leg.cause = Some(cause);
             leg.correlation = None;
-            out.push(SwitchEvent::Leg(leg));
+            out.push(SwitchEvent::Leg(Arc::new(leg)));
         }
         if let Some(k) = self.consults.iter().position(|k| k.members.contains(id)) {
             self.consults[k].members.remove(id);
@@ -725,7 +726,7 @@ impl Model {
             } else {
                 self.sent.insert(id.to_owned(), leg.clone());
             }
-            out.push(SwitchEvent::Leg(leg));
+            out.push(SwitchEvent::Leg(Arc::new(leg)));
         }
         if let Some(k) = self
             .consults
@@ -753,7 +754,7 @@ impl Model {
             }
         }
         self.sent.insert(key, leg.clone());
-        vec![SwitchEvent::Leg(leg)]
+        vec![SwitchEvent::Leg(Arc::new(leg))]
     }
 
     /// The transferer's leg on consultation `k`: dialing until a consulted phone answers.
@@ -793,7 +794,7 @@ impl Model {
             direction: Direction::Outbound,
             queue: None,
             parties,
-            attributes,
+            attributes: attributes.into(),
             correlation: None,
             cause: None,
         })
@@ -860,7 +861,7 @@ impl Model {
             direction,
             queue: call.queue.clone(),
             parties,
-            attributes,
+            attributes: attributes.into(),
             // Only the originating leg answers for the MakeCall; the dialled party's leg
             // (possibly another agent) is a different interaction.
             correlation: call.correlation.clone().filter(|_| id == channel.linkedid),

@@ -143,14 +143,8 @@ fn queue_call_becomes_alerting_connected_dropped() {
     let alerting = legs[2];
     assert_eq!(alerting.direction, Direction::Inbound);
     assert_eq!(alerting.queue.as_deref(), Some("support"));
-    assert_eq!(
-        alerting.attributes.get("ani").map(String::as_str),
-        Some("2003")
-    );
-    assert_eq!(
-        alerting.attributes.get("dnis").map(String::as_str),
-        Some("600")
-    );
+    assert_eq!(alerting.attributes.get("ani"), Some("2003"));
+    assert_eq!(alerting.attributes.get("dnis"), Some("600"));
     assert_eq!(alerting.parties, ["2003"]);
     assert_eq!(legs[5].cause.as_deref(), Some("normal"));
 }
@@ -201,10 +195,7 @@ fn originated_call_carries_the_correlation_and_dials() {
     // the first event still carries the correlation registered for the call.
     assert_eq!(legs[0].correlation.as_deref(), Some("item-9"));
     assert_eq!(legs[0].direction, Direction::Outbound);
-    assert_eq!(
-        legs[0].attributes.get("dnis").map(String::as_str),
-        Some("2002")
-    );
+    assert_eq!(legs[0].attributes.get("dnis"), Some("2002"));
     assert!(legs[1..].iter().all(|l| l.correlation.is_none()));
     assert_eq!(legs.last().unwrap().state, LegState::Dropped);
 }
@@ -236,10 +227,7 @@ Event: Hangup\r\nChannel: PJSIP/2001-0000000a\r\nCause: 16\r\nUniqueid: 10.1\r\n
             LegState::Transferred
         ]
     );
-    assert_eq!(
-        legs[0].attributes.get("Sap_Cad").map(String::as_str),
-        Some("order=4711")
-    );
+    assert_eq!(legs[0].attributes.get("Sap_Cad"), Some("order=4711"));
     assert_eq!(legs[3].cause.as_deref(), Some("transferred"));
 }
 
@@ -263,10 +251,7 @@ Event: QueueMember\r\nQueue: other\r\nName: agent2002\r\nLocation: PJSIP/2002\r\
     let agent_leg = legs.iter().find(|l| l.extension == "2001").unwrap();
     assert_eq!(agent_leg.state, LegState::Connected);
     assert_eq!(agent_leg.call, "1795448825.0");
-    assert_eq!(
-        agent_leg.attributes.get("ani").map(String::as_str),
-        Some("2003")
-    );
+    assert_eq!(agent_leg.attributes.get("ani"), Some("2003"));
     assert_eq!(
         agents,
         [SwitchEvent::Agent {
@@ -287,7 +272,10 @@ fn ami(model: &mut Model, text: &str) -> Vec<String> {
                 l.call,
                 l.extension,
                 l.state.as_str(),
-                l.cause.map(|c| format!("({c})")).unwrap_or_default()
+                l.cause
+                    .as_ref()
+                    .map(|c| format!("({c})"))
+                    .unwrap_or_default()
             )),
             _ => None,
         })

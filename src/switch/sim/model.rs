@@ -8,6 +8,7 @@
 //! the state instead of being hand-written per command, so a leg never misses a change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
@@ -16,8 +17,8 @@ use super::{
     ControlRequest, CreateCall, Msg, SimAgentView, SimCallView, SimError, SimPartyView, SimSettings,
 };
 use crate::switch::{
-    AgentState, CallRef, Direction, EventSink, Extension, LegEvent, LegState, SwitchCommand,
-    SwitchError, SwitchEvent, SwitchReply,
+    AgentState, Attributes, CallRef, Direction, EventSink, Extension, LegEvent, LegState,
+    SwitchCommand, SwitchError, SwitchEvent, SwitchReply,
 };
 
 type OpResult<T> = Result<T, SwitchError>;
@@ -88,7 +89,8 @@ struct Call {
     waiting: bool,
     /// Agents that rerouted this call: it is not offered to them again.
     rerouted_by: BTreeSet<Extension>,
-    attributes: BTreeMap<String, String>,
+    /// Shared with every leg snapshot of the call.
+    attributes: Attributes,
     dialled: Option<String>,
 }
 
@@ -137,6 +139,20 @@ impl Call {
         })
     }
 
+    /// The addresses of the parties other than `ext`, in a vector of exactly that size (a
+    /// snapshot lives as long as the call; collecting from a filter would reserve four).
+    fn other_parties(&self, ext: &str) -> Vec<String> {
+        let others = || {
+            self.parties
+                .iter()
+                .map(Party::address)
+                .filter(|a| *a != ext)
+        };
+        let mut parties = Vec::with_capacity(others().count());
+        parties.extend(others().map(str::to_owned));
+        parties
+    }
+
     /// A leg snapshot for `ext` (a party or a listener) with the call as it is now.
     fn leg_event(&self, ext: &str, state: LegState, cause: Option<&str>) -> LegEvent {
         LegEvent {
@@ -145,13 +161,7 @@ impl Call {
             state,
             direction: self.direction(),
             queue: self.queue.clone(),
-            parties: self
-                .parties
-                .iter()
-                .map(Party::address)
-                .filter(|a| *a != ext)
-                .map(str::to_owned)
-                .collect(),
+            parties: self.other_parties(ext),
             attributes: self.attributes.clone(),
             correlation: None,
             cause: cause.map(str::to_owned),
@@ -162,7 +172,8 @@ impl Call {
 #[derive(Debug)]
 struct Agent {
     state: AgentState,
-    queues: BTreeSet<String>,
+    /// Sorted, no duplicates (a `BTreeSet` would cost a 280-byte node for one queue).
+    queues: Vec<String>,
     /// Logical time the agent last became Ready, was offered a call or finished its calls.
     idle_since: u64,
     last_dialled: Option<String>,
@@ -172,7 +183,7 @@ impl Agent {
     fn new() -> Agent {
         Agent {
             state: AgentState::LoggedOut,
-            queues: BTreeSet::new(),
+            queues: Vec::new(),
             idle_since: 0,
             last_dialled: None,
         }
@@ -205,12 +216,15 @@ enum Target {
 pub(super) struct Sim {
     agents: BTreeMap<Extension, Agent>,
     queues: Vec<Queue>,
-    /// Live calls by sequence number (the id is `sim-<seq>`).
-    calls: BTreeMap<u64, Call>,
+    /// Live calls by sequence number (the id is `sim-<seq>`). Boxed: calls are added in
+    /// sequence order, which leaves B-tree nodes about half full, and a node of unboxed
+    /// calls would be mostly empty slots of a large struct.
+    calls: BTreeMap<u64, Box<Call>>,
     next_call: u64,
     clock: u64,
-    /// Last snapshot sent per (call, extension), without correlation.
-    sent: HashMap<(u64, Extension), LegEvent>,
+    /// Last snapshot sent per (call, extension), without correlation: the very one the
+    /// session manager holds (shared, not copied).
+    sent: HashMap<(u64, Extension), Arc<LegEvent>>,
     /// Events of the operation in progress, sent before its answer.
     out: Vec<SwitchEvent>,
     /// Calls the operation in progress touched, in order.
@@ -470,9 +484,9 @@ impl Sim {
     fn final_event(&mut self, call: &Call, seq: u64, ext: &str, state: LegState, cause: &str) {
         let mut event = call.leg_event(ext, state, Some(cause));
         if let Some(last) = self.sent.remove(&(seq, ext.to_owned())) {
-            event.parties = last.parties;
+            event.parties = Arc::unwrap_or_clone(last).parties;
         }
-        self.out.push(SwitchEvent::Leg(event));
+        self.out.push(SwitchEvent::Leg(Arc::new(event)));
     }
 
     /// The extension leaves call `seq` (as a party or a listener) with a final event.
@@ -518,14 +532,20 @@ impl Sim {
         }
         for (index, event, correlation) in changed {
             let key = (seq, event.extension.clone());
-            if correlation.is_none() && self.sent.get(&key) == Some(&event) {
+            if correlation.is_none() && self.sent.get(&key).is_some_and(|last| **last == event) {
                 continue;
             }
-            self.sent.insert(key, event.clone());
-            self.out.push(SwitchEvent::Leg(LegEvent {
-                correlation,
-                ..event
-            }));
+            let event = Arc::new(event);
+            self.sent.insert(key, Arc::clone(&event));
+            // The correlation rides on this one event; the snapshot kept is without it.
+            let event = match correlation {
+                None => event,
+                Some(_) => Arc::new(LegEvent {
+                    correlation,
+                    ..(*event).clone()
+                }),
+            };
+            self.out.push(SwitchEvent::Leg(event));
             if let Some(i) = index
                 && let Party::Ext { correlation, .. } = &mut self.call_mut(seq).parties[i]
             {
@@ -748,7 +768,7 @@ impl Sim {
         if state == AgentState::LoggedOut {
             agent.queues.clear();
         } else if agent.state == AgentState::LoggedOut {
-            agent.queues = join;
+            agent.queues = join.into_iter().collect();
         }
         if state == AgentState::Ready {
             agent.idle_since = now;
@@ -763,23 +783,26 @@ impl Sim {
     fn new_call(&mut self, inbound: bool, caller: Party, dnis: &str) -> u64 {
         let seq = self.next_call;
         self.next_call += 1;
-        let attributes = BTreeMap::from([
+        let attributes = Attributes::from([
             ("ani".to_owned(), caller.address().to_owned()),
             ("dnis".to_owned(), dnis.to_owned()),
         ]);
+        // Room for the usual two parties (caller and callee), no more.
+        let mut parties = Vec::with_capacity(2);
+        parties.push(caller);
         self.calls.insert(
             seq,
-            Call {
+            Box::new(Call {
                 id: format!("sim-{seq}"),
                 inbound,
-                parties: vec![caller],
+                parties,
                 listeners: Vec::new(),
                 queue: None,
                 waiting: false,
                 rerouted_by: BTreeSet::new(),
                 attributes,
                 dialled: None,
-            },
+            }),
         );
         self.touch(seq);
         seq
@@ -1099,12 +1122,16 @@ impl Sim {
     fn set_call_data(&mut self, id: &str, key: String, value: String) -> OpResult<SwitchReply> {
         let seq = self.find(id)?;
         // Carried by the legs' next events; no event of its own (nothing visible changed).
+        let call = self.call_mut(seq);
+        call.attributes.insert(key, value);
+        let attributes = call.attributes.clone();
         for ((s, _), event) in self.sent.iter_mut() {
             if *s == seq {
-                event.attributes.insert(key.clone(), value.clone());
+                // A copy if the session manager still holds this snapshot: it keeps what it
+                // was sent.
+                Arc::make_mut(event).attributes = attributes.clone();
             }
         }
-        self.call_mut(seq).attributes.insert(key, value);
         Ok(SwitchReply::Done)
     }
 
@@ -1144,7 +1171,7 @@ impl Sim {
                 let _ = reply.send(Ok(()));
             }
             ControlRequest::ListCalls(reply) => {
-                let _ = reply.send(self.calls.values().map(call_view).collect());
+                let _ = reply.send(self.calls.values().map(|c| call_view(c)).collect());
             }
             ControlRequest::ListAgents(reply) => {
                 let _ = reply.send(self.agent_views());
@@ -1254,7 +1281,7 @@ impl Sim {
                     state,
                     reason,
                     custom,
-                    queues: agent.queues.iter().cloned().collect(),
+                    queues: agent.queues.to_vec(),
                     calls: self
                         .calls
                         .values()
@@ -1295,7 +1322,7 @@ fn call_view(call: &Call) -> SimCallView {
             })
             .collect(),
         listeners: call.listeners.clone(),
-        attributes: call.attributes.clone(),
+        attributes: call.attributes.to_map(),
         dialled: call.dialled.clone(),
     }
 }
