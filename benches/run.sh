@@ -173,21 +173,27 @@ if want soap || want peer; then
         machine "soap run $run" >> "$RESULTS"
         if want soap; then
             start_baseline
-            soap_load --target "$BASELINE_ADDR" --label baseline
+            soap_load --target "$BASELINE_ADDR" --pid "$BASELINE_PID" --label baseline
+            # The latency floor of this machine and load tool: the no-op baseline at 10 %
+            # of its saturation.
+            soap_load --target "$BASELINE_ADDR" --pid "$BASELINE_PID" --fraction 0.1 \
+                --label baseline-10pct
             stop "$BASELINE_PID"
             for op in attrs holdpair; do
                 start_connector "$CONNECTIONS"
-                soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op "$op" --label "connector"
+                soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
+                    --op "$op" --label "connector"
                 stop "$CONNECTOR_PID"
             done
             # The same without the per-request log line (logging.level = "warn").
             start_connector "$CONNECTIONS" "warn,ici_connector=info,ici_connector::soap=warn"
-            soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op attrs --label "connector-log-warn"
+            soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
+                --op attrs --label "connector-log-warn"
             stop "$CONNECTOR_PID"
         fi
         if want peer && [ "$PEER_OK" = 1 ]; then
             start_peer
-            soap_load --target "$PEER_ADDR" --label peer-node-soap
+            soap_load --target "$PEER_ADDR" --pid "$PEER_PID" --label peer-node-soap
             stop "$PEER_PID"
         fi
     done

@@ -56,6 +56,10 @@ def main(path):
                          f" {spread([o['p99_ms'] for o in ol], '{:.2f}'):>6}"
                          f" {statistics.median([o['p999_ms'] for o in ol]):>6.2f}"
                          f" {spread([o.get('p99_sched_ms') or 0 for o in ol], '{:.2f}'):>18}")
+            cpu = [s["cpu_per_request"]["server_cpu_us"] for s in sat
+                   if (s.get("cpu_per_request") or {}).get("server_cpu_us") is not None]
+            if cpu:
+                line += f" | server CPU {spread(cpu, '{:.1f}')} us/req"
             errors = sum(s["errors"] for s in sat)
             if errors:
                 line += f"  errors {errors}"
@@ -99,7 +103,9 @@ def main(path):
             print(f"  {agents:>6} agents: {spread([r['events_per_s'] for r in rs]):>22} events/s,"
                   f" p50 {spread([r['p50_ms'] for r in rs], '{:.2f}')} ms,"
                   f" p99 {spread([r['p99_ms'] for r in rs], '{:.2f}')} ms,"
-                  f" p999 {spread([r['p999_ms'] for r in rs], '{:.2f}')} ms"
+                  f" p999 {spread([r['p999_ms'] for r in rs], '{:.2f}')} ms,"
+                  f" CPU/event connector {spread([(r.get('cpu_per_event') or {}).get('server_cpu_us') or 0 for r in rs], '{:.1f}')} us,"
+                  f" load tool {spread([(r.get('cpu_per_event') or {}).get('loadgen_cpu_us') or 0 for r in rs], '{:.1f}')} us"
                   f"  [p99<5ms {'met' if p99 < 5 else 'MISSED'}, >=20k/s {'met' if eps >= 20000 else 'MISSED'}]")
 
     memory = [r for r in rows if r["bench"] == "memory"]

@@ -1100,9 +1100,13 @@ async fn events(run: EventsRun) {
         for (bench, workers) in phases {
             drive(&run, &receiver, &calls, size, workers, run.warmup).await;
             let before = receiver.received.load(Ordering::Relaxed);
+            let cpu = CpuMark::now(Some(run.pid));
             let (histogram, events, elapsed) =
                 drive(&run, &receiver, &calls, size, workers, run.duration).await;
             let all = receiver.received.load(Ordering::Relaxed) - before;
+            // Per event SAP received; the connector's share includes the simulator and
+            // the control requests that cause the events.
+            let cpu_per_event = cpu.per(all);
             let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
             println!(
                 "{}",
@@ -1118,6 +1122,7 @@ async fn events(run: EventsRun) {
                     "p999_ms": ms(0.999),
                     "max_ms": histogram.max() as f64 / 1000.0,
                     "rss_bytes_after": rss(run.pid),
+                    "cpu_per_event": cpu_per_event,
                 })
             );
         }
