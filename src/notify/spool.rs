@@ -323,26 +323,52 @@ impl Spool {
     }
 }
 
+/// Most changes taken into one commit (beyond the first).
+const MAX_BATCH: usize = 4096;
+/// Commits of at least this many changes count as "under load".
+const LINGER_FROM: usize = 16;
+/// How long a commit under load waits for more changes.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
+
 /// The writer thread: commits everything waiting in one transaction, then tells the
 /// outboxes which events are durable. Ends when every [`Spool`] handle is gone.
 fn writer(mut store: impl SpoolStore, rx: std_mpsc::Receiver<Message>, failures: Arc<AtomicU64>) {
     let mut closing = None;
+    let mut last_batch = 0usize;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
         let mut ops = Vec::new();
         let mut durable = Vec::new();
-        for message in std::iter::once(first).chain(rx.try_iter().take(4096)) {
-            match message {
-                Message::Op(op, mark) => {
-                    ops.push(op);
-                    durable.extend(mark);
-                }
-                Message::Close(done) => {
-                    closing = Some(done);
+        let mut take = |message: Message, closing: &mut Option<_>| match message {
+            Message::Op(op, mark) => {
+                ops.push(op);
+                durable.extend(mark);
+                true
+            }
+            Message::Close(done) => {
+                *closing = Some(done);
+                false
+            }
+        };
+        let mut open = take(first, &mut closing);
+        for message in rx.try_iter().take(MAX_BATCH) {
+            open = take(message, &mut closing);
+            if !open {
+                break;
+            }
+        }
+        // Under load (the last commit was a big one), linger briefly so this commit takes
+        // more events: the commit's cost (page writes and an fdatasync) is per commit,
+        // not per event. A lone event at light load is committed at once.
+        if open && last_batch >= LINGER_FROM {
+            std::thread::sleep(LINGER);
+            for message in rx.try_iter().take(MAX_BATCH) {
+                if !take(message, &mut closing) {
                     break;
                 }
             }
         }
+        last_batch = ops.len();
         if let Err(e) = store.apply(&ops) {
             failures.fetch_add(1, Ordering::Relaxed);
             // Delivery matters more than the copy on disk: the events still go out from
