@@ -328,7 +328,7 @@ const MAX_BATCH: usize = 4096;
 /// Commits of at least this many changes count as "under load".
 const LINGER_FROM: usize = 16;
 /// How long a commit under load waits for more changes.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// The writer thread: commits everything waiting in one transaction, then tells the
 /// outboxes which events are durable. Ends when every [`Spool`] handle is gone.
