@@ -176,6 +176,9 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<(Config, Option<PathBuf>
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, path, source) = load_config(config_path)?;
     let log = logging::init(&config.logging)?;
+    // The reload task owns `log` and is aborted at shutdown; this clone keeps the log
+    // writer until after the last line ("stopped").
+    let _log_writer = log.clone();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         // Registered before anything is bound, so a signal can never find the default

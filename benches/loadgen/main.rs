@@ -947,14 +947,23 @@ async fn connect_phase(run: &Rc<ConnectRun>, count: usize) -> (Histogram<u64>, u
             (histogram, answered)
         }));
     }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut answered = 0;
-    for task in tasks {
-        let (h, a) = task.await.expect("connect task");
-        histogram.add(h).unwrap();
-        answered += a;
-    }
+    let (histogram, answered) = gather(tasks, "connect task").await;
     (histogram, answered, start.elapsed())
+}
+
+/// Waits for every task and adds up their latency histograms and counts.
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<(Histogram<u64>, u64)>>,
+    what: &str,
+) -> (Histogram<u64>, u64) {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut total = 0;
+    for task in tasks {
+        let (h, n) = task.await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        histogram.add(h).unwrap();
+        total += n;
+    }
+    (histogram, total)
 }
 
 async fn connect(run: ConnectRun) {
@@ -1212,12 +1221,6 @@ async fn drive(
             (histogram, events)
         }));
     }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut events = 0;
-    for task in tasks {
-        let (h, e) = task.await.expect("driver");
-        histogram.add(h).unwrap();
-        events += e;
-    }
+    let (histogram, events) = gather(tasks, "driver").await;
     (histogram, events, start.elapsed())
 }

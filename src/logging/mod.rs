@@ -60,11 +60,13 @@ pub enum LoggingError {
     AlreadySet,
 }
 
-/// The installed logging: keeps the file writer alive and changes the level at run time.
-/// Drop it last: dropping it flushes what is still buffered to the file.
+/// The installed logging: keeps the log writer alive and changes the level at run time.
+/// Clones share the writer; it writes out what is pending and stops when the last clone
+/// is dropped, so keep one until the process's last line is logged.
+#[derive(Clone)]
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
-    _guard: Option<BatchGuard>,
+    _guard: Option<std::sync::Arc<BatchGuard>>,
 }
 
 impl std::fmt::Debug for LogHandle {
@@ -136,7 +138,7 @@ pub fn init(config: &LoggingConfig) -> Result<LogHandle, LoggingError> {
     set_capture_users(config.capture_users.iter().cloned());
     Ok(LogHandle {
         filter: handle,
-        _guard: guard,
+        _guard: guard.map(std::sync::Arc::new),
     })
 }
 
