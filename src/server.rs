@@ -219,7 +219,9 @@ impl Soap {
         let request = soap::parse_request_with(body, limits)?;
         log.user = request.headers.user.clone();
         log.operation = Some(request.operation_name().to_string());
-        let resolved = ici::resolve(&request)?;
+        let (spec, how) = ici::catalog::lookup(request.namespace(), request.operation_name())?;
+        log.known_operation = Some(spec.name);
+        let resolved = ici::resolve_as(&request, spec, how)?;
         if resolved.how == Match::ByNameOnly {
             warn!(
                 namespace = request.namespace().unwrap_or(""),
@@ -227,7 +229,6 @@ impl Soap {
                 "operation in an unknown namespace accepted by its name"
             );
         }
-        log.known_operation = Some(resolved.spec.name);
         log.call = resolved.operation.call_id().map(str::to_string);
         // Answer in the namespace the request used, so the client finds its response.
         let namespace = request

@@ -283,11 +283,20 @@ async fn metrics_readyz_status_page_and_capture_switch() {
 
     let unknown = envelope_as("MAGENT", "User", "noSuchOperation", "");
     server.post(unknown).await;
+    // A known operation with a wrong parameter is counted under its own name.
+    let no_call = envelope_as("MAGENT", "PhoneCall", "hold", "");
+    server.post(no_call).await;
     let again = server.request(true, "GET", "/metrics", &[], "").await.body;
     assert!(
         sample(
             &again,
             r#"ici_soap_requests_total{op="other",outcome="client_fault"}"#
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &again,
+            r#"ici_soap_requests_total{op="hold",outcome="client_fault"}"#
         ) >= 1.0
     );
 

@@ -191,6 +191,12 @@ pub struct Resolved {
 /// unknown operation, a missing parameter or a wrong type).
 pub fn resolve(request: &Request) -> Result<Resolved, Fault> {
     let (spec, how) = catalog::lookup(request.namespace(), request.operation_name())?;
+    resolve_as(request, spec, how)
+}
+
+/// [`resolve`] for a request already looked up in the catalog (the SOAP listener labels
+/// its metrics with the operation even when the parameters are wrong).
+pub fn resolve_as(request: &Request, spec: &'static OpSpec, how: Match) -> Result<Resolved, Fault> {
     let args = Args::new(request, spec);
     let operation = match spec.interface {
         Interface::System => system::parse(spec.name, &args)?,
