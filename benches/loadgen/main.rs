@@ -658,9 +658,16 @@ async fn log_in(soap: &mut Conn, receiver: &Receiver, index: usize, extension: &
     .await;
 }
 
-/// Rings agent `index`; returns the call id once SAP got its `alerting`.
-async fn ring(admin: &mut Conn, receiver: &Receiver, index: usize, extension: &str) -> String {
+/// Rings agent `index`; returns the call id once SAP got its `alerting`, and the time from
+/// the control request's send to the event's arrival.
+async fn ring(
+    admin: &mut Conn,
+    receiver: &Receiver,
+    index: usize,
+    extension: &str,
+) -> (String, Duration) {
     let rx = receiver.expect(index, "alerting", None);
+    let sent = Instant::now();
     let answer = admin
         .sim(
             "/calls",
@@ -668,9 +675,9 @@ async fn ring(admin: &mut Conn, receiver: &Receiver, index: usize, extension: &s
         )
         .await;
     let call = answer["callId"].as_str().expect("callId").to_string();
-    let (_, got) = wait(rx, "alerting").await;
+    let (at, got) = wait(rx, "alerting").await;
     assert_eq!(got, call, "alerting for another call");
-    call
+    (call, at - sent)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -708,7 +715,7 @@ async fn soap_bodies(run: &SoapRun, receiver: Option<&Receiver>) -> Vec<Vec<Byte
     for index in 0..run.connections {
         let extension = (300000 + index).to_string();
         log_in(&mut soap, receiver, index, &extension).await;
-        let call = ring(&mut control, receiver, index, &extension).await;
+        let (call, _) = ring(&mut control, receiver, index, &extension).await;
         let u = user(index);
         let rx = receiver.expect(index, "connected", Some(call.clone()));
         soap.soap(envelope(
@@ -1157,7 +1164,7 @@ async fn grow(run: &Rc<EventsRun>, receiver: &Rc<Receiver>, calls: &Calls, from:
                 let extension = (run.first_extension + index as u64).to_string();
                 log_in(&mut soap, &receiver, index, &extension).await;
                 for _ in 0..run.calls {
-                    let call = ring(&mut admin, &receiver, index, &extension).await;
+                    let (call, _) = ring(&mut admin, &receiver, index, &extension).await;
                     calls.borrow_mut()[index].push_back(call);
                 }
             }
@@ -1199,18 +1206,8 @@ async fn drive(
                     .await;
                 let (at, _) = wait(rx, "dropped").await;
                 histogram.saturating_record((at - sent).as_micros().max(1) as u64);
-                let rx = receiver.expect(index, "alerting", None);
-                let sent = Instant::now();
-                let answer = admin
-                    .sim(
-                        "/calls",
-                        json!({"from": format!("+4930{index:06}"), "to": extension}),
-                    )
-                    .await;
-                let call = answer["callId"].as_str().expect("callId").to_string();
-                let (at, got) = wait(rx, "alerting").await;
-                assert_eq!(got, call);
-                histogram.saturating_record((at - sent).as_micros().max(1) as u64);
+                let (call, latency) = ring(&mut admin, &receiver, index, &extension).await;
+                histogram.saturating_record(latency.as_micros().max(1) as u64);
                 calls.borrow_mut()[index].push_back(call);
                 events += 2;
                 index += workers;
