@@ -23,10 +23,8 @@ if ! cargo deb --version >/dev/null 2>&1; then
     cargo install cargo-deb --locked --quiet
 fi
 
-# The Debian mirror this machine already uses.
-mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-    | grep -v security | head -n1 || true)
-mirror=${mirror:-http://deb.debian.org/debian}
+# The Debian mirror this machine already uses (one helper for every debootstrap here).
+mirror=$(bash scripts/debian-mirror.sh)
 
 echo "== building the package"
 # ICI_DEB_PROFILE=dev packages the debug build the tests already made (CI: minutes

@@ -128,3 +128,55 @@ fn runs_answers_and_stops_on_sigterm() {
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
     process.stop_after_signal();
 }
+
+/// Runs scripts/debian-mirror.sh against an apt folder made of `files` (name, content).
+fn debian_mirror(files: &[(&str, &str)]) -> String {
+    let apt = tempfile::tempdir().unwrap();
+    std::fs::create_dir(apt.path().join("sources.list.d")).unwrap();
+    for (name, content) in files {
+        std::fs::write(apt.path().join(name), content).unwrap();
+    }
+    let out = Command::new("bash")
+        .arg(root("scripts/debian-mirror.sh"))
+        .arg(apt.path())
+        .env_remove("ICI_DEBIAN_MIRROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A fresh Debian 12 image comments a snapshot URL above `URIs:`; debootstrap must get the
+/// live mirror, never the frozen snapshot (it made the package and Asterisk tests fail on
+/// every machine without a cached root).
+#[test]
+fn debian_mirror_skips_comments_and_security_mirrors() {
+    let deb822 = "Types: deb\n\
+                  # http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
+                  URIs: http://mirror.example/debian\n\
+                  Suites: bookworm bookworm-updates\n\n\
+                  Types: deb\n\
+                  # http://snapshot.debian.org/archive/debian-security/20250520T000000Z\n\
+                  URIs: http://mirror.example/debian-security\n\
+                  Suites: bookworm-security\n";
+    assert_eq!(
+        debian_mirror(&[("sources.list.d/debian.sources", deb822)]),
+        "http://mirror.example/debian"
+    );
+    let one_line = "# deb http://snapshot.debian.org/archive/debian/20250520T000000Z bookworm main\n\
+                    deb-src http://src.example/debian bookworm main\n\
+                    deb [arch=amd64] http://list.example/debian bookworm main\n";
+    assert_eq!(
+        debian_mirror(&[("sources.list", one_line)]),
+        "http://list.example/debian"
+    );
+    // Disabled files and other vendors' repositories are not Debian mirrors.
+    let other = "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\n";
+    assert_eq!(
+        debian_mirror(&[
+            ("sources.list.d/nodesource.sources", other),
+            ("sources.list.d/debian.sources.disabled", deb822),
+        ]),
+        "http://deb.debian.org/debian"
+    );
+}

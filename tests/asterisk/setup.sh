@@ -71,21 +71,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-mirror() {
-    if [ -n "${ICI_DEBIAN_MIRROR:-}" ]; then
-        echo "$ICI_DEBIAN_MIRROR"
-        return
-    fi
-    local m
-    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' |
-        grep -v -- '-security' | head -n1 || true)
-    if [ -z "$m" ]; then
-        m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-            awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' |
-            grep -v -- '-security' | head -n1 || true)
-    fi
-    echo "${m:-http://deb.debian.org/debian}"
-}
+# The Debian mirror this machine already uses (honours ICI_DEBIAN_MIRROR).
+mirror() { bash "$here/../../scripts/debian-mirror.sh"; }
 
 mounted() { mountpoint -q "$1"; }
 mount_all() {
