@@ -12,7 +12,7 @@
 //! | `ici_events_queued_total` | counter | |
 //! | `ici_events_delivered_total` | counter | `event` |
 //! | `ici_events_retried_total` | counter | `event` |
-//! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`) |
+//! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`, `rejected`) |
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |

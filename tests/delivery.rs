@@ -192,3 +192,62 @@ async fn ghost_interactions_are_reaped_after_the_maximum_age() {
     assert!(calls.ret().children.is_empty());
     server.stop().await;
 }
+
+fn sequences(events: &[Received]) -> Vec<u64> {
+    events.iter().map(|e| e.sequence.unwrap()).collect()
+}
+
+/// A sample of `/metrics`: the value of the first line starting with `prefix`, 0 without one.
+async fn metric(api: &Endpoints, prefix: &str) -> f64 {
+    let metrics = api.request(true, "GET", "/metrics", &[], "").await.body;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// SAP answering 200 with a 10 MB body has taken the event: one attempt per event, and the
+/// next event follows at once.
+#[tokio::test]
+async fn a_2xx_with_a_large_body_is_one_delivery() {
+    let server = TestServer::start(&config("")).await;
+    let mut fake = FakeSap::start().await;
+    fake.set_mode(Mode::Body {
+        status: 200,
+        bytes: 10 * 1024 * 1024,
+    });
+    server.log_in("A1", "2001", &fake.url, "IC-A1", 2).await;
+    let call = ring(&server, "2001").await;
+    hang_up(&server, &call).await;
+    let events = fake.next_events(3).await;
+    assert_eq!(sequences(&events), [1, 2, 3], "each event once, in order");
+    assert_eq!(fake.requests(), 3, "one attempt per event");
+    server.stop().await;
+}
+
+/// SAP refusing one event with 400 costs that event (counted, and its sequence number is
+/// a gap), not the subscription: the next event is delivered.
+#[tokio::test]
+async fn a_400_drops_that_event_and_the_next_one_is_delivered() {
+    let server = TestServer::start(&config("")).await;
+    let mut fake = FakeSap::start().await;
+    fake.set_mode(Mode::Status(400));
+    let rejected = r#"ici_events_dropped_total{reason="rejected"}"#;
+    let before = metric(&server, rejected).await;
+    server.log_in("A1", "2001", &fake.url, "IC-A1", 2).await;
+    fake.wait_requests(1).await;
+    fake.set_mode(Mode::Ok);
+    let call = ring(&server, "2001").await;
+    let alerting = fake.next_event().await;
+    assert_eq!(
+        alerting.sequence,
+        Some(2),
+        "event 1 was dropped, not retried"
+    );
+    assert_eq!(state(&alerting), "alerting");
+    assert_eq!(fake.requests(), 2, "the 400 was not retried");
+    assert_eq!(metric(&server, rejected).await - before, 1.0);
+    hang_up(&server, &call).await;
+    assert_eq!(fake.next_event().await.sequence, Some(3));
+    server.stop().await;
+}

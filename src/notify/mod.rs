@@ -10,15 +10,27 @@
 //!
 //! Delivery (`drain`): `POST` with `Content-Type: text/xml; charset=utf-8` and
 //! `SOAPAction: "urn:IciEventInterface#<event>"`, HTTP/1.1 keep-alive through one shared
-//! connection pool.
-//! - 2xx with a complete response: delivered, the next event goes out.
-//! - 401 or 404: SAP's IC session behind this URL has ended (ICI.md, section 1). That is
+//! connection pool. What SAP's answer means, by status class:
+//! - **2xx**: delivered, whatever the body; the next event goes out. At most
+//!   64 KiB of the body is read (SAP's answer is an empty SOAP envelope); a longer or
+//!   slower body is not waited for: its connection is closed instead of going back to
+//!   the pool. A connection that breaks inside a short body is a failure (retried).
+//! - **401 or 404**: SAP's IC session behind this URL has ended (ICI.md, section 1). That is
 //!   normal: logged at info, [`Feedback::Ended`] with [`EndReason::SessionGone`] is sent once,
 //!   the rest of the outbox is dropped and the task stops.
-//! - Anything else (connection refused, reset or closed mid-response, no complete answer
-//!   within [`NotifierSettings::request_timeout`], 5xx, any other status): the **same** event
-//!   is retried after a capped exponential backoff with jitter, for as long as the
-//!   subscription exists; later events wait behind it.
+//! - **408, 429, 5xx**, and no answer at all (connection refused, reset or closed
+//!   mid-response, no answer within [`NotifierSettings::request_timeout`]): SAP may take
+//!   the event later. The **same** event is
+//!   retried after a capped exponential backoff with jitter, for as long as the
+//!   subscription exists; later events wait behind it. A `Retry-After` on 429 or 503
+//!   lengthens the pause, up to [`NotifierSettings::retry_max`].
+//! - **Any other status** (400, 403, 405, 413, 415, 422, ..., and 3xx): SAP refuses this
+//!   event and would refuse it again. The event is **dropped**: logged at error with the
+//!   subscription, sequence, status and the start of SAP's answer, counted as
+//!   `ici_events_dropped_total{reason="rejected"}`, and the next event goes out. The
+//!   subscription lives on, so the agent keeps getting later calls; its sequence number
+//!   is a gap SAP can see. (Ending the subscription instead would turn one bad event
+//!   into an agent without screen pops until the next login.)
 //!
 //! **Duplicates.** A request that timed out (or whose connection broke after SAP read it) may
 //! still have been processed by SAP, so its retry can deliver the same event twice. Events
