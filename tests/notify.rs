@@ -4,10 +4,11 @@
 mod common;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ici_connector::notify::{
-    EndReason, Feedback, Notifier, NotifierSettings, OutboundEvent, Outbox, PushError,
+    Destinations, EndReason, Feedback, Notifier, NotifierSettings, OutboundEvent, Outbox, PushError,
 };
 use ici_connector::soap::{Value, write_call};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -496,4 +497,55 @@ async fn retry_after_is_honoured_up_to_retry_max() {
     capped.wait_requests(2).await;
     capped.set_mode(Mode::Ok);
     assert_eq!(capped.next_event().await.sequence, Some(1));
+}
+
+/// Even when the appURL's name resolves to our own listener only at connect time (DNS
+/// moved it after the subscription), no connection is made to it.
+#[tokio::test]
+async fn no_connection_to_our_own_listener_whatever_the_name() {
+    let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    own.set_nonblocking(true).unwrap();
+    let own_addr = own.local_addr().unwrap();
+    let (notifier, _feedback) = notifier(NotifierSettings {
+        destinations: Arc::new(Destinations::new([own_addr], &[])),
+        ..settings()
+    });
+    let url = format!("http://localhost:{}/sap/events", own_addr.port());
+    let outbox = open(&notifier, 1, &url);
+    outbox.push(call_event("APP1", 1)).unwrap();
+    wait_until("two refused attempts", || outbox.failed_attempts() >= 2).await;
+    let accepted = own.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached our listener: {accepted:?}"
+    );
+    let last = outbox.last_delivery().unwrap();
+    assert!(last.contains("own listener"), "{last}");
+    assert_eq!(
+        outbox.depth(),
+        1,
+        "kept, and retried while the subscription lives"
+    );
+}
+
+/// With `[events] allow` set, no connection goes to an address outside it.
+#[tokio::test]
+async fn no_connection_outside_the_allow_list() {
+    let mut sap = FakeSap::start().await;
+    let outside = |allow: &str| NotifierSettings {
+        destinations: Arc::new(Destinations::new([], &[allow.to_string()])),
+        ..settings()
+    };
+    let (refusing, _feedback) = notifier(outside("192.0.2.0/24"));
+    let refused = open(&refusing, 1, &sap.url);
+    refused.push(call_event("APP1", 1)).unwrap();
+    wait_until("two refused attempts", || refused.failed_attempts() >= 2).await;
+    assert_eq!(sap.connections(), 0);
+    let last = refused.last_delivery().unwrap();
+    assert!(last.contains("not in [events] allow"), "{last}");
+
+    let (allowing, _feedback) = notifier(outside("127.0.0.0/8"));
+    let allowed = open(&allowing, 2, &sap.url);
+    allowed.push(call_event("APP2", 1)).unwrap();
+    assert_eq!(sap.next_event().await.app_ids, ["APP2"]);
 }

@@ -450,7 +450,7 @@ mod tests {
             id: 1,
             url: format!("http://{addr}/sap/events").parse().unwrap(),
             shared: shared.clone(),
-            client: Arc::new(super::super::http_client(None)),
+            client: Arc::new(super::super::http_client(None, Arc::default())),
             settings: Arc::new(NotifierSettings {
                 retry_min: Duration::from_millis(10),
                 retry_max: Duration::from_millis(20),
