@@ -102,6 +102,8 @@ pub enum RunError {
     SwitchUnavailable(SwitchKind),
     #[error("[tls]: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("cannot read a listener's address: {0}")]
+    Listener(#[source] std::io::Error),
 }
 
 /// Runs the connector until `shutdown` completes (or fails at once when the TLS files in
@@ -128,6 +130,10 @@ pub async fn run_live(
 ) -> Result<(), RunError> {
     let config = live.borrow().clone();
     metrics::install();
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "configuration");
+    }
+    let (soap_addr, admin_addr) = listeners.addresses().map_err(RunError::Listener)?;
     // TLS files are read before anything starts, so a bad certificate stops the start.
     let server_tls = if config.tls.enabled {
         Some(tls::ServerTls::load(&config.tls)?)
@@ -155,6 +161,11 @@ pub async fn run_live(
     let notifier = notify::Notifier::with_spool(
         notify::NotifierSettings {
             tls: Some(outbound_tls),
+            // Events never go to our own listeners (as bound: port 0 is resolved here).
+            destinations: Arc::new(notify::Destinations::new(
+                [soap_addr, admin_addr],
+                &config.events.allow,
+            )),
             ..notifier_settings(&config)
         },
         feedback_tx,

@@ -110,6 +110,9 @@ fn check_config(file: &Path) -> ExitCode {
         Ok(config) => {
             print!("{}", config.effective_toml());
             eprintln!("{}: configuration is valid", file.display());
+            for warning in config.warnings() {
+                eprintln!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

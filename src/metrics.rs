@@ -12,7 +12,8 @@
 //! | `ici_events_queued_total` | counter | |
 //! | `ici_events_delivered_total` | counter | `event` |
 //! | `ici_events_retried_total` | counter | `event` |
-//! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`) |
+//! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`, `rejected`) |
+//! | `ici_subscriptions_refused_total` | counter | `reason` (`app_url`, `max_subscriptions_per_target`, `max_subscriptions`) |
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
@@ -96,6 +97,10 @@ fn describe() {
         "failed delivery attempts that will be retried"
     );
     describe_counter!("ici_events_dropped_total", "events that never reached SAP");
+    describe_counter!(
+        "ici_subscriptions_refused_total",
+        "subscribe requests refused (appURL not allowed, or a subscription cap reached)"
+    );
     describe_histogram!(
         "ici_event_delivery_duration_seconds",
         Unit::Seconds,
@@ -173,6 +178,11 @@ pub fn events_dropped(reason: &'static str, count: u64) {
     if count > 0 {
         metrics::counter!("ici_events_dropped_total", "reason" => reason).increment(count);
     }
+}
+
+/// A `subscribe*` was refused for `reason`.
+pub fn subscription_refused(reason: &'static str) {
+    metrics::counter!("ici_subscriptions_refused_total", "reason" => reason).increment(1);
 }
 
 /// The whole `/metrics` page: recorded counters and histograms, then the state gauges of

@@ -2,7 +2,8 @@
 //! file now, what can be applied to the running process, and what needs a restart.
 //!
 //! Applied at once: `logging.level` and `logging.capture_users`; the workmode mapping
-//! (`[workmodes]`) and `[numbers]`, which the session manager reads per operation; and the
+//! (`[workmodes]`) and `[numbers]`, which the session manager reads per operation; the
+//! subscription caps (`events.max_subscriptions*`, read per `subscribe*`); and the
 //! per-request limits (body size, request timeout, XML bounds). Everything else is
 //! reported key by key as "needs restart" and keeps its old value until then (listeners'
 //! connection settings, TLS files — those reload on their own —, the switch link, the
@@ -28,6 +29,8 @@ pub const RELOADABLE: &[&str] = &[
     "limits.max_xml_elements",
     "limits.max_xml_text_bytes",
     "limits.max_xml_attribute_bytes",
+    "events.max_subscriptions_per_target",
+    "events.max_subscriptions",
 ];
 
 /// Whether `key` changes at run time.

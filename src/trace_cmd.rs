@@ -174,6 +174,13 @@ pub fn render(lines: &[LogLine], query: &TraceQuery) -> String {
                     .map(|r| format!("; retry in {r} ms"))
                     .unwrap_or_default()
             ),
+            m if m.starts_with("SAP refused the event") => format!(
+                "us -> SAP   {} #{}{call}: HTTP {}: REFUSED by SAP, event dropped ({})",
+                f("event"),
+                f("sequence"),
+                f("status"),
+                f("answer")
+            ),
             "SAP no longer knows this session" => format!(
                 "us -> SAP   {} #{}{call}: HTTP {}: SAP's session has ended",
                 f("event"),
@@ -514,6 +521,19 @@ not a log line"#;
         only.call = Some("sim-9".into());
         let story = select(lines, &only, SystemTime::now());
         assert_eq!(story.len(), 1);
+    }
+
+    #[test]
+    fn a_refused_event_is_in_the_story() {
+        let line = r#"2026-05-01T10:42:01.200000Z ERROR outbox{subscription=3 url=http://127.0.0.1:9/sap}:notify{event="phoneCallChanged" attempt=1}: ici_connector::notify::drain: SAP refused the event: dropped, the next one follows subscription=3 user=AGENT1 call="sim-7" event="phoneCallChanged" sequence=2 attempt=1 status=400 latency_ms=3 answer="bad request""#;
+        let lines: Vec<_> = parse_line(line).into_iter().collect();
+        let text = render(&lines, &query("AGENT1"));
+        assert!(
+            text.contains(
+                "us -> SAP   phoneCallChanged #2 call sim-7: HTTP 400: REFUSED by SAP, event dropped (bad request)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -99,6 +99,28 @@ fn check_config_names_every_problem_and_fails() {
 }
 
 #[test]
+fn check_config_warns_when_soap_is_open_and_events_may_go_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("open.toml");
+    let check = |toml: &str| {
+        std::fs::write(&file, toml).unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "a warning is not an error");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = check("[soap]\nlisten = \"0.0.0.0:8080\"\n");
+    assert!(stderr.contains("warning: events.allow:"), "{stderr}");
+    let stderr = check("[soap]\nlisten = \"0.0.0.0:8080\"\n[events]\nallow = [\"10.0.0.0/8\"]\n");
+    assert!(!stderr.contains("events.allow"), "{stderr}");
+    let stderr = check("[soap]\nlisten = \"127.0.0.1:8080\"\n");
+    assert!(!stderr.contains("events.allow"), "{stderr}");
+}
+
+#[test]
 fn runs_answers_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.toml");

@@ -4,10 +4,11 @@
 mod common;
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ici_connector::notify::{
-    EndReason, Feedback, Notifier, NotifierSettings, OutboundEvent, Outbox, PushError,
+    Destinations, EndReason, Feedback, Notifier, NotifierSettings, OutboundEvent, Outbox, PushError,
 };
 use ici_connector::soap::{Value, write_call};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -388,4 +389,163 @@ async fn session_gone_after_the_outbox_was_dropped_is_not_reported() {
     let Feedback::Ended { id, reason } = within("feedback", feedback.recv()).await.unwrap();
     assert_eq!((id, reason), (2, EndReason::SessionGone { status: 401 }));
     assert_eq!(sap.requests(), 2);
+}
+
+/// A 2xx is a delivery whatever its body: a 10 MB one is cut off after a bounded read, and
+/// its connection is closed rather than reused.
+#[tokio::test]
+async fn large_2xx_body_is_one_delivery_on_a_fresh_connection_each() {
+    let mut sap = FakeSap::start().await;
+    sap.set_mode(Mode::Body {
+        status: 200,
+        bytes: 10 * 1024 * 1024,
+    });
+    let (notifier, _feedback) = notifier(settings());
+    let outbox = open(&notifier, 1, &sap.url);
+    outbox.push(call_event("APP1", 1)).unwrap();
+    outbox.push(call_event("APP1", 2)).unwrap();
+    assert_eq!(sequences(&sap.next_events(2).await), [1, 2]);
+    wait_until("acknowledged", || outbox.depth() == 0).await;
+    assert_eq!(sap.requests(), 2, "no retry");
+    assert_eq!(
+        sap.connections(),
+        2,
+        "an unread body's connection is not reused"
+    );
+    assert_eq!(outbox.failed_attempts(), 0);
+}
+
+/// Statuses SAP would answer again the same way (other 4xx, 3xx) drop that event only.
+#[tokio::test]
+async fn refusing_statuses_drop_the_event_and_the_next_follows() {
+    let mut sap = FakeSap::start().await;
+    let (notifier, _feedback) = notifier(settings());
+    let outbox = open(&notifier, 1, &sap.url);
+    let mut sequence = 0;
+    for code in [400, 403, 405, 413, 415, 422, 302] {
+        sap.set_mode(Mode::Status(code));
+        let before = sap.requests();
+        sequence += 1;
+        outbox.push(call_event("APP1", sequence)).unwrap();
+        sap.wait_requests(before + 1).await;
+        sap.set_mode(Mode::Ok);
+        sequence += 1;
+        outbox.push(call_event("APP1", sequence)).unwrap();
+        assert_eq!(
+            sap.next_event().await.sequence,
+            Some(sequence),
+            "after {code} the refused event is not sent again"
+        );
+        assert_eq!(sap.requests(), before + 2, "{code}: one attempt each");
+    }
+    assert_eq!(
+        outbox.failed_attempts(),
+        0,
+        "a refusal is not a failed attempt"
+    );
+    assert!(outbox.is_open(), "the subscription goes on");
+}
+
+/// 408, 429 and 5xx may pass: the same event is retried until SAP takes it.
+#[tokio::test]
+async fn transient_statuses_are_retried() {
+    let mut sap = FakeSap::start().await;
+    let (notifier, _feedback) = notifier(settings());
+    let outbox = open(&notifier, 1, &sap.url);
+    for (sequence, code) in (1..).zip([408, 429, 502, 503, 504]) {
+        sap.set_mode(Mode::Status(code));
+        let before = sap.requests();
+        outbox.push(call_event("APP1", sequence)).unwrap();
+        sap.wait_requests(before + 2).await;
+        sap.set_mode(Mode::Ok);
+        assert_eq!(sap.next_event().await.sequence, Some(sequence), "{code}");
+    }
+    assert!(outbox.failed_attempts() >= 10);
+}
+
+/// A 503 with `Retry-After` waits that long before the retry, but never beyond
+/// `retry_max`.
+#[tokio::test]
+async fn retry_after_is_honoured_up_to_retry_max() {
+    let mut sap = FakeSap::start().await;
+    sap.set_mode(Mode::RetryAfter {
+        status: 503,
+        value: "1".into(),
+    });
+    let (patient, _feedback) = notifier(NotifierSettings {
+        retry_max: Duration::from_secs(5),
+        ..settings()
+    });
+    let outbox = open(&patient, 1, &sap.url);
+    outbox.push(call_event("APP1", 1)).unwrap();
+    sap.wait_requests(1).await;
+    let refused_at = Instant::now();
+    sap.set_mode(Mode::Ok);
+    assert_eq!(sap.next_event().await.sequence, Some(1));
+    let waited = refused_at.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    // An hour is asked for; retry_max (100 ms here) wins.
+    let mut capped = FakeSap::start().await;
+    capped.set_mode(Mode::RetryAfter {
+        status: 429,
+        value: "3600".into(),
+    });
+    let (notifier, _feedback) = notifier(settings());
+    let outbox = open(&notifier, 2, &capped.url);
+    outbox.push(call_event("APP1", 1)).unwrap();
+    capped.wait_requests(2).await;
+    capped.set_mode(Mode::Ok);
+    assert_eq!(capped.next_event().await.sequence, Some(1));
+}
+
+/// Even when the appURL's name resolves to our own listener only at connect time (DNS
+/// moved it after the subscription), no connection is made to it.
+#[tokio::test]
+async fn no_connection_to_our_own_listener_whatever_the_name() {
+    let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    own.set_nonblocking(true).unwrap();
+    let own_addr = own.local_addr().unwrap();
+    let (notifier, _feedback) = notifier(NotifierSettings {
+        destinations: Arc::new(Destinations::new([own_addr], &[])),
+        ..settings()
+    });
+    let url = format!("http://localhost:{}/sap/events", own_addr.port());
+    let outbox = open(&notifier, 1, &url);
+    outbox.push(call_event("APP1", 1)).unwrap();
+    wait_until("two refused attempts", || outbox.failed_attempts() >= 2).await;
+    let accepted = own.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached our listener: {accepted:?}"
+    );
+    let last = outbox.last_delivery().unwrap();
+    assert!(last.contains("own listener"), "{last}");
+    assert_eq!(
+        outbox.depth(),
+        1,
+        "kept, and retried while the subscription lives"
+    );
+}
+
+/// With `[events] allow` set, no connection goes to an address outside it.
+#[tokio::test]
+async fn no_connection_outside_the_allow_list() {
+    let mut sap = FakeSap::start().await;
+    let outside = |allow: &str| NotifierSettings {
+        destinations: Arc::new(Destinations::new([], &[allow.to_string()])),
+        ..settings()
+    };
+    let (refusing, _feedback) = notifier(outside("192.0.2.0/24"));
+    let refused = open(&refusing, 1, &sap.url);
+    refused.push(call_event("APP1", 1)).unwrap();
+    wait_until("two refused attempts", || refused.failed_attempts() >= 2).await;
+    assert_eq!(sap.connections(), 0);
+    let last = refused.last_delivery().unwrap();
+    assert!(last.contains("not in [events] allow"), "{last}");
+
+    let (allowing, _feedback) = notifier(outside("127.0.0.0/8"));
+    let allowed = open(&allowing, 2, &sap.url);
+    allowed.push(call_event("APP2", 1)).unwrap();
+    assert_eq!(sap.next_event().await.app_ids, ["APP2"]);
 }

@@ -107,6 +107,13 @@ impl Config {
         }
     }
 
+    /// Settings that are valid but probably unsafe (e.g. SOAP reachable from the network
+    /// with no `[events] allow`), each as `key: why`. `check-config` prints them and the
+    /// server logs them at start.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        validate::warnings(self)
+    }
+
     /// Check a configuration built in code (tests, tools) the same way a file is checked.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let problems = validate::validate(self);
@@ -593,6 +600,22 @@ pub struct EventsConfig {
     /// `"coalesce"` or `"end_subscription"`. Default `"end_subscription"`: SAP notices and
     /// resubscribes, rather than silently missing events.
     pub overflow: OverflowPolicy,
+    /// Most subscriptions one user or container may have (each `subscribeUser` /
+    /// `subscribeContainer` with its own appURL or appId counts; repeating one does not);
+    /// past it `subscribe*` gets a Client fault. Default 16: SAP subscribes once or twice
+    /// per IC session, and stale ones end at their first event (401/404). Bounds how many
+    /// POSTs one event can cause.
+    pub max_subscriptions_per_target: usize,
+    /// Most subscriptions over all users and containers; past it `subscribe*` gets a
+    /// Server fault. Default 10000 (several per agent of a large contact center). Bounds
+    /// open connections and delivery tasks.
+    pub max_subscriptions: usize,
+    /// Hosts (`"sap.example.com"`, matched by name, case-insensitive) and networks
+    /// (`"10.20.30.0/24"`, or single addresses) events may be delivered to; an appURL
+    /// elsewhere is refused at subscribe time, and no connection is made to an address
+    /// outside it. Default empty: any, except the connector's own listeners, which are
+    /// always refused. Set it when the SOAP listener is reachable from the network.
+    pub allow: Vec<String>,
 }
 
 impl Default for EventsConfig {
@@ -605,6 +628,9 @@ impl Default for EventsConfig {
             max_queue_total: 1_000_000,
             data_dir: PathBuf::from("data"),
             overflow: OverflowPolicy::EndSubscription,
+            max_subscriptions_per_target: 16,
+            max_subscriptions: 10_000,
+            allow: Vec::new(),
         }
     }
 }

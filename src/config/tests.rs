@@ -85,6 +85,9 @@ fn defaults() {
     assert_eq!(c.events.max_queue_total, 1_000_000);
     assert_eq!(c.events.data_dir, PathBuf::from("data"));
     assert_eq!(c.events.overflow, OverflowPolicy::EndSubscription);
+    assert_eq!(c.events.max_subscriptions_per_target, 16);
+    assert_eq!(c.events.max_subscriptions, 10_000);
+    assert!(c.events.allow.is_empty());
     assert_eq!(c.logging.level, "info");
     assert_eq!(c.logging.directory, None);
     assert_eq!(c.logging.rotation, LogRotation::Daily);
@@ -486,6 +489,58 @@ data_dir = ""
     assert_eq!(
         error_keys("[events]\nmax_queue_per_subscription = 0\n"),
         ["events.max_queue_per_subscription"]
+    );
+}
+
+#[test]
+fn subscription_caps_and_event_allow_list() {
+    let c = ok(
+        "[events]\nmax_subscriptions_per_target = 2\nmax_subscriptions = 5\n\
+         allow = [\"sap.example.com\", \"SAP-2.example.com.\", \"10.0.0.0/8\", \"::1\"]\n",
+    );
+    assert_eq!(c.events.allow.len(), 4);
+    let doc = r#"
+[events]
+max_subscriptions_per_target = 0
+max_subscriptions = 0
+allow = ["", "http://sap/", "sap:8000", "10.0.0.0/33", "under_score.example", "10.0.0.300"]
+"#;
+    assert_eq!(
+        error_keys(doc),
+        [
+            "events.max_subscriptions_per_target",
+            "events.max_subscriptions",
+            "events.allow[0]",
+            "events.allow[1]",
+            "events.allow[2]",
+            "events.allow[3]",
+            "events.allow[4]",
+            "events.allow[5]",
+        ]
+    );
+    assert_eq!(
+        error_keys("[events]\nmax_subscriptions_per_target = 20\nmax_subscriptions = 10\n"),
+        ["events.max_subscriptions"]
+    );
+}
+
+#[test]
+fn soap_beyond_loopback_without_an_event_allow_list_is_a_warning() {
+    let warning_keys =
+        |doc: &str| -> Vec<String> { ok(doc).warnings().into_iter().map(|w| w.key).collect() };
+    assert!(warning_keys("").is_empty(), "loopback by default");
+    assert!(warning_keys("[soap]\nlisten = \"[::1]:8080\"\n").is_empty());
+    assert_eq!(
+        warning_keys("[soap]\nlisten = \"0.0.0.0:8080\"\n"),
+        ["events.allow"]
+    );
+    assert_eq!(
+        warning_keys("[soap]\nlisten = \"10.1.2.3:8080\"\n"),
+        ["events.allow"]
+    );
+    assert!(
+        warning_keys("[soap]\nlisten = \"0.0.0.0:8080\"\n[events]\nallow = [\"10.0.0.0/8\"]\n")
+            .is_empty()
     );
 }
 

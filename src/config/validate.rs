@@ -538,6 +538,59 @@ fn events(config: &Config, p: &mut Problems) {
     if e.data_dir.as_os_str().is_empty() {
         p.add("events.data_dir", "must not be empty");
     }
+    p.positive(
+        "events.max_subscriptions_per_target",
+        e.max_subscriptions_per_target,
+    );
+    p.positive("events.max_subscriptions", e.max_subscriptions);
+    if e.max_subscriptions < e.max_subscriptions_per_target {
+        p.add(
+            "events.max_subscriptions",
+            "must be at least events.max_subscriptions_per_target",
+        );
+    }
+    for (i, entry) in e.allow.iter().enumerate() {
+        if super::parse_network(entry).is_err() && !is_host_name(entry) {
+            p.add(
+                format!("events.allow[{i}]"),
+                format!("\"{entry}\" is not a host name, an address or a CIDR network"),
+            );
+        }
+    }
+}
+
+/// A DNS name as `[events] allow` takes it: letters, digits, `-` and `.`, no scheme, port
+/// or path.
+fn is_host_name(entry: &str) -> bool {
+    let name = entry.trim().trim_end_matches('.');
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    // An all-numeric last label is a mistyped address ("10.0.0.300"), not a name.
+    let numeric_tld = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()));
+    !name.is_empty() && name.len() <= 253 && labels_ok && !numeric_tld
+}
+
+/// Valid settings an admin should think twice about, in the same `key: why` form.
+pub(super) fn warnings(config: &Config) -> Vec<ConfigError> {
+    let mut w = Problems::default();
+    let soap = config.soap.listen;
+    if !soap.ip().is_loopback() && config.events.allow.is_empty() {
+        w.add(
+            "events.allow",
+            format!(
+                "empty while soap.listen ({soap}) is reachable beyond loopback: whoever can \
+                 subscribe can make the connector POST to any host and port it reaches; \
+                 list SAP's hosts or networks"
+            ),
+        );
+    }
+    w.0
 }
 
 fn logging(config: &Config, p: &mut Problems) {

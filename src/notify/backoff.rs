@@ -43,6 +43,18 @@ impl Backoff {
         half + Duration::from_nanos(self.next() % spread.saturating_add(1))
     }
 
+    /// The pause after `failures` failed attempts when SAP's answer asked for
+    /// `retry_after` (`Retry-After`): the longer of the two, but never beyond `max`, so a
+    /// far-off date cannot stall the subscription longer than any other failure would.
+    pub(super) fn pause_honouring(
+        &mut self,
+        failures: u32,
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let pause = self.pause(failures);
+        retry_after.map_or(pause, |asked| pause.max(asked.min(self.max)))
+    }
+
     /// xorshift64* (Vigna).
     fn next(&mut self) -> u64 {
         let mut x = self.state;
@@ -81,6 +93,20 @@ mod tests {
         let mut backoff = Backoff::seeded(Duration::from_secs(1), Duration::from_secs(1), 7);
         let pauses: std::collections::HashSet<_> = (0..20).map(|_| backoff.pause(1)).collect();
         assert!(pauses.len() > 10, "{pauses:?}");
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_pause_up_to_the_cap() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        let mut backoff = Backoff::seeded(min, max, 3);
+        let asked = Duration::from_secs(2);
+        assert_eq!(backoff.pause_honouring(1, Some(asked)), asked);
+        let short = backoff.pause_honouring(1, Some(Duration::from_millis(1)));
+        assert!(short >= min / 2 && short <= min, "{short:?}");
+        let far = Duration::from_secs(3600);
+        assert_eq!(backoff.pause_honouring(1, Some(far)), max);
+        let plain = backoff.pause_honouring(1, None);
+        assert!(plain <= min, "{plain:?}");
     }
 
     #[test]

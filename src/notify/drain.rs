@@ -1,30 +1,37 @@
 //! The drain task of one outbox: POSTs its events one after another, retries the event at
-//! the head until SAP takes it, and stops when SAP's session is gone or the outbox was
-//! dropped and emptied.
+//! the head while SAP's answer says it may take it later, drops it when SAP refuses it for
+//! good, and stops when SAP's session is gone or the outbox was dropped and emptied. What
+//! each HTTP status means is in the module doc of [`super`] and in [`Verdict`].
 
 use std::error::Error;
 use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, Span, debug, info, info_span, warn};
+use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
 use super::backoff::Backoff;
 use super::outbox::Shared;
 use super::spool::{Spool, SpoolOp};
 use super::{EndReason, Feedback, HttpClient, NotifierSettings, OutboundEvent, SubscriptionId};
 
-/// SAP answers an event with an empty SOAP response; anything longer than this is read as a
-/// broken answer (and the event retried) rather than buffered.
+/// SAP answers an event with an empty SOAP envelope. At most this much of any answer is
+/// read: the status is the answer, and a body longer than this (a proxy's page, a
+/// misconfigured handler) is cut off, its connection closed rather than pooled.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// How much of a refusing answer's body goes into the log line of the dropped event: the
+/// start of SAP's error page usually says why.
+const REJECTION_EXCERPT_BYTES: usize = 256;
 
 const SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
 
@@ -45,8 +52,44 @@ pub(super) struct Drain {
 enum Outcome {
     Delivered,
     SessionGone(StatusCode),
+    /// SAP refused this event for good ([`Verdict::Rejected`]); it is dropped.
+    Rejected,
     /// The outbox was dropped and `close_grace` ran out before SAP took the event.
     GaveUp,
+}
+
+/// What SAP's HTTP status means for the event, decided per status class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// 2xx: SAP took it, whatever the body says or how long it is.
+    Delivered,
+    /// 401, 404: SAP's IC session behind the appURL has ended.
+    SessionGone,
+    /// 408, 429, 5xx: SAP (or a proxy before it) may take it later.
+    Retry,
+    /// Every other status (other 4xx, 3xx): SAP would refuse the same request again, so
+    /// retrying would block every later event of the subscription for ever.
+    Rejected,
+}
+
+impl Verdict {
+    fn of(status: StatusCode) -> Verdict {
+        match status.as_u16() {
+            200..=299 => Verdict::Delivered,
+            401 | 404 => Verdict::SessionGone,
+            408 | 429 | 500..=599 => Verdict::Retry,
+            _ => Verdict::Rejected,
+        }
+    }
+}
+
+/// SAP's answer to one attempt.
+struct Answer {
+    status: StatusCode,
+    /// The pause a 429 or 503 asked for (`Retry-After`).
+    retry_after: Option<Duration>,
+    /// The start of the body (lossy UTF-8), for the log line of a refusal.
+    excerpt: String,
 }
 
 /// Why one attempt failed (and will be retried).
@@ -107,6 +150,13 @@ impl Drain {
             Outcome::Delivered => {
                 self.spool.record(SpoolOp::Remove(self.id, sequence));
                 self.shared.delivered();
+                ControlFlow::Continue(())
+            }
+            Outcome::Rejected => {
+                // Done with it as with a delivered one: off the spool, its place freed.
+                self.spool.record(SpoolOp::Remove(self.id, sequence));
+                self.shared.delivered();
+                crate::metrics::events_dropped("rejected", 1);
                 ControlFlow::Continue(())
             }
             Outcome::SessionGone(status) => {
@@ -175,31 +225,42 @@ impl Drain {
                 .await;
             let latency_ms = started.elapsed().as_millis() as u64;
             self.note_result(name, sequence, &result);
-            let error = match result {
-                Ok(status) if status.is_success() => {
-                    crate::metrics::event_delivered(name, started.elapsed());
-                    span.in_scope(|| {
-                        let status = status.as_u16();
-                        if attempt == 1 {
-                            info!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered");
-                        } else {
-                            info!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered after retry");
+            let (error, retry_after) = match result {
+                Ok(answer) => {
+                    let status = answer.status;
+                    match Verdict::of(status) {
+                        Verdict::Delivered => {
+                            crate::metrics::event_delivered(name, started.elapsed());
+                            span.in_scope(|| {
+                                let status = status.as_u16();
+                                if attempt == 1 {
+                                    info!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered");
+                                } else {
+                                    info!(%user, call, event = name, sequence, attempt, status, latency_ms, "event delivered after retry");
+                                }
+                            });
+                            return Outcome::Delivered;
                         }
-                    });
-                    return Outcome::Delivered;
+                        Verdict::SessionGone => {
+                            span.in_scope(|| {
+                                info!(%user, call, event = name, sequence, attempt, status = status.as_u16(), latency_ms, "SAP no longer knows this session");
+                            });
+                            return Outcome::SessionGone(status);
+                        }
+                        Verdict::Rejected => {
+                            span.in_scope(|| {
+                                error!(subscription = self.id, %user, call, event = name, sequence, attempt, status = status.as_u16(), latency_ms, answer = ?answer.excerpt, "SAP refused the event: dropped, the next one follows");
+                            });
+                            return Outcome::Rejected;
+                        }
+                        Verdict::Retry => (AttemptError::Status(status), answer.retry_after),
+                    }
                 }
-                Ok(status @ (StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND)) => {
-                    span.in_scope(|| {
-                        info!(%user, call, event = name, sequence, attempt, status = status.as_u16(), latency_ms, "SAP no longer knows this session");
-                    });
-                    return Outcome::SessionGone(status);
-                }
-                Ok(status) => AttemptError::Status(status),
-                Err(error) => error,
+                Err(error) => (error, None),
             };
             failures = failures.saturating_add(1);
             self.shared.failed_attempts.fetch_add(1, Ordering::Relaxed);
-            let pause = backoff.pause(failures);
+            let pause = backoff.pause_honouring(failures, retry_after);
             let status = match &error {
                 AttemptError::Status(status) => Some(status.as_u16()),
                 _ => None,
@@ -221,9 +282,15 @@ impl Drain {
     }
 
     /// Remembers how the last attempt ended, for the status page.
-    fn note_result(&self, name: &str, sequence: u64, result: &Result<StatusCode, AttemptError>) {
+    fn note_result(&self, name: &str, sequence: u64, result: &Result<Answer, AttemptError>) {
         let text = match result {
-            Ok(status) => format!("HTTP {} {name} #{sequence}", status.as_u16()),
+            Ok(answer) if Verdict::of(answer.status) == Verdict::Rejected => {
+                format!(
+                    "HTTP {} {name} #{sequence} (dropped)",
+                    answer.status.as_u16()
+                )
+            }
+            Ok(answer) => format!("HTTP {} {name} #{sequence}", answer.status.as_u16()),
             Err(error) => format!("failed {name} #{sequence}: {}", Chain(error)),
         };
         if let Ok(mut last) = self.shared.last_delivery.lock() {
@@ -231,8 +298,10 @@ impl Drain {
         }
     }
 
-    /// One POST, from connecting to the last byte of the answer, within `request_timeout`.
-    async fn attempt(&self, body: Bytes, action: HeaderValue) -> Result<StatusCode, AttemptError> {
+    /// One POST, from connecting to SAP's answer, within `request_timeout`. The status is
+    /// the answer; at most [`MAX_RESPONSE_BYTES`] of the body are read within what is left
+    /// of the time, and only a 2xx whose body breaks off before that is a failure.
+    async fn attempt(&self, body: Bytes, action: HeaderValue) -> Result<Answer, AttemptError> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.url.clone();
@@ -242,26 +311,66 @@ impl Drain {
             HeaderValue::from_static("text/xml; charset=utf-8"),
         );
         headers.insert(SOAP_ACTION, action);
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(AttemptError::Send)?;
-            let status = response.status();
-            // Read the whole answer: only a complete response counts as delivered, and it
-            // returns the connection to the keep-alive pool.
-            Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(AttemptError::Response)?;
-            Ok(status)
-        };
         let timeout = self.settings.request_timeout;
-        tokio::time::timeout(timeout, exchange)
+        let deadline = Instant::now() + timeout;
+        let response = tokio::time::timeout_at(deadline, self.client.request(request))
             .await
             .map_err(|_| AttemptError::Timeout(timeout))?
+            .map_err(AttemptError::Send)?;
+        let status = response.status();
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                retry_after(response.headers())
+            }
+            _ => None,
+        };
+        let mut excerpt = Vec::new();
+        let read = read_bounded(response.into_body(), &mut excerpt);
+        if let Ok(Err(error)) = tokio::time::timeout_at(deadline, read).await
+            && status.is_success()
+        {
+            // A short answer that breaks off: it may not be SAP's (a proxy gave up).
+            return Err(AttemptError::Response(Box::new(error)));
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+        })
     }
+}
+
+/// Reads `body` to its end or to [`MAX_RESPONSE_BYTES`], whichever comes first, keeping
+/// its first [`REJECTION_EXCERPT_BYTES`] in `excerpt`. Read to its end, the connection goes
+/// back to the keep-alive pool; a body dropped before its end (the caller drops it, past
+/// the limit or the deadline) makes hyper close the connection instead.
+async fn read_bounded(mut body: Incoming, excerpt: &mut Vec<u8>) -> Result<(), hyper::Error> {
+    let mut read = 0;
+    while read < MAX_RESPONSE_BYTES {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        if let Ok(data) = frame?.into_data() {
+            read += data.len();
+            let room = REJECTION_EXCERPT_BYTES.saturating_sub(excerpt.len());
+            excerpt.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok(())
+}
+
+/// The pause a `Retry-After` header asks for, from now: delay-seconds or an HTTP date
+/// (RFC 9110, 10.2.3). `None` when absent or unreadable.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Displays an error with its chain of sources: `a: b: c`.
@@ -284,6 +393,49 @@ mod tests {
     use super::*;
     use crate::notify::Outbox;
 
+    #[test]
+    fn verdict_per_status_class() {
+        let verdict = |code: u16| Verdict::of(StatusCode::from_u16(code).unwrap());
+        for code in [200, 202, 204, 299] {
+            assert_eq!(verdict(code), Verdict::Delivered, "{code}");
+        }
+        for code in [401, 404] {
+            assert_eq!(verdict(code), Verdict::SessionGone, "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(verdict(code), Verdict::Retry, "{code}");
+        }
+        for code in [
+            301, 302, 400, 402, 403, 405, 409, 410, 413, 415, 422, 431, 451, 600,
+        ] {
+            assert_eq!(verdict(code), Verdict::Rejected, "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        assert_eq!(retry_after(&headers("120")), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(&headers(" 0 ")), Some(Duration::ZERO));
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(61));
+        let pause = retry_after(&headers(&in_a_minute)).unwrap();
+        assert!(
+            pause > Duration::from_secs(55) && pause <= Duration::from_secs(61),
+            "{pause:?}"
+        );
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO),
+            "a date in the past: no extra pause"
+        );
+        assert_eq!(retry_after(&headers("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
     #[tokio::test]
     async fn dropped_outbox_gives_up_after_close_grace() {
         // A port that nothing listens on.
@@ -298,7 +450,7 @@ mod tests {
             id: 1,
             url: format!("http://{addr}/sap/events").parse().unwrap(),
             shared: shared.clone(),
-            client: Arc::new(super::super::http_client(None)),
+            client: Arc::new(super::super::http_client(None, Arc::default())),
             settings: Arc::new(NotifierSettings {
                 retry_min: Duration::from_millis(10),
                 retry_max: Duration::from_millis(20),

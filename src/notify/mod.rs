@@ -10,15 +10,29 @@
 //!
 //! Delivery (`drain`): `POST` with `Content-Type: text/xml; charset=utf-8` and
 //! `SOAPAction: "urn:IciEventInterface#<event>"`, HTTP/1.1 keep-alive through one shared
-//! connection pool.
-//! - 2xx with a complete response: delivered, the next event goes out.
-//! - 401 or 404: SAP's IC session behind this URL has ended (ICI.md, section 1). That is
+//! connection pool, only to addresses [`Destinations`] lets through (never our own
+//! listeners; only `[events] allow` when set; checked again on every connect). What SAP's
+//! answer means, by status class:
+//! - **2xx**: delivered, whatever the body; the next event goes out. At most
+//!   64 KiB of the body is read (SAP's answer is an empty SOAP envelope); a longer or
+//!   slower body is not waited for: its connection is closed instead of going back to
+//!   the pool. A connection that breaks inside a short body is a failure (retried).
+//! - **401 or 404**: SAP's IC session behind this URL has ended (ICI.md, section 1). That is
 //!   normal: logged at info, [`Feedback::Ended`] with [`EndReason::SessionGone`] is sent once,
 //!   the rest of the outbox is dropped and the task stops.
-//! - Anything else (connection refused, reset or closed mid-response, no complete answer
-//!   within [`NotifierSettings::request_timeout`], 5xx, any other status): the **same** event
-//!   is retried after a capped exponential backoff with jitter, for as long as the
-//!   subscription exists; later events wait behind it.
+//! - **408, 429, 5xx**, and no answer at all (connection refused, reset or closed
+//!   mid-response, no answer within [`NotifierSettings::request_timeout`], a destination
+//!   refused at connect time): SAP may take the event later. The **same** event is
+//!   retried after a capped exponential backoff with jitter, for as long as the
+//!   subscription exists; later events wait behind it. A `Retry-After` on 429 or 503
+//!   lengthens the pause, up to [`NotifierSettings::retry_max`].
+//! - **Any other status** (400, 403, 405, 413, 415, 422, ..., and 3xx): SAP refuses this
+//!   event and would refuse it again. The event is **dropped**: logged at error with the
+//!   subscription, sequence, status and the start of SAP's answer, counted as
+//!   `ici_events_dropped_total{reason="rejected"}`, and the next event goes out. The
+//!   subscription lives on, so the agent keeps getting later calls; its sequence number
+//!   is a gap SAP can see. (Ending the subscription instead would turn one bad event
+//!   into an agent without screen pops until the next login.)
 //!
 //! **Duplicates.** A request that timed out (or whose connection broke after SAP read it) may
 //! still have been processed by SAP, so its retry can deliver the same event twice. Events
@@ -26,6 +40,7 @@
 //! body lets SAP (and the tests) recognise a repeat: it carries the same sequence number.
 
 mod backoff;
+mod destination;
 mod drain;
 mod outbox;
 pub mod spool;
@@ -37,10 +52,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
+pub use destination::{DestinationError, Destinations};
 pub use outbox::{Outbox, PushError};
 pub use spool::{RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription};
 
@@ -73,6 +88,9 @@ pub struct NotifierSettings {
     /// TLS for `https://` appURLs (roots, our client certificate). Default `None`: the
     /// system's root certificates, no client certificate.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where events may go (our own listeners refused, `[events] allow`). Default: any
+    /// address.
+    pub destinations: Arc<Destinations>,
 }
 
 impl Default for NotifierSettings {
@@ -85,6 +103,7 @@ impl Default for NotifierSettings {
             max_queue_total: 1_000_000,
             close_grace: Duration::from_secs(60),
             tls: None,
+            destinations: Arc::default(),
         }
     }
 }
@@ -137,10 +156,14 @@ pub enum Feedback {
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The HTTP client type shared by every outbox: `http://` and `https://` appURLs.
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<destination::Connector>, Full<Bytes>>;
 
-/// The client every outbox shares; `tls` as in [`NotifierSettings::tls`].
-fn http_client(tls: Option<Arc<rustls::ClientConfig>>) -> HttpClient {
+/// The client every outbox shares; `tls` as in [`NotifierSettings::tls`]; it connects
+/// only where `destinations` allows.
+fn http_client(
+    tls: Option<Arc<rustls::ClientConfig>>,
+    destinations: Arc<Destinations>,
+) -> HttpClient {
     let tls = tls.unwrap_or_else(|| {
         static SYSTEM: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
         SYSTEM
@@ -150,14 +173,11 @@ fn http_client(tls: Option<Arc<rustls::ClientConfig>>) -> HttpClient {
             })
             .clone()
     });
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
-        .wrap_connector(connector);
+        .wrap_connector(destination::Connector::new(destinations));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build(connector)
@@ -205,7 +225,10 @@ impl Notifier {
         feedback: mpsc::Sender<Feedback>,
         spool: Spool,
     ) -> Notifier {
-        let client = Arc::new(http_client(settings.tls.clone()));
+        let client = Arc::new(http_client(
+            settings.tls.clone(),
+            Arc::clone(&settings.destinations),
+        ));
         let settings = Arc::new(settings);
         Notifier {
             inner: Arc::new(Inner {
@@ -260,6 +283,12 @@ impl Notifier {
     /// The spool, for the session manager's subscription records.
     pub fn spool(&self) -> &Spool {
         &self.inner.spool
+    }
+
+    /// Whether events may go to `url` (resolved now): for `subscribe*`, so SAP hears at
+    /// once of an appURL that would never be delivered to.
+    pub async fn check_destination(&self, url: &http::Uri) -> Result<(), DestinationError> {
+        self.inner.settings.destinations.check(url).await
     }
 
     /// The settings this notifier runs with.

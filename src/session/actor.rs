@@ -1267,14 +1267,16 @@ impl Actor {
             .flatten()
             .copied()
             .find(|&i| self.subscriptions[i].target == target && self.subscriptions[i].url == url);
+        if existing.is_some_and(|i| self.subscriptions[i].app_ids.contains(&app_id)) {
+            return done();
+        }
+        self.check_subscription_caps(&target)?;
         if let Some(sub) = existing.map(|i| &mut self.subscriptions[i]) {
-            if !sub.app_ids.contains(&app_id) {
-                sub.app_ids.push(app_id);
-                let stored = stored(sub);
-                self.notifier
-                    .spool()
-                    .record(SpoolOp::PutSubscription(stored));
-            }
+            sub.app_ids.push(app_id);
+            let stored = stored(sub);
+            self.notifier
+                .spool()
+                .record(SpoolOp::PutSubscription(stored));
             return done();
         }
         let id = self.next_id();
@@ -1293,6 +1295,51 @@ impl Actor {
             .record(SpoolOp::PutSubscription(stored(&sub)));
         self.push_subscription(sub);
         done()
+    }
+
+    /// Refuses one more subscription for `target` past `[events]
+    /// max_subscriptions_per_target`, or past `max_subscriptions` in total. A subscription
+    /// is what SAP subscribed: one appId at one appURL (several share an outbox).
+    fn check_subscription_caps(&self, target: &Target) -> Result<(), IciError> {
+        let events = &self.config.events;
+        let total: usize = self.subscriptions.iter().map(|s| s.app_ids.len()).sum();
+        if total >= events.max_subscriptions {
+            crate::metrics::subscription_refused("max_subscriptions");
+            warn!(
+                ?target,
+                limit = events.max_subscriptions,
+                "subscription refused: too many in total"
+            );
+            return Err(IciError::TooManySubscriptions {
+                limit: events.max_subscriptions,
+            });
+        }
+        let mine: usize = self
+            .sub_index
+            .get(&sub_key(target))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.subscriptions[i])
+            .filter(|s| s.target == *target)
+            .map(|s| s.app_ids.len())
+            .sum();
+        if mine >= events.max_subscriptions_per_target {
+            crate::metrics::subscription_refused("max_subscriptions_per_target");
+            warn!(
+                ?target,
+                limit = events.max_subscriptions_per_target,
+                "subscription refused: too many for this target"
+            );
+            let target = match target {
+                Target::User(user) => format!("user {user}"),
+                Target::Container(container) => format!("container {container}"),
+            };
+            return Err(IciError::TooManySubscriptionsFor {
+                target,
+                limit: events.max_subscriptions_per_target,
+            });
+        }
+        Ok(())
     }
 
     /// Forgets a subscription here and on the spool (its outbox, if still held by the

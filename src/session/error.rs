@@ -1,5 +1,6 @@
 //! Errors of the session manager, mapped to SOAP faults in one place.
 
+use crate::notify::DestinationError;
 use crate::soap::Fault;
 use crate::switch::{Capability, SwitchError};
 
@@ -32,6 +33,16 @@ pub enum IciError {
     },
     #[error(transparent)]
     Switch(#[from] SwitchError),
+    /// Events must not go to this appURL (our own listener, outside `[events] allow`, or
+    /// its host does not resolve).
+    #[error("appURL refused: {0}")]
+    AppUrl(#[from] DestinationError),
+    /// The user or container has `[events] max_subscriptions_per_target` subscriptions.
+    #[error("{target} already has {limit} subscriptions ([events] max_subscriptions_per_target)")]
+    TooManySubscriptionsFor { target: String, limit: usize },
+    /// The connector has `[events] max_subscriptions` subscriptions.
+    #[error("the connector already has {limit} subscriptions ([events] max_subscriptions)")]
+    TooManySubscriptions { limit: usize },
     /// The session manager is gone (shutting down).
     #[error("shutting down")]
     ShuttingDown,
@@ -67,6 +78,12 @@ impl IciError {
             IciError::Switch(SwitchError::Rejected(_)) => {
                 Fault::server("switch rejected the request")
             }
+            IciError::AppUrl(DestinationError::Unresolved { .. }) => {
+                Fault::server("appURL host not resolvable")
+            }
+            IciError::AppUrl(_) => Fault::client("appURL refused"),
+            IciError::TooManySubscriptionsFor { .. } => Fault::client("too many subscriptions"),
+            IciError::TooManySubscriptions { .. } => Fault::server("too many subscriptions"),
             IciError::ShuttingDown => Fault::server("shutting down"),
         };
         fault.with_detail(detail)

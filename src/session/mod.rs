@@ -55,6 +55,9 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     tx: mpsc::Sender<Command>,
+    /// For the appURL check of `subscribe*`, which resolves a host name: done here, in the
+    /// caller's task, because the actor never awaits I/O.
+    notifier: Notifier,
 }
 
 impl SessionHandle {
@@ -65,6 +68,14 @@ impl SessionHandle {
         operation: Operation,
         user_header: Option<UserId>,
     ) -> Result<Option<Value>, IciError> {
+        if let Operation::Subscribe { url, .. } = &operation
+            && let Err(refused) = self.notifier.check_destination(&url.uri()).await
+        {
+            crate::metrics::subscription_refused("app_url");
+            // The reason names host and address; the URL may carry credentials.
+            tracing::warn!(reason = %refused, "subscription refused");
+            return Err(refused.into());
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Execute {
@@ -103,8 +114,8 @@ pub fn start(
     restored: SpoolContents,
 ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let mut actor = actor::Actor::new(config, switch, notifier, tx.downgrade());
+    let mut actor = actor::Actor::new(config, switch, notifier.clone(), tx.downgrade());
     actor.restore(restored);
     let task = tokio::spawn(actor.run(rx, switch_events, feedback));
-    (SessionHandle { tx }, task)
+    (SessionHandle { tx, notifier }, task)
 }

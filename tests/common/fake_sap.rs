@@ -56,6 +56,11 @@ pub enum Mode {
     Ok,
     /// Answer this status (2xx ones are reported, others not).
     Status(u16),
+    /// Answer `status` with a body of `bytes` bytes (2xx ones are reported): SAP's error
+    /// pages, or a proxy that answers with a whole document.
+    Body { status: u16, bytes: usize },
+    /// Answer `status` with a `Retry-After: value` header (2xx ones are reported).
+    RetryAfter { status: u16, value: String },
     /// SAP processes the event (it is reported at once) but its 200 comes after the delay:
     /// with a delay beyond the client's timeout this produces the duplicate case.
     Slow(Duration),
@@ -137,6 +142,8 @@ struct State {
     mode: Mutex<Mode>,
     path_modes: Mutex<HashMap<String, Mode>>,
     requests: watch::Sender<u64>,
+    /// TCP connections accepted so far (a reused keep-alive connection counts once).
+    connections: watch::Sender<u64>,
     events: mpsc::UnboundedSender<Received>,
 }
 
@@ -157,6 +164,7 @@ impl FakeSap {
             mode: Mutex::new(Mode::Ok),
             path_modes: Mutex::new(HashMap::new()),
             requests: watch::Sender::new(0),
+            connections: watch::Sender::new(0),
             events: events_tx,
         });
         let server = tokio::spawn(serve(listener, state.clone()));
@@ -261,6 +269,12 @@ impl FakeSap {
         *self.state.requests.borrow()
     }
 
+    /// TCP connections accepted so far: fewer than [`FakeSap::requests`] when the client
+    /// reuses keep-alive connections.
+    pub fn connections(&self) -> u64 {
+        *self.state.connections.borrow()
+    }
+
     /// Waits until at least `n` requests have been received. Panics after [`WAIT`].
     pub async fn wait_requests(&self, n: u64) {
         let mut requests = self.state.requests.subscribe();
@@ -292,6 +306,7 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
             continue;
         };
         while connections.try_join_next().is_some() {}
+        state.connections.send_modify(|n| *n += 1);
         let state = state.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| handle(state.clone(), request));
@@ -318,7 +333,17 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> io::Result<Res
             .events
             .send(received(path.clone(), parts.headers.clone(), body.clone()));
     };
+    let mut body_bytes = None;
+    let mut retry_after = None;
     let status = match mode {
+        Mode::Body { status, bytes } => {
+            body_bytes = Some(bytes);
+            reported_status(status, report)
+        }
+        Mode::RetryAfter { status, value } => {
+            retry_after = Some(value);
+            reported_status(status, report)
+        }
         Mode::Ok => {
             report();
             StatusCode::OK
@@ -328,30 +353,39 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> io::Result<Res
             tokio::time::sleep(delay).await;
             StatusCode::OK
         }
-        Mode::Status(code) => {
-            let status = StatusCode::from_u16(code).expect("fake SAP: invalid status");
-            if status.is_success() {
-                report();
-            }
-            status
-        }
+        Mode::Status(code) => reported_status(code, report),
         Mode::CloseMidResponse => {
             return Ok(Response::new(FakeBody::Broken { polled: false }));
         }
         Mode::Refuse => unreachable!("handled above"),
     };
-    let text = if status.is_success() {
-        EMPTY_SOAP_RESPONSE.to_string()
-    } else {
-        format!("fake SAP answers {status}")
+    let text = match body_bytes {
+        Some(bytes) => Bytes::from(vec![b' '; bytes]),
+        None if status.is_success() => Bytes::from_static(EMPTY_SOAP_RESPONSE.as_bytes()),
+        None => Bytes::from(format!("fake SAP answers {status}")),
     };
-    let mut response = Response::new(FakeBody::Full(Full::new(Bytes::from(text))));
+    let mut response = Response::new(FakeBody::Full(Full::new(text)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/xml; charset=utf-8"),
     );
+    if let Some(value) = retry_after {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_str(&value).expect("fake SAP: invalid Retry-After"),
+        );
+    }
     Ok(response)
+}
+
+/// `code` as a status; a 2xx one reports the event first.
+fn reported_status(code: u16, report: impl FnOnce()) -> StatusCode {
+    let status = StatusCode::from_u16(code).expect("fake SAP: invalid status");
+    if status.is_success() {
+        report();
+    }
+    status
 }
 
 impl State {
