@@ -14,6 +14,7 @@
 //! | `ici_events_retried_total` | counter | `event` |
 //! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`) |
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
+//! | `ici_xml_chars_replaced_total` | counter | | (characters XML 1.0 does not allow, from the switch) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -96,10 +97,24 @@ fn describe() {
         "failed delivery attempts that will be retried"
     );
     describe_counter!("ici_events_dropped_total", "events that never reached SAP");
+    describe_counter!(
+        "ici_xml_chars_replaced_total",
+        "characters XML 1.0 does not allow, replaced in what we wrote"
+    );
     describe_histogram!(
         "ici_event_delivery_duration_seconds",
         Unit::Seconds,
         "time of one successful event POST"
+    );
+}
+
+/// Characters XML 1.0 does not allow, replaced while writing a message (only values from
+/// the switch can carry them: requests with one are refused).
+pub fn xml_chars_replaced(count: usize) {
+    metrics::counter!("ici_xml_chars_replaced_total").increment(count as u64);
+    tracing::debug!(
+        count,
+        "characters XML 1.0 does not allow replaced in a message"
     );
 }
 
