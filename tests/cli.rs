@@ -47,6 +47,43 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
 }
 
 #[test]
+fn check_config_never_echoes_a_secret_of_the_wrong_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("numeric-secret.toml");
+    for secret in [
+        "9876543210",
+        "98765.4321",
+        "true",
+        "[98765]",
+        "{ value = 98765 }",
+    ] {
+        std::fs::write(
+            &file,
+            format!(
+                "[switch]\nkind = \"asterisk\"\n[switch.asterisk]\nhost = \"pbx\"\n\
+                 username = \"ici\"\nsecret = {secret}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{secret}");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(shown.contains("switch.asterisk.secret"), "{shown}");
+        for leak in ["98765", "4321", "true"] {
+            assert!(!shown.contains(leak), "the secret leaked: {shown}");
+        }
+    }
+}
+
+#[test]
 fn hash_password_prints_a_hash_the_server_accepts() {
     use std::io::Write;
     let mut child = Command::new(BIN)

@@ -972,7 +972,7 @@ impl Actor {
                         Target::User(u) => format!("user {u}"),
                         Target::Container(c) => format!("container {c}"),
                     },
-                    app_url: s.url.to_string(),
+                    app_url: s.url.redacted(),
                     app_ids: s.app_ids.clone(),
                     sequence: s.sequence,
                     queue_depth: s.outbox.depth(),
