@@ -122,9 +122,9 @@ impl Actor {
     ) -> Self {
         Actor {
             config,
+            link_up: switch.link_up_at_start(),
             switch,
             notifier,
-            link_up: true,
             agents: BTreeMap::new(),
             by_extension: HashMap::new(),
             attached: HashMap::new(),
