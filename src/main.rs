@@ -40,7 +40,8 @@ enum Command {
     /// Run the connector (the default).
     Run,
     /// Check a configuration file: print every problem with its TOML key and exit 1, or
-    /// print the effective configuration (secrets masked) and exit 0.
+    /// print the effective configuration (secrets masked) and exit 0, with warnings (e.g.
+    /// SOAP open to the network without protection) on standard error.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
@@ -110,6 +111,9 @@ fn check_config(file: &Path) -> ExitCode {
         Ok(config) => {
             print!("{}", config.effective_toml());
             eprintln!("{}: configuration is valid", file.display());
+            for warning in config.warnings() {
+                eprintln!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -176,6 +180,9 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<(Config, Option<PathBuf>
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, path, source) = load_config(config_path)?;
     let log = logging::init(&config.logging)?;
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
     // The reload task owns `log` and is aborted at shutdown; this clone keeps the log
     // writer until after the last line ("stopped").
     let _log_writer = log.clone();

@@ -107,6 +107,13 @@ impl Config {
         }
     }
 
+    /// Settings that are valid but unsafe outside a test setup (SOAP reachable from the
+    /// network with nothing limiting who may use it): `check-config` prints them and the
+    /// server logs them at start.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        validate::warnings(self)
+    }
+
     /// Check a configuration built in code (tests, tools) the same way a file is checked.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let problems = validate::validate(self);
