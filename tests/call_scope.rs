@@ -128,6 +128,30 @@ async fn another_agents_call_is_an_unknown_call() {
         // The detail names the id asked for, as for an id that does not exist.
         assert_eq!(detail.replace(&call, "sim-999"), e_detail, "{op}");
     }
+    // Operations that name AGENT1's container or user: as if it did not exist.
+    for (op, pairs) in [
+        ("getCalls", vec![("containerId", "2001")]),
+        ("dropCalls", vec![("containerId", "2001")]),
+    ] {
+        let got = as_user(&server, "AGENT2", "Line", op, &pairs).await;
+        let expected = as_user(&server, "AGENT2", "Line", op, &[("containerId", "2999")]).await;
+        assert_eq!(
+            fault_of(&got).1,
+            fault_of(&expected).1,
+            "{op}: {}",
+            got.body
+        );
+        assert_eq!(fault_of(&got).1, "unknown container");
+    }
+    let dial = as_user(
+        &server,
+        "AGENT2",
+        "PhoneCall",
+        "dial",
+        &[("userId", "AGENT1"), ("address", "2003")],
+    )
+    .await;
+    assert_eq!(fault_of(&dial).1, "unknown user", "{}", dial.body);
     // A user header that is not a user id is refused, not ignored.
     let invalid = as_user(
         &server,

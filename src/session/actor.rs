@@ -291,7 +291,7 @@ impl Actor {
                 done()
             }
             GetCalls { container } => {
-                let agent = self.agent_for_container(&container)?;
+                let agent = self.own_container(&container, hint)?;
                 let calls = agent
                     .visible
                     .iter()
@@ -301,7 +301,7 @@ impl Actor {
             }
             DropCalls { container } => {
                 self.require(Capability::Clear)?;
-                let agent = self.agent_for_container(&container)?;
+                let agent = self.own_container(&container, hint)?;
                 Ok(Step::Switch(
                     agent
                         .visible
@@ -318,7 +318,15 @@ impl Actor {
                 user,
                 address,
                 item,
-            } => self.dial(container, user.as_ref().or(hint), &address, item),
+            } => {
+                if let (Some(user), Some(header)) = (&user, hint)
+                    && user != header
+                {
+                    // Dialling from another agent's phone (see `leg_ref`).
+                    return Err(IciError::UnknownUser(user.to_string()));
+                }
+                self.dial(container, user.as_ref().or(hint), &address, item)
+            }
             Hold { call } => self.on_leg_in(
                 &call,
                 hint,
@@ -728,6 +736,19 @@ impl Actor {
             .or(by_user.as_ref())
             .and_then(|user| self.agents.get(user))
             .ok_or_else(|| IciError::UnknownContainer(container.to_string()))
+    }
+
+    /// [`Self::agent_for_container`] for an operation on the agent's calls: with a `user`
+    /// header only that agent's own container counts, another's is unknown (see
+    /// [`Self::leg_ref`]).
+    fn own_container(&self, container: &str, hint: Option<&UserId>) -> Result<&Agent, IciError> {
+        let agent = self.agent_for_container(container)?;
+        match hint {
+            Some(user) if *user != agent.user => {
+                Err(IciError::UnknownContainer(container.to_string()))
+            }
+            _ => Ok(agent),
+        }
     }
 
     /// The call an item id stands for.
