@@ -20,6 +20,13 @@ const CAD: &str =
 const OTHER_CAD: &str =
     r#"<ItemAttachedData><Application id="IVR"><pin>0000</pin></Application></ItemAttachedData>"#;
 
+/// An operation on AGENT1's call: interface, name, parameters besides the call id.
+type Operation = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 async fn as_user(
     server: &TestServer,
     user: &str,
@@ -88,25 +95,21 @@ async fn another_agents_call_is_an_unknown_call() {
     .ok();
 
     // Every call operation of AGENT2 on AGENT1's call answers what an unknown id gets.
-    let operations: [(&str, &str, Vec<(&str, &str)>); 14] = [
-        ("PhoneCall", "hold", vec![]),
-        ("PhoneCall", "unhold", vec![]),
-        ("PhoneCall", "drop", vec![]),
-        ("PhoneCall", "transfer", vec![("address", "2003")]),
-        ("PhoneCall", "consult", vec![("address", "2003")]),
-        ("PhoneCall", "dropParty", vec![("address", "+4930123456")]),
-        (
-            "PhoneCall",
-            "conference",
-            vec![("consultCallId", "sim-999")],
-        ),
-        ("PhoneCall", "getPhoneCallAttributes", vec![]),
-        ("Item", "accept", vec![]),
-        ("Item", "reroute", vec![]),
-        ("Item", "getAttachedData", vec![]),
-        ("Item", "setAttachedData", vec![("attachedData", OTHER_CAD)]),
-        ("Item", "deleteAttachedData", vec![]),
-        ("PhoneCall", "alternate", vec![("consultCallId", "sim-999")]),
+    let operations: [Operation; 14] = [
+        ("PhoneCall", "hold", &[]),
+        ("PhoneCall", "unhold", &[]),
+        ("PhoneCall", "drop", &[]),
+        ("PhoneCall", "transfer", &[("address", "2003")]),
+        ("PhoneCall", "consult", &[("address", "2003")]),
+        ("PhoneCall", "dropParty", &[("address", "+4930123456")]),
+        ("PhoneCall", "conference", &[("consultCallId", "sim-999")]),
+        ("PhoneCall", "getPhoneCallAttributes", &[]),
+        ("Item", "accept", &[]),
+        ("Item", "reroute", &[]),
+        ("Item", "getAttachedData", &[]),
+        ("Item", "setAttachedData", &[("attachedData", OTHER_CAD)]),
+        ("Item", "deleteAttachedData", &[]),
+        ("PhoneCall", "alternate", &[("consultCallId", "sim-999")]),
     ];
     for (interface, op, extra) in &operations {
         let id_param = if *interface == "Item" {

@@ -115,9 +115,10 @@ async fn control_characters_in_attached_data_are_a_client_fault_and_change_nothi
     // The same characters as child elements instead of escaped text.
     assert_client_fault(
         &server
-            .post(set(format!(
+            .post(set(
                 r#"<ItemAttachedData><Application id="IVR"><pin>1&#1;2</pin></Application></ItemAttachedData>"#
-            )))
+                    .to_string(),
+            ))
             .await,
         "reference in embedded elements",
     );
