@@ -72,6 +72,12 @@ impl AppUrl {
         &self.0
     }
 
+    /// The URL as the status page shows it: credentials inside it (SAP may put them
+    /// there) masked, `http://user:****@host/`. Logs mask them by themselves.
+    pub fn redacted(&self) -> String {
+        crate::logging::redact_credentials(&self.0).into_owned()
+    }
+
     pub fn uri(&self) -> http::Uri {
         self.0.parse().expect("validated in AppUrl::parse")
     }

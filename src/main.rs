@@ -40,7 +40,8 @@ enum Command {
     /// Run the connector (the default).
     Run,
     /// Check a configuration file: print every problem with its TOML key and exit 1, or
-    /// print the effective configuration (secrets masked) and exit 0.
+    /// print the effective configuration (secrets masked) and exit 0, with warnings (e.g.
+    /// SOAP open to the network without protection) on standard error.
     CheckConfig {
         /// The file to check.
         file: PathBuf,

@@ -15,6 +15,7 @@
 //! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`, `rejected`) |
 //! | `ici_subscriptions_refused_total` | counter | `reason` (`app_url`, `max_subscriptions_per_target`, `max_subscriptions`) |
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
+//! | `ici_xml_chars_replaced_total` | counter | | (characters XML 1.0 does not allow, from the switch) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -101,10 +102,24 @@ fn describe() {
         "ici_subscriptions_refused_total",
         "subscribe requests refused (appURL not allowed, or a subscription cap reached)"
     );
+    describe_counter!(
+        "ici_xml_chars_replaced_total",
+        "characters XML 1.0 does not allow, replaced in what we wrote"
+    );
     describe_histogram!(
         "ici_event_delivery_duration_seconds",
         Unit::Seconds,
         "time of one successful event POST"
+    );
+}
+
+/// Characters XML 1.0 does not allow, replaced while writing a message (only values from
+/// the switch can carry them: requests with one are refused).
+pub fn xml_chars_replaced(count: usize) {
+    metrics::counter!("ici_xml_chars_replaced_total").increment(count as u64);
+    tracing::debug!(
+        count,
+        "characters XML 1.0 does not allow replaced in a message"
     );
 }
 

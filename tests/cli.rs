@@ -47,6 +47,79 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
 }
 
 #[test]
+fn check_config_never_echoes_a_secret_of_the_wrong_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("numeric-secret.toml");
+    for secret in [
+        "9876543210",
+        "98765.4321",
+        "true",
+        "[98765]",
+        "{ value = 98765 }",
+    ] {
+        std::fs::write(
+            &file,
+            format!(
+                "[switch]\nkind = \"asterisk\"\n[switch.asterisk]\nhost = \"pbx\"\n\
+                 username = \"ici\"\nsecret = {secret}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{secret}");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(shown.contains("switch.asterisk.secret"), "{shown}");
+        for leak in ["98765", "4321", "true"] {
+            assert!(!shown.contains(leak), "the secret leaked: {shown}");
+        }
+    }
+}
+
+#[test]
+fn check_config_refuses_an_allow_list_of_everyone_and_warns_about_open_soap() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("open.toml");
+    let check = |toml: &str| {
+        std::fs::write(&file, toml).unwrap();
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, stderr) =
+        check("[admin]\nlisten = \"0.0.0.0:8081\"\n[access]\nadmin_allow = [\"0.0.0.0/0\"]\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("access.admin_allow"), "{stderr}");
+    assert!(stderr.contains("every address"), "{stderr}");
+
+    let (code, stderr) = check("[soap]\nlisten = \"0.0.0.0:8080\"\n");
+    assert_eq!(code, Some(0), "a warning does not fail the check: {stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("warning"))
+        .unwrap_or_else(|| panic!("no warning in {stderr}"));
+    assert!(warning.contains("soap.listen"), "{warning}");
+
+    let (code, stderr) = check("[soap]\nlisten = \"127.0.0.1:8080\"\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
 fn hash_password_prints_a_hash_the_server_accepts() {
     use std::io::Write;
     let mut child = Command::new(BIN)

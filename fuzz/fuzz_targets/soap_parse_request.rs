@@ -1,5 +1,6 @@
 //! The SOAP request parser on arbitrary bytes, with the default and with tight limits:
-//! it must answer `Ok` or a fault, never panic, and stay within its limits.
+//! it must answer `Ok` or a fault, never panic, stay within its limits, and let no
+//! character XML 1.0 forbids into what it accepts.
 #![no_main]
 
 use ici_connector::soap::{ParseLimits, parse_request, parse_request_with};
@@ -17,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         // What passed the limits obeys them.
         fn check(e: &ici_connector::soap::Element, depth: usize) {
             assert!(depth <= 6 && e.text.len() <= 256);
+            assert_eq!(ici_connector::soap::chars::first_invalid(&e.text), None);
             for child in &e.children {
                 check(child, depth + 1);
             }

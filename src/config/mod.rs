@@ -107,8 +107,9 @@ impl Config {
         }
     }
 
-    /// Settings that are valid but probably unsafe (e.g. SOAP reachable from the network
-    /// with no `[events] allow`), each as `key: why`. `check-config` prints them and the
+    /// Settings that are valid but unsafe outside a test setup (SOAP reachable from the
+    /// network with nothing limiting who may use it, or with no `[events] allow`), each as
+    /// `key: why`. `check-config` prints them and the
     /// server logs them at start.
     pub fn warnings(&self) -> Vec<ConfigError> {
         validate::warnings(self)

@@ -526,8 +526,11 @@ allow = ["", "http://sap/", "sap:8000", "10.0.0.0/33", "under_score.example", "1
 
 #[test]
 fn soap_beyond_loopback_without_an_event_allow_list_is_a_warning() {
-    let warning_keys =
-        |doc: &str| -> Vec<String> { ok(doc).warnings().into_iter().map(|w| w.key).collect() };
+    // Only this check's key: an open SOAP listener is also warned about on its own.
+    let warning_keys = |doc: &str| -> Vec<String> {
+        let keys = ok(doc).warnings().into_iter().map(|w| w.key);
+        keys.filter(|k| k == "events.allow").collect()
+    };
     assert!(warning_keys("").is_empty(), "loopback by default");
     assert!(warning_keys("[soap]\nlisten = \"[::1]:8080\"\n").is_empty());
     assert_eq!(
@@ -731,6 +734,85 @@ fn admin_off_loopback_is_fine_with_auth_or_an_allow_list() {
     ok(&users);
     ok("[admin]\nlisten = \"0.0.0.0:8081\"\n[access]\nadmin_allow = [\"10.0.0.0/8\"]");
     ok("[admin]\nlisten = \"[::1]:8081\"");
+}
+
+#[test]
+fn an_allow_list_that_admits_every_address_does_not_protect_the_admin_listener() {
+    for list in [
+        r#"["0.0.0.0/0"]"#,
+        r#"["::/0"]"#,
+        r#"["10.0.0.0/8", "0.0.0.0/0"]"#,
+        r#"["0.0.0.0/1", "10.0.0.0/8", "128.0.0.0/1"]"#,
+        r#"["::/1", "8000::/1"]"#,
+        r#"["0.0.0.0"]"#,
+    ] {
+        let doc = format!("[admin]\nlisten = \"0.0.0.0:8081\"\n[access]\nadmin_allow = {list}");
+        match Config::from_toml_str(&doc) {
+            Ok(_) if list == r#"["0.0.0.0"]"# => {} // one address (0.0.0.0/32), not all
+            Ok(_) => panic!("{list} accepted as protection"),
+            Err(errs) => {
+                let err = errs
+                    .iter()
+                    .find(|e| e.key == "access.admin_allow")
+                    .unwrap_or_else(|| panic!("{list}: {errs}"));
+                assert!(err.message.contains("every address"), "{err}");
+            }
+        }
+    }
+    // With admin users the allow-list is not what protects it; on loopback it is harmless.
+    ok(&format!(
+        "[admin]\nlisten = \"0.0.0.0:8081\"\n[[auth.admin_users]]\nname = \"ops\"\npassword_hash = \"{HASH}\"\n[access]\nadmin_allow = [\"0.0.0.0/0\"]"
+    ));
+    ok("[access]\nadmin_allow = [\"0.0.0.0/0\"]");
+}
+
+#[test]
+fn soap_beyond_loopback_without_protection_is_warned_about() {
+    let warned = |doc: &str| -> Vec<String> {
+        // Only this check's key: an empty `[events] allow` is warned about on its own.
+        let config = ok(doc);
+        let keys = config.warnings().into_iter().map(|w| w.key);
+        keys.filter(|k| k == "soap.listen").collect()
+    };
+    let open = "[soap]\nlisten = \"0.0.0.0:8080\"\n";
+    assert_eq!(warned(open), ["soap.listen"]);
+    let warnings = ok(open).warnings();
+    let message = &warnings
+        .iter()
+        .find(|w| w.key == "soap.listen")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("auth.soap_users") && message.contains("access.soap_allow"),
+        "{message}"
+    );
+    assert_eq!(
+        warned(&format!("{open}[access]\nsoap_allow = [\"::/0\"]")),
+        ["soap.listen"]
+    );
+    assert_eq!(
+        warned(&format!(
+            "{open}[tls]\nenabled = true\ncert = \"/c.crt\"\nkey = \"/c.key\"\nclient_auth = \"optional\"\nclient_ca = \"/ca.crt\""
+        )),
+        ["soap.listen"],
+        "TLS that lets clients in without a certificate protects nothing"
+    );
+    // Protected, or only on loopback: nothing to say.
+    assert!(warned("").is_empty());
+    assert!(warned("[soap]\nlisten = \"[::1]:8080\"").is_empty());
+    assert!(warned(&format!("{open}[access]\nsoap_allow = [\"10.1.0.0/16\"]")).is_empty());
+    assert!(
+        warned(&format!(
+            "{open}[[auth.soap_users]]\nname = \"SAPICI\"\npassword_hash = \"{HASH}\""
+        ))
+        .is_empty()
+    );
+    assert!(
+        warned(&format!(
+            "{open}[tls]\nenabled = true\ncert = \"/c.crt\"\nkey = \"/c.key\"\nclient_auth = \"require\"\nclient_ca = \"/ca.crt\""
+        ))
+        .is_empty()
+    );
 }
 
 #[test]

@@ -192,12 +192,66 @@ fn auth(config: &Config, p: &mut Problems) {
     }
     p.nonzero_duration("auth.failure_refill", auth.failure_refill);
     let admin = config.admin.listen.ip();
-    if !admin.is_loopback() && auth.admin_users.is_empty() && config.access.admin_allow.is_empty() {
+    let admin_allow = &config.access.admin_allow;
+    if !admin.is_loopback() && auth.admin_users.is_empty() {
+        if admin_allow.is_empty() {
+            p.add(
+                "admin.listen",
+                format!(
+                    "{admin} is not loopback: set [[auth.admin_users]] or access.admin_allow to \
+                     protect the admin listener"
+                ),
+            );
+        } else if admits_every_address(admin_allow) {
+            p.add(
+                "access.admin_allow",
+                format!(
+                    "admits every address, so it does not protect the admin listener on \
+                     {admin} (not loopback): list only the operators' and monitoring \
+                     networks, or set [[auth.admin_users]]"
+                ),
+            );
+        }
+    }
+}
+
+/// Whether an allow-list admits every IPv4 or every IPv6 address (`0.0.0.0/0`, `::/0`, or
+/// networks that add up to one of them): such a list protects nothing. Entries that do
+/// not parse are reported by [`access`] and left out here.
+fn admits_every_address(entries: &[String]) -> bool {
+    let networks: Vec<ipnet::IpNet> = entries
+        .iter()
+        .filter_map(|entry| super::parse_network(entry).ok())
+        .collect();
+    ipnet::IpNet::aggregate(&networks)
+        .iter()
+        .any(|network| network.prefix_len() == 0)
+}
+
+/// Settings that are valid but leave a door open: `check-config` prints them, the server
+/// logs them at start.
+pub(super) fn warnings(config: &Config) -> Vec<ConfigError> {
+    let mut p = Problems::default();
+    open_soap_listener(config, &mut p);
+    open_event_destinations(config, &mut p);
+    p.0
+}
+
+/// SOAP beyond loopback with nothing that limits who may use it: whoever reaches the port
+/// can log agents in and out, dial and read call data. TLS counts only when it requires a
+/// client certificate (otherwise it encrypts, but admits anyone).
+fn open_soap_listener(config: &Config, p: &mut Problems) {
+    let soap = config.soap.listen.ip();
+    let certificates = config.tls.enabled && config.tls.client_auth == ClientAuth::Require;
+    let soap_allow = &config.access.soap_allow;
+    let allow_list = !soap_allow.is_empty() && !admits_every_address(soap_allow);
+    if !soap.is_loopback() && config.auth.soap_users.is_empty() && !certificates && !allow_list {
         p.add(
-            "admin.listen",
+            "soap.listen",
             format!(
-                "{admin} is not loopback: set [[auth.admin_users]] or access.admin_allow to \
-                 protect the admin listener"
+                "{soap} is not loopback and nothing limits who may send SOAP requests: set \
+                 [[auth.soap_users]], tls.client_auth = \"require\" or access.soap_allow \
+                 (SECURITY.md)"
             ),
         );
     }
@@ -577,8 +631,9 @@ fn is_host_name(entry: &str) -> bool {
 }
 
 /// Valid settings an admin should think twice about, in the same `key: why` form.
-pub(super) fn warnings(config: &Config) -> Vec<ConfigError> {
-    let mut w = Problems::default();
+/// SOAP reachable beyond loopback with no `[events] allow`: whoever can subscribe can make
+/// the connector POST to any host and port it reaches.
+fn open_event_destinations(config: &Config, w: &mut Problems) {
     let soap = config.soap.listen;
     if !soap.ip().is_loopback() && config.events.allow.is_empty() {
         w.add(
@@ -590,7 +645,6 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigError> {
             ),
         );
     }
-    w.0
 }
 
 fn logging(config: &Config, p: &mut Problems) {

@@ -183,7 +183,8 @@ pub struct Resolved {
     pub spec: &'static OpSpec,
     pub how: Match,
     pub operation: Operation,
-    /// The `user` SOAP header, when it names a valid user id.
+    /// The `user` SOAP header (absent or empty: `None`; not a valid user id: a Client
+    /// fault).
     pub user_header: Option<UserId>,
 }
 
@@ -206,11 +207,12 @@ pub fn resolve_as(request: &Request, spec: &'static OpSpec, how: Match) -> Resul
         Interface::PhoneCall => phonecall::parse(spec.name, &args)?,
         Interface::Event => unreachable!("lookup never returns events"),
     };
-    let user_header = request
-        .headers
-        .user
-        .as_deref()
-        .and_then(|u| UserId::parse(u).ok());
+    // A header that names no valid user is refused rather than ignored: ignoring it would
+    // lift the scoping of call operations to the header's agent.
+    let user_header = match request.headers.user.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(user) => Some(UserId::parse(user)?),
+    };
     Ok(Resolved {
         spec,
         how,

@@ -10,6 +10,9 @@
 //!
 //! Both are process-wide because the log subscriber is: one process, one set of log files.
 //!
+//! What peers send (user names, appIds, appURLs, call ids) never breaks a line and a URL's
+//! password is never written (the `sanitize` module: [`EscapedFields`], [`Redacting`]).
+//!
 //! The line shapes the `trace` command reads (see [`crate::trace_cmd`]): every line that
 //! concerns a call carries `call=<call id>` (the switch's call id is the correlation id
 //! from the switch event to SAP's request and the event we push), every line about an
@@ -32,7 +35,9 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 use crate::config::{LogFormat, LogRotation, LoggingConfig};
 
 mod batch;
+mod sanitize;
 use batch::{BatchGuard, batch_writer};
+pub use sanitize::{EscapedFields, PASSWORD_MASK, Redacting, escape_control, redact_credentials};
 
 /// The target of raw SOAP capture lines.
 pub const CAPTURE_TARGET: &str = "ici_connector::capture";
@@ -117,7 +122,8 @@ pub fn init(config: &LoggingConfig) -> Result<LogHandle, LoggingError> {
             let file = format_layer(config.format, writer, false);
             // The journal gets problems, and the process's own start/stop lines.
             let stderr = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .fmt_fields(EscapedFields)
+                .with_writer(Redacting(std::io::stderr))
                 .with_ansi(ansi)
                 .with_filter(filter_fn(|m| {
                     *m.level() <= Level::WARN || m.target() == env!("CARGO_CRATE_NAME")
@@ -147,8 +153,11 @@ where
     S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Peer-controlled text cannot break a line or show a URL's password (`sanitize`).
+    let writer = Redacting(writer);
     match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(EscapedFields)
             .with_writer(writer)
             .with_ansi(ansi)
             .boxed(),
@@ -250,8 +259,8 @@ impl<S: Subscriber> Layer<S> for RecentProblems {
                 "WARN"
             },
             target: event.metadata().target().to_string(),
-            message: visitor.message,
-            fields: visitor.fields,
+            message: sanitize::for_display(&visitor.message),
+            fields: sanitize::for_display(&visitor.fields),
         };
         let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() >= RECENT_PROBLEMS {

@@ -122,9 +122,9 @@ impl Actor {
     ) -> Self {
         Actor {
             config,
+            link_up: switch.link_up_at_start(),
             switch,
             notifier,
-            link_up: true,
             agents: BTreeMap::new(),
             by_extension: HashMap::new(),
             attached: HashMap::new(),
@@ -271,17 +271,17 @@ impl Actor {
             ),
             Reroute { item } => self.reroute(&item, hint),
             SetAttachedData { item, data } => {
-                let key = self.item_key(&item)?;
+                let key = self.item_key(&item, hint)?;
                 self.attached.entry(key).or_default().merge(data);
                 done()
             }
             GetAttachedData { item } => {
-                let key = self.item_key(&item)?;
+                let key = self.item_key(&item, hint)?;
                 let data = self.attached.get(&key).cloned().unwrap_or_default();
                 answer(Value::text(data.to_xml()))
             }
             DeleteAttachedData { item, applications } => {
-                let key = self.item_key(&item)?;
+                let key = self.item_key(&item, hint)?;
                 if let Some(data) = self.attached.get_mut(&key) {
                     match applications {
                         Some(ids) => data.remove(&ids),
@@ -291,7 +291,7 @@ impl Actor {
                 done()
             }
             GetCalls { container } => {
-                let agent = self.agent_for_container(&container)?;
+                let agent = self.own_container(&container, hint)?;
                 let calls = agent
                     .visible
                     .iter()
@@ -301,7 +301,7 @@ impl Actor {
             }
             DropCalls { container } => {
                 self.require(Capability::Clear)?;
-                let agent = self.agent_for_container(&container)?;
+                let agent = self.own_container(&container, hint)?;
                 Ok(Step::Switch(
                     agent
                         .visible
@@ -318,7 +318,15 @@ impl Actor {
                 user,
                 address,
                 item,
-            } => self.dial(container, user.as_ref().or(hint), &address, item),
+            } => {
+                if let (Some(user), Some(header)) = (&user, hint)
+                    && user != header
+                {
+                    // Dialling from another agent's phone (see `leg_ref`).
+                    return Err(IciError::UnknownUser(user.to_string()));
+                }
+                self.dial(container, user.as_ref().or(hint), &address, item)
+            }
             Hold { call } => self.on_leg_in(
                 &call,
                 hint,
@@ -730,6 +738,19 @@ impl Actor {
             .ok_or_else(|| IciError::UnknownContainer(container.to_string()))
     }
 
+    /// [`Self::agent_for_container`] for an operation on the agent's calls: with a `user`
+    /// header only that agent's own container counts, another's is unknown (see
+    /// [`Self::leg_ref`]).
+    fn own_container(&self, container: &str, hint: Option<&UserId>) -> Result<&Agent, IciError> {
+        let agent = self.agent_for_container(container)?;
+        match hint {
+            Some(user) if *user != agent.user => {
+                Err(IciError::UnknownContainer(container.to_string()))
+            }
+            _ => Ok(agent),
+        }
+    }
+
     /// The call an item id stands for.
     fn resolve(&self, id: &str) -> String {
         self.aliases
@@ -761,8 +782,12 @@ impl Actor {
     }
 
     /// [`Self::find_leg_in`] without copying: read-only operations (such as
-    /// getPhoneCallAttributes, SAP's most frequent request) answer from the tables. The
-    /// hinted agent is looked at first, and all agents only when it is not on the call.
+    /// getPhoneCallAttributes, SAP's most frequent request) answer from the tables.
+    ///
+    /// With a `user` header only that agent's legs count: another agent's call is an
+    /// unknown call, so one IC session can neither act on nor read another agent's call.
+    /// Without one (no IC session: a tool acting for the SAP system, which may act for any
+    /// agent) the call is looked for at every agent.
     fn leg_ref(
         &self,
         id: &str,
@@ -775,21 +800,20 @@ impl Actor {
             Some((&agent.user, leg))
         }
         let on_call = |agent| leg_of(agent, &call);
-        let hinted = hint.and_then(|u| self.agents.get(u)).and_then(on_call);
-        hinted
-            .or_else(|| {
+        let found = match hint {
+            Some(user) => self.agents.get(user).and_then(on_call),
+            None => {
                 let mut all = self.agents.values().filter_map(on_call);
-                if states.is_empty() {
-                    return all.next();
+                let first = all.next();
+                match first {
+                    Some((_, leg)) if !states.is_empty() && !states.contains(&leg.state) => {
+                        all.find(|(_, leg)| states.contains(&leg.state)).or(first)
+                    }
+                    _ => first,
                 }
-                let first = all.next()?;
-                if states.contains(&first.1.state) {
-                    return Some(first);
-                }
-                all.find(|(_, leg)| states.contains(&leg.state))
-                    .or(Some(first))
-            })
-            .ok_or(IciError::UnknownCall(id.to_string()))
+            }
+        };
+        found.ok_or(IciError::UnknownCall(id.to_string()))
     }
 
     /// Two calls of the same agent (held call and consultation call).
@@ -808,15 +832,24 @@ impl Actor {
     }
 
     /// The attached-data key of an item: a live call, a created item, or one with data.
-    fn item_key(&self, item: &str) -> Result<String, IciError> {
+    /// A live call counts only for the agent the `user` header names, when there is one
+    /// (see [`Self::leg_ref`]): another agent's call is an unknown item.
+    fn item_key(&self, item: &str, hint: Option<&UserId>) -> Result<String, IciError> {
         let key = self.resolve(item);
-        let live = self.agents.values().any(|a| {
+        let has_call = |a: &Agent| {
             a.visible
                 .iter()
                 .chain(a.waiting.iter())
                 .any(|l| l.call == key)
-        });
-        if live || self.pending_items.contains_key(&key) || self.attached.contains_key(&key) {
+        };
+        let live = self.agents.values().any(has_call);
+        let known =
+            live || self.pending_items.contains_key(&key) || self.attached.contains_key(&key);
+        let theirs = match hint {
+            Some(user) if live => self.agents.get(user).is_some_and(has_call),
+            _ => true,
+        };
+        if known && theirs {
             Ok(key)
         } else {
             Err(IciError::UnknownItem(item.to_string()))
@@ -960,7 +993,7 @@ impl Actor {
                         Target::User(u) => format!("user {u}"),
                         Target::Container(c) => format!("container {c}"),
                     },
-                    app_url: s.url.to_string(),
+                    app_url: s.url.redacted(),
                     app_ids: s.app_ids.clone(),
                     sequence: s.sequence,
                     queue_depth: s.outbox.depth(),

@@ -15,10 +15,13 @@ pub struct AttachedData {
 }
 
 impl AttachedData {
-    /// Parses an `ItemAttachedData` document. Refuses DOCTYPEs and malformed XML; anything
-    /// at the top level other than `Application` elements is ignored.
+    /// Parses an `ItemAttachedData` document. Refuses DOCTYPEs, malformed XML and
+    /// characters XML 1.0 does not allow (raw or as references such as `&#1;`: the
+    /// document is relayed as it came, and SAP's parser would refuse it); anything at the
+    /// top level other than `Application` elements is ignored.
     pub fn parse(document: &str) -> Result<AttachedData, Fault> {
         let bad = |why: String| Fault::client("invalid attached data").with_detail(why);
+        crate::soap::chars::check_fragment(document).map_err(|c| bad(c.to_string()))?;
         let mut reader = Reader::from_str(document);
         reader.config_mut().check_end_names = true;
         let mut data = AttachedData::default();
@@ -170,6 +173,9 @@ mod tests {
             "<ItemAttachedData><Application id='x'>",
             "<!DOCTYPE x [<!ENTITY a 'b'>]><ItemAttachedData/>",
             "<ItemAttachedData/><ItemAttachedData/>",
+            "<ItemAttachedData><Application id='x'>\u{1}</Application></ItemAttachedData>",
+            "<ItemAttachedData><Application id='x'>&#1;</Application></ItemAttachedData>",
+            "<ItemAttachedData><Application id='&#x1b;'/></ItemAttachedData>",
         ] {
             assert!(AttachedData::parse(bad).is_err(), "{bad}");
         }

@@ -61,8 +61,10 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// Runs an operation; `user_header` is SAP's `user` SOAP header (it picks the agent
-    /// when a call id is shared by two agents, as in an internal call).
+    /// Runs an operation; `user_header` is SAP's `user` SOAP header: when present, call
+    /// operations see only that agent's calls (a call id shared by two agents, as in an
+    /// internal call, means that agent's leg; another agent's call is unknown), except a
+    /// supervisor's `listen`/`listenEnd`.
     pub async fn execute(
         &self,
         operation: Operation,

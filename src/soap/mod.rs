@@ -4,6 +4,7 @@
 //! [`Fault`]); [`write_response`], [`write_call`] and [`write_fault`] produce envelopes.
 //! What the operation means is the `ici` module's business.
 
+pub mod chars;
 mod fault;
 mod parse;
 #[cfg(test)]
@@ -143,6 +144,53 @@ mod tests {
             assert_eq!(fault.code, FaultCode::Client, "{xml}");
             assert_eq!(fault.string, expected, "{xml}: {fault}");
         }
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_refused_raw_or_referenced_anywhere() {
+        let in_text =
+            |t: &str| vendor_body().replace(">CRMFOSOUT</userId>", &format!(">{t}</userId>"));
+        let cases = [
+            in_text("A\u{1}B"),
+            in_text("\u{1b}[2J"),
+            in_text("\u{0}"),
+            in_text("\u{FFFF}"),
+            in_text("A&#1;B"),
+            in_text("A&#x1b;B"),
+            in_text("A&#xFFFE;B"),
+            in_text("<![CDATA[\u{8}]]>"),
+            vendor_body().replace("EN</pre:language>", "E\u{2}N</pre:language>"),
+            vendor_body().replace("<ns0:getAttributes ", "<ns0:getAttributes x=\"\u{1}\" "),
+            vendor_body().replace("<SOAP-ENV:Body>", "<!-- \u{7} --><SOAP-ENV:Body>"),
+        ];
+        for xml in &cases {
+            let fault = fault_of(xml);
+            assert_eq!(
+                (fault.code, fault.string.as_ref()),
+                (FaultCode::Client, "invalid XML character"),
+                "{xml:?}"
+            );
+        }
+        // Tab, line feed, carriage return and everything from U+0020 on are characters.
+        let fine = in_text("A\tB\n&#9;&#xA;&#13;\u{7f}\u{85}\u{FFFD}&#x10FFFF;");
+        assert!(parse_request(fine.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_writer_never_writes_what_xml_forbids() {
+        let nasty = "a\u{1}b\u{1b}[31m\u{0}\u{FFFE}c";
+        let xml = write_call(
+            "urn:IciEventInterface",
+            "phoneCallChanged",
+            &[("remoteAddressRaw", Value::text(nasty))],
+        );
+        let req = parse_request(xml.as_bytes()).expect("what we write is well-formed");
+        assert_eq!(
+            req.operation.child("remoteAddressRaw").unwrap().text,
+            "a\u{FFFD}b\u{FFFD}[31m\u{FFFD}\u{FFFD}c"
+        );
+        let fault = write_fault(&Fault::client(nasty).with_detail(nasty));
+        assert_eq!(chars::first_invalid(&fault), None);
     }
 
     #[test]

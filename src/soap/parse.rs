@@ -3,7 +3,8 @@
 //! Tolerant where real SOAP stacks differ (prefixes, qualified or unqualified parameters,
 //! `xsi:type`, encodingStyle, SOAP-encoded arrays, unknown headers, BOMs, ISO-8859-1) and
 //! strict where tolerance would be dangerous: no DOCTYPE, no entity other than the five
-//! predefined ones and character references, bounded depth and element count.
+//! predefined ones and character references, no character XML 1.0 does not allow (raw or
+//! referenced, see [`super::chars`]), bounded depth and element count.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -15,6 +16,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::reader::NsReader;
 
+use super::chars;
 use super::fault::{Fault, FaultCode};
 
 /// SOAP 1.1 envelope namespace.
@@ -48,6 +50,12 @@ impl Default for ParseLimits {
             max_attribute_bytes: 4096,
         }
     }
+}
+
+/// A character XML 1.0 does not allow, raw or as a character reference: the document is
+/// not well-formed, and relaying it would make SAP refuse what we send.
+fn invalid_char(c: char) -> Fault {
+    Fault::client("invalid XML character").with_detail(chars::InvalidChar(c.into()).to_string())
 }
 
 fn text_too_long(limits: &ParseLimits) -> Fault {
@@ -137,6 +145,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, Fault> {
 /// Parses a SOAP 1.1 request.
 pub fn parse_request_with(bytes: &[u8], limits: &ParseLimits) -> Result<Request, Fault> {
     let source = decode(bytes)?;
+    if let Some(c) = chars::first_invalid(&source) {
+        return Err(invalid_char(c));
+    }
     let root = parse_tree(&source, limits)?;
     let (headers, operation) = read_envelope(root)?;
     Ok(Request {
@@ -264,6 +275,7 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
             }
             Event::GeneralRef(reference) => {
                 let ch = match reference.resolve_char_ref() {
+                    Ok(Some(ch)) if !chars::is_xml_char(ch) => return Err(invalid_char(ch)),
                     Ok(Some(ch)) => ch,
                     Ok(None) => predefined_entity(&reference.xml10_content()).ok_or_else(|| {
                         Fault::client("undefined entity")

@@ -118,8 +118,48 @@ proptest! {
     }
 
     #[test]
+    fn any_string_is_written_well_formed(raw in any::<String>()) {
+        // Values from the switch may hold anything: what we write still parses, and reads
+        // back with only the characters XML 1.0 forbids replaced.
+        let xml = write_call("urn:IciEventInterface", "e", &[("v", Value::text(raw.clone()))]);
+        prop_assert_eq!(chars::first_invalid(&xml), None);
+        let request = parse_request(xml.as_bytes()).map_err(|f| TestCaseError::fail(format!("{f}: {xml:?}")))?;
+        let expected: String = raw
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .chars()
+            .map(|c| if chars::is_xml_char(c) { c } else { chars::REPLACEMENT })
+            .collect();
+        prop_assert_eq!(&request.operation.child("v").unwrap().text, &expected);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = parse_request(&bytes);
+        if let Ok(request) = parse_request(&bytes) {
+            // Whatever is accepted holds only characters XML 1.0 allows.
+            fn clean(e: &Element) -> bool {
+                chars::first_invalid(&e.text).is_none() && e.children.iter().all(clean)
+            }
+            prop_assert!(clean(&request.operation), "{:?}", bytes);
+        }
+    }
+
+    #[test]
+    fn forbidden_characters_are_refused_raw_or_referenced(
+        code in prop_oneof![0u32..0x20, Just(0xFFFE), Just(0xFFFF)],
+        referenced in any::<bool>(),
+        hex in any::<bool>(),
+    ) {
+        prop_assume!(!matches!(code, 0x9 | 0xA | 0xD));
+        let c = match (referenced, hex) {
+            (false, _) => char::from_u32(code).unwrap().to_string(),
+            (true, true) => format!("&#x{code:x};"),
+            (true, false) => format!("&#{code};"),
+        };
+        let xml = write_call("urn:IciUserInterface", "getAttributes", &[("userId", Value::text("U@1"))])
+            .replace('@', &c);
+        let fault = parse_request(xml.as_bytes()).expect_err(&xml);
+        prop_assert_eq!(fault.code, FaultCode::Client);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Writing SOAP 1.1 messages: responses and faults for SAP's requests, and the requests
 //! that carry our events to SAP. RPC/literal shape: everything below the operation element
 //! is unqualified, lists are `<item>` children (what zeep, suds and SOAP::Lite all read).
+//! Never a character XML 1.0 does not allow: see [`escape`].
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use quick_xml::escape::escape;
-
+use super::chars;
 use super::fault::Fault;
 use super::parse::SOAP11_ENV;
 
@@ -96,6 +97,21 @@ pub fn write_fault(fault: &Fault) -> String {
     out.push_str(ENVELOPE_CLOSE);
     debug_assert!(out.contains(SOAP11_ENV));
     out
+}
+
+/// Escapes text for XML, with every character XML 1.0 does not allow replaced by
+/// [`chars::REPLACEMENT`]. Requests with such characters are refused, so only values from
+/// the switch (call attributes, AMI variables) can bring one; each replacement is counted
+/// (`ici_xml_chars_replaced_total`), so the one write path that may change a value shows.
+fn escape(text: &str) -> Cow<'_, str> {
+    let (clean, replaced) = chars::replace_invalid(text);
+    if replaced > 0 {
+        crate::metrics::xml_chars_replaced(replaced);
+    }
+    match clean {
+        Cow::Borrowed(text) => quick_xml::escape::escape(text),
+        Cow::Owned(text) => Cow::Owned(quick_xml::escape::escape(&text).into_owned()),
+    }
 }
 
 // Plain `push_str` rather than `write!`: these run for every response and event, and the

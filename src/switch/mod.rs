@@ -385,4 +385,12 @@ pub trait SwitchAdapter: Send + Sync + 'static {
     /// Queue a command without waiting. The answer arrives on `request.reply`; if the
     /// adapter's queue is full the reply carries `SwitchError::Unavailable`.
     fn submit(&self, request: SwitchRequest);
+
+    /// Whether the link counts as up before the adapter has reported anything. True for
+    /// an adapter that needs no connection (the simulator); one that must connect and log
+    /// in says false and reports [`SwitchEvent::LinkUp`] once it has, so `/readyz` and
+    /// `ici_switch_link_up` never claim a link that is not there.
+    fn link_up_at_start(&self) -> bool {
+        true
+    }
 }

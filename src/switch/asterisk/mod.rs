@@ -31,7 +31,8 @@
 //! with `Unavailable`, reconnects with backoff (alternating with `backup_host`), logs in
 //! again, rebuilds its picture from `CoreShowChannels` and `QueueStatus`, and reports
 //! `LinkUp` with every live agent leg, so calls that ended meanwhile are dropped toward SAP.
-//! The first login reports `LinkUp` the same way.
+//! The first login reports `LinkUp` the same way; until then the link counts as down.
+//! Every failed connect or login is logged at warn with its reason.
 //!
 //! Ordering: a command is answered after the AMI response *and* the event that shows its
 //! effect (the agent's new state, the leg leaving, the originated leg appearing), or after
@@ -103,6 +104,11 @@ impl SwitchAdapter for AsteriskSwitch {
     /// phone can do them. Not reroute, listen or attached data: not built yet.
     fn capabilities(&self) -> &[Capability] {
         &CAPABILITIES
+    }
+
+    /// Down until the first login and resync report `LinkUp`.
+    fn link_up_at_start(&self) -> bool {
+        false
     }
 
     fn submit(&self, request: SwitchRequest) {
