@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
+use common::process::Process;
 use common::server::{TestServer, envelope, ns, params};
 use ici_connector::soap::parse_request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,6 +81,105 @@ fn status_of(answer: &str) -> u16 {
 
 fn body_of(answer: &str) -> &str {
     answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+/// A config with one SOAP user `SAPICI` / `sap-secret` (hashed with `hash`), no admin auth,
+/// and `extra` lines inside `[auth]`.
+fn soap_auth_toml(password_hash: &str, extra: &str) -> String {
+    format!(
+        "[auth]\n{extra}\n[[auth.soap_users]]\nname = \"SAPICI\"\npassword_hash = \"{password_hash}\"\n"
+    )
+}
+
+/// Opens one connection per source address in `from`, and only then sends `request` on
+/// all of them at once; returns each answer (read until the server closes).
+async fn parallel_from(to: SocketAddr, from: &[IpAddr], request: &[u8]) -> Vec<String> {
+    let mut streams = Vec::new();
+    for ip in from {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(*ip, 0)).unwrap();
+        streams.push(socket.connect(to).await.unwrap());
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(streams.len()));
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let (start, request) = (std::sync::Arc::clone(&start), request.to_vec());
+            tokio::spawn(async move {
+                start.wait().await;
+                stream.write_all(&request).await.unwrap();
+                let mut out = Vec::new();
+                tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut out))
+                    .await
+                    .expect("answered within 120 s")
+                    .expect("closed, not reset");
+                String::from_utf8_lossy(&out).into_owned()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// The value of header `name` in a raw HTTP answer.
+fn header_of<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer
+        .split_once("\r\n\r\n")
+        .map(|(h, _)| h)
+        .unwrap_or(answer);
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// How many answers have HTTP status `status`.
+fn count_status(answers: &[String], status: u16) -> u64 {
+    answers.iter().filter(|a| status_of(a) == status).count() as u64
+}
+
+/// A connector child process, killed if the test fails before stopping it (a flood must
+/// not run in the test process: `ten_thousand_malformed_requests...` measures this
+/// process's memory).
+struct Child(Option<Process>);
+
+impl Child {
+    /// Starts the binary with the listeners on port 0, the spool in `dir` and `toml`.
+    fn start(dir: &std::path::Path, toml: &str) -> Child {
+        let config = dir.join("ici-connector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [events]\ndata_dir = {:?}\n{toml}",
+                dir.join("data").display().to_string(),
+            ),
+        )
+        .unwrap();
+        Child(Some(Process::start(&config)))
+    }
+
+    fn stop(mut self) {
+        self.0.take().unwrap().stop();
+    }
+}
+
+impl std::ops::Deref for Child {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(process) = self.0.take() {
+            process.kill();
+        }
+    }
 }
 
 const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -159,6 +259,198 @@ async fn basic_auth_on_the_soap_listener() {
     assert_eq!(status["security"]["auth_throttled"], 1);
     assert!(status["security"]["auth_missing"].as_u64().unwrap() >= 2);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        // Slots for all: only the failure limit stands between them and Argon2.
+        &soap_auth_toml(
+            &hash("sap-secret"),
+            "failure_burst = 10\nfailure_refill = \"1h\"\nmax_parallel_verifications = 100",
+        ),
+    );
+    let server = &child.endpoints;
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let answers = parallel_from(server.soap, &[LOCAL; 100], &wrong).await;
+    for answer in &answers {
+        assert!(
+            [401, 429].contains(&status_of(answer)),
+            "only refusals expected: {answer}"
+        );
+    }
+    let security = server.status().await["security"].clone();
+    let verified = security["auth_verifications"].as_u64().unwrap();
+    eprintln!(
+        "100 parallel wrong passwords: {verified} Argon2 verifications, {} x 401, {} x 429",
+        count_status(&answers, 401),
+        count_status(&answers, 429),
+    );
+    assert!(
+        (1..=10).contains(&verified),
+        "{verified} verifications for a burst of 10"
+    );
+    assert_eq!(count_status(&answers, 401), verified);
+    assert_eq!(security["auth_failures"], verified);
+    child.stop();
+}
+
+#[tokio::test]
+async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
+    let server = TestServer::start(&soap_auth_toml(
+        &hash("sap-secret"),
+        "failure_burst = 10\nfailure_refill = \"1h\"",
+    ))
+    .await;
+    let verifications = async || {
+        server.status().await["security"]["auth_verifications"]
+            .as_u64()
+            .unwrap()
+    };
+    let cases = [
+        ("SAPICI", "guess", 401, 1),
+        ("nobody", "guess", 401, 2),
+        ("nobody", "sap-secret", 401, 3),
+        ("SAPICI", "sap-secret", 200, 4),
+        // A remembered password needs no Argon2 run.
+        ("SAPICI", "sap-secret", 200, 4),
+    ];
+    for (user, password, status, expected) in cases {
+        let request = soap_post(&product_info(), Some(&basic(user, password)));
+        let answer = raw_from(server.soap, LOCAL, &request).await;
+        assert_eq!(status_of(&answer), status, "{user}: {answer}");
+        assert_eq!(verifications().await, expected, "after {user} / {password}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
+    const REFILL_SECS: u64 = 45;
+    let server = TestServer::start(&soap_auth_toml(
+        &hash("sap-secret"),
+        &format!("failure_burst = 1\nfailure_refill = \"{REFILL_SECS}s\""),
+    ))
+    .await;
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let failed_at = std::time::Instant::now();
+    assert_eq!(status_of(&raw_from(server.soap, LOCAL, &wrong).await), 401);
+    let answer = raw_from(server.soap, LOCAL, &wrong).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    let retry_after: u64 = header_of(&answer, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    let earliest = REFILL_SECS.saturating_sub(failed_at.elapsed().as_secs() + 1);
+    assert!(
+        (earliest..=REFILL_SECS).contains(&retry_after),
+        "Retry-After {retry_after}, the next attempt is allowed in {earliest}..={REFILL_SECS} s"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
+    // A hash slow enough that the verifications of requests sent together overlap.
+    let slow_hash = {
+        use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 64, 1, None).unwrap(),
+        )
+        .hash_password_with_salt(b"sap-secret", b"ici-test-salt")
+        .unwrap()
+        .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(
+            &slow_hash,
+            "failure_burst = 10\nmax_parallel_verifications = 1",
+        ),
+    );
+    let server = &child.endpoints;
+    // Each from its own address, so the per-peer failure limit plays no part.
+    let peers: Vec<IpAddr> = (10..26)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let answers = parallel_from(server.soap, &peers, &wrong).await;
+    let (denied, busy) = (count_status(&answers, 401), count_status(&answers, 503));
+    assert_eq!(denied + busy, peers.len() as u64, "{answers:#?}");
+    assert!(busy > 0, "no request was refused for want of a slot");
+    for answer in answers.iter().filter(|a| status_of(a) == 503) {
+        assert_eq!(header_of(answer, "retry-after"), Some("1"), "{answer}");
+        assert!(body_of(answer).contains("Fault"), "a SOAP fault: {answer}");
+    }
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["auth_verifications"], denied);
+    assert_eq!(security["auth_busy"], busy);
+    child.stop();
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_flood_leaves_the_peak_memory_bounded() {
+    use argon2::{Argon2, PasswordHasher};
+    // The parameters `hash-password` uses (argon2's defaults): 19 MiB per verification.
+    let argon = Argon2::default();
+    let hash = argon
+        .hash_password_with_salt(b"sap-secret", b"ici-test-salt")
+        .unwrap()
+        .to_string();
+    let per_verification_kib = u64::from(argon.params().m_cost());
+    let dir = tempfile::tempdir().unwrap();
+    let process = Child::start(
+        dir.path(),
+        &soap_auth_toml(&hash, "failure_burst = 10\nfailure_refill = \"1h\""),
+    );
+    let pid = process.child.id();
+    let api = &process.endpoints;
+    let good = soap_post(&product_info(), Some(&basic("SAPICI", "sap-secret")));
+    assert_eq!(status_of(&raw_from(api.soap, OTHER, &good).await), 200);
+    let before = peak_rss_kib(pid);
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let answers = parallel_from(api.soap, &[LOCAL; 100], &wrong).await;
+    let after = peak_rss_kib(pid);
+    let verified = api.status().await["security"]["auth_verifications"]
+        .as_u64()
+        .unwrap();
+    eprintln!(
+        "peak RSS before {} MiB, after 100 parallel wrong passwords {} MiB \
+         ({verified} Argon2 verifications in all; {} x 401, {} x 429, {} x 503)",
+        before / 1024,
+        after / 1024,
+        count_status(&answers, 401),
+        count_status(&answers, 429),
+        count_status(&answers, 503)
+    );
+    process.stop();
+    // At most one verification per core runs at a time; allow one more, and slack for the
+    // connections themselves.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let bound = (cores + 1) * per_verification_kib + 32 * 1024;
+    assert!(
+        after.saturating_sub(before) < bound,
+        "peak RSS grew by {} MiB (bound {} MiB)",
+        after.saturating_sub(before) / 1024,
+        bound / 1024
+    );
+    assert!(verified <= 1 + 10, "{verified} verifications");
 }
 
 #[tokio::test]
