@@ -14,6 +14,7 @@
 //! | `ici_events_retried_total` | counter | `event` |
 //! | `ici_events_dropped_total` | counter | `reason` (`overflow`, `coalesced`, `session_gone`, `gave_up`) |
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
+//! | `ici_connections_refused_total` | counter | `reason` (`peer_cap`, `max_connections`) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -101,6 +102,10 @@ fn describe() {
         Unit::Seconds,
         "time of one successful event POST"
     );
+    describe_counter!(
+        "ici_connections_refused_total",
+        "connections answered 503 at a connection cap"
+    );
 }
 
 /// One SOAP request answered. `op` is a catalog operation name (or `"other"`), so a
@@ -173,6 +178,11 @@ pub fn events_dropped(reason: &'static str, count: u64) {
     if count > 0 {
         metrics::counter!("ici_events_dropped_total", "reason" => reason).increment(count);
     }
+}
+
+/// A connection got no slot: `reason` is `peer_cap` or `max_connections`.
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!("ici_connections_refused_total", "reason" => reason).increment(1);
 }
 
 /// The whole `/metrics` page: recorded counters and histograms, then the state gauges of

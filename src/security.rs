@@ -1,6 +1,11 @@
 //! Access control shared by both listeners: source-address allow-lists, HTTP Basic
 //! authentication with Argon2 hashes and a per-peer limit on failed logins, and the
-//! counters of refused attempts shown on `/api/status`.
+//! counters of refused attempts shown on `/api/status`, with the latest refused TLS
+//! handshakes ([`tls_refusals`]) and rate-limited log lines about refused peers
+//! ([`peer_log`]).
+
+pub mod peer_log;
+pub mod tls_refusals;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +25,8 @@ use crate::config::{AuthConfig, AuthUser, parse_network};
 use crate::listener::{self, HttpResponse};
 use crate::soap::{self, Fault};
 
-/// Refused attempts since start, by kind. One shared instance; lock-free.
+/// Refused attempts since start, by kind (lock-free counters), and the latest refused TLS
+/// handshakes. One shared instance.
 #[derive(Debug, Default)]
 pub struct SecurityCounters {
     /// Requests with wrong credentials (unknown user or wrong password).
@@ -39,6 +45,14 @@ pub struct SecurityCounters {
     pub auth_verifications: AtomicU64,
     /// Requests answered 503 because every verification slot was busy (not verified).
     pub auth_busy: AtomicU64,
+    /// Connections answered 503 because the listener had `max_connections` open.
+    pub connections_over_cap: AtomicU64,
+    /// Connections answered 503 because their address had `max_connections_per_peer` open.
+    pub connections_over_peer_cap: AtomicU64,
+    /// The latest refused TLS handshakes, and their log lines.
+    pub tls_refusals: tls_refusals::TlsRefusals,
+    /// Which connection refusals get a log line.
+    pub connection_log: peer_log::PeerLogLimit,
 }
 
 /// A copy of [`SecurityCounters`] for JSON.
@@ -52,6 +66,8 @@ pub struct CountersSnapshot {
     pub plain_http_on_tls: u64,
     pub auth_verifications: u64,
     pub auth_busy: u64,
+    pub connections_over_cap: u64,
+    pub connections_over_peer_cap: u64,
 }
 
 impl SecurityCounters {
@@ -72,6 +88,8 @@ impl SecurityCounters {
             plain_http_on_tls: get(&self.plain_http_on_tls),
             auth_verifications: get(&self.auth_verifications),
             auth_busy: get(&self.auth_busy),
+            connections_over_cap: get(&self.connections_over_cap),
+            connections_over_peer_cap: get(&self.connections_over_peer_cap),
         }
     }
 }

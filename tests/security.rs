@@ -141,9 +141,9 @@ fn count_status(answers: &[String], status: u16) -> u64 {
     answers.iter().filter(|a| status_of(a) == status).count() as u64
 }
 
-/// A connector child process, killed if the test fails before stopping it (a flood must
-/// not run in the test process: `ten_thousand_malformed_requests...` measures this
-/// process's memory).
+/// A connector child process, killed if the test fails before stopping it. Argon2 runs
+/// there rather than in the test process, whose memory
+/// `ten_thousand_malformed_requests_leave_the_server_up_with_flat_memory` measures.
 struct Child(Option<Process>);
 
 impl Child {
@@ -299,11 +299,15 @@ async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
 
 #[tokio::test]
 async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
-    let server = TestServer::start(&soap_auth_toml(
-        &hash("sap-secret"),
-        "failure_burst = 10\nfailure_refill = \"1h\"",
-    ))
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(
+            &hash("sap-secret"),
+            "failure_burst = 10\nfailure_refill = \"1h\"",
+        ),
+    );
+    let server = &child.endpoints;
     let verifications = async || {
         server.status().await["security"]["auth_verifications"]
             .as_u64()
@@ -323,17 +327,21 @@ async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
         assert_eq!(status_of(&answer), status, "{user}: {answer}");
         assert_eq!(verifications().await, expected, "after {user} / {password}");
     }
-    server.stop().await;
+    child.stop();
 }
 
 #[tokio::test]
 async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
     const REFILL_SECS: u64 = 45;
-    let server = TestServer::start(&soap_auth_toml(
-        &hash("sap-secret"),
-        &format!("failure_burst = 1\nfailure_refill = \"{REFILL_SECS}s\""),
-    ))
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(
+            &hash("sap-secret"),
+            &format!("failure_burst = 1\nfailure_refill = \"{REFILL_SECS}s\""),
+        ),
+    );
+    let server = &child.endpoints;
     let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
     let failed_at = std::time::Instant::now();
     assert_eq!(status_of(&raw_from(server.soap, LOCAL, &wrong).await), 401);
@@ -348,7 +356,7 @@ async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
         (earliest..=REFILL_SECS).contains(&retry_after),
         "Retry-After {retry_after}, the next attempt is allowed in {earliest}..={REFILL_SECS} s"
     );
-    server.stop().await;
+    child.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,29 +673,129 @@ async fn a_body_that_trickles_in_hits_the_request_timeout() {
     server.stop().await;
 }
 
+/// Reads one HTTP answer (head and `Content-Length` body) from a kept-alive connection.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = header_of(head, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole answer: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A kept-alive connection from `from` with one request answered on it: the server has
+/// accepted it and holds its slot when this returns.
+async fn served_connection(to: SocketAddr, from: IpAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut stream = socket.connect(to).await.unwrap();
+    let body = product_info();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    stream
+}
+
+/// Closes a connection and waits until the server has closed its end too (by then the
+/// server has given its slot back).
+async fn close(mut stream: TcpStream) {
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes within 10 s")
+        .unwrap();
+}
+
+/// Asserts a prompt 503 that tells the client to come back and closes the connection.
+fn assert_busy(answer: &str, started: std::time::Instant) {
+    assert_eq!(status_of(answer), 503, "{answer}");
+    assert_eq!(header_of(answer, "retry-after"), Some("1"), "{answer}");
+    assert_eq!(header_of(answer, "connection"), Some("close"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+/// The value of `ici_connections_refused_total{reason="<reason>"}` on `/metrics`.
+async fn refused_metric(server: &TestServer, reason: &str) -> u64 {
+    let metrics = server.request(true, "GET", "/metrics", &[], "").await.body;
+    let line = format!("ici_connections_refused_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+}
+
 #[tokio::test]
-async fn connection_cap_holds_further_clients_in_the_backlog() {
+async fn a_peer_over_its_connection_cap_gets_503_while_others_are_served() {
+    let server = TestServer::start("[limits]\nmax_connections_per_peer = 2").await;
+    let first = served_connection(server.soap, LOCAL).await;
+    let _second = served_connection(server.soap, LOCAL).await;
+
+    let started = std::time::Instant::now();
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_busy(&answer, started);
+    let answer = raw_from(server.soap, OTHER, &soap_post(&product_info(), None)).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "another address is served: {answer}"
+    );
+
+    // A slot given back is a slot for the same peer again.
+    close(first).await;
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["connections_over_peer_cap"], 1);
+    assert_eq!(security["connections_over_cap"], 0);
+    assert!(refused_metric(&server, "peer_cap").await >= 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_further_clients_get_503_at_once() {
     let server = TestServer::start("[limits]\nmax_connections = 2").await;
-    let first = TcpStream::connect(server.soap).await.unwrap();
-    let second = TcpStream::connect(server.soap).await.unwrap();
-    // Make sure both are accepted (served) before the third arrives.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = TcpStream::connect(server.soap).await.unwrap();
-    third
-        .write_all(&soap_post(&product_info(), None))
-        .await
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(400), third.read(&mut buf)).await;
-    assert!(early.is_err(), "a third connection was served over the cap");
-    drop(first);
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut out))
-        .await
-        .expect("served once a slot is free")
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
-    drop(second);
+    let first = served_connection(server.soap, LOCAL).await;
+    let _second = served_connection(server.soap, OTHER).await;
+
+    let started = std::time::Instant::now();
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_busy(&answer, started);
+
+    close(first).await;
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "served once a slot is free: {answer}"
+    );
+
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["connections_over_cap"], 1);
+    assert!(refused_metric(&server, "max_connections").await >= 1);
     server.stop().await;
 }
 
