@@ -217,6 +217,11 @@ pub enum AuthOutcome {
     Busy,
 }
 
+/// How long a request waits for a verification slot before it gets 503. One
+/// verification takes tens of milliseconds, so SAP's burst of first requests after a start
+/// gets through; a flood waits, holding no Argon2 memory, and is turned away.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+
 /// `Retry-After` of a 503 for want of a verification slot: one verification takes
 /// milliseconds to a few tenths of a second, so the next second is the earliest useful
 /// retry (the header counts whole seconds).
@@ -233,8 +238,9 @@ const DUMMY_SALT: &[u8] = b"ici-unknown-user";
 ///
 /// Argon2 is what an attacker can make us spend: each verification takes its parameter's
 /// memory (19 MiB with `hash-password`'s) and tens of milliseconds of CPU. So a verification
-/// first takes a slot (at most `auth.max_parallel_verifications` run at once, 503 beyond)
-/// and a token of its peer's failure bucket (429 when there is none), and an unknown user
+/// first takes a slot (at most `auth.max_parallel_verifications` run at once; a request
+/// that gets none within [`SLOT_WAIT`] gets 503) and a token of its peer's failure bucket
+/// (429 when there is none), and an unknown user
 /// name is verified against a stand-in hash with the same parameters, so that the time of
 /// the answer does not tell which user names exist.
 pub struct BasicAuth {
@@ -300,11 +306,17 @@ impl BasicAuth {
             return AuthOutcome::Allowed(user);
         }
         // The slot first: a request turned away for want of one keeps its token.
-        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+        let slot = tokio::time::timeout(SLOT_WAIT, Arc::clone(&self.slots).acquire_owned()).await;
+        let Ok(Ok(slot)) = slot else {
             SecurityCounters::bump(&counters.auth_busy);
             debug!(%peer, "every password verification slot busy");
             return AuthOutcome::Busy;
         };
+        // SAP's first requests after a start arrive together with the same password: the
+        // one verified while this one waited lets it in without Argon2.
+        if self.remembered(&user) == Some(digest) {
+            return AuthOutcome::Allowed(user);
+        }
         if let Err(retry_after) = self.limiter.take(peer) {
             SecurityCounters::bump(&counters.auth_throttled);
             return AuthOutcome::Throttled { retry_after };
@@ -314,23 +326,27 @@ impl BasicAuth {
         let known = hash.is_some();
         let (template, dummy) = (Arc::clone(&self.template), Arc::clone(&self.dummy));
         // Argon2 is deliberately slow: keep it off the async workers. The slot goes with
-        // the work, so it stays taken until Argon2 is done even if this request is dropped.
-        let matched = tokio::task::spawn_blocking(move || {
+        // the work and comes back with its result, so it stays taken until Argon2 is done
+        // even if this request is dropped meanwhile, and until a match is remembered.
+        let verified = tokio::task::spawn_blocking(move || {
             let hash = hash.unwrap_or_else(|| dummy.get_or_init(|| dummy_hash(&template)).clone());
-            let matched = argon2_matches(&hash, password.as_bytes());
-            drop(slot);
-            matched
+            (argon2_matches(&hash, password.as_bytes()), slot)
         })
-        .await
-        .unwrap_or(false);
+        .await;
+        let (matched, slot) = match verified {
+            Ok((matched, slot)) => (matched, Some(slot)),
+            Err(_) => (false, None),
+        };
         if known && matched {
             self.limiter.give_back(peer);
             self.verified
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(user.clone(), digest);
+            drop(slot);
             return AuthOutcome::Allowed(user);
         }
+        drop(slot);
         SecurityCounters::bump(&counters.auth_failures);
         warn!(%peer, user = %user, "HTTP Basic authentication failed");
         AuthOutcome::Denied

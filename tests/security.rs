@@ -361,13 +361,15 @@ async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
-    // A hash slow enough that the verifications of requests sent together overlap.
+    // A hash slow enough (at least 0.1 s even in a release build) that 16 verifications
+    // one at a time take longer than the second a request waits for a slot; small in
+    // memory.
     let slow_hash = {
         use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
         Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
-            Params::new(256, 64, 1, None).unwrap(),
+            Params::new(256, 512, 1, None).unwrap(),
         )
         .hash_password_with_salt(b"sap-secret", b"ici-test-salt")
         .unwrap()
@@ -398,6 +400,23 @@ async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
     let security = server.status().await["security"].clone();
     assert_eq!(security["auth_verifications"], denied);
     assert_eq!(security["auth_busy"], busy);
+    child.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_first_requests_with_the_right_password_share_one_verification() {
+    // SAP's first requests after a start: many at once, one user, one password.
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(&hash("sap-secret"), "max_parallel_verifications = 1"),
+    );
+    let server = &child.endpoints;
+    let good = soap_post(&product_info(), Some(&basic("SAPICI", "sap-secret")));
+    let answers = parallel_from(server.soap, &[LOCAL; 20], &good).await;
+    assert_eq!(count_status(&answers, 200), 20, "{answers:#?}");
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["auth_verifications"], 1);
     child.stop();
 }
 

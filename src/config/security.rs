@@ -142,8 +142,8 @@ pub struct AuthConfig {
     #[serde(with = "serde_util::duration")]
     pub failure_refill: Duration,
     /// Most Argon2 password verifications running at once on each listener; a request
-    /// that would need one more gets HTTP 503 with `Retry-After` without its password being
-    /// checked. Each takes the hash's memory (19 MiB with
+    /// that finds none free within a second gets HTTP 503 with `Retry-After`, without its
+    /// password being checked. Each takes the hash's memory (19 MiB with
     /// `hash-password`'s parameters) and a CPU core for tens of milliseconds. Default 0: as
     /// many as the machine has CPU cores.
     pub max_parallel_verifications: usize,
