@@ -1,5 +1,5 @@
 //! The accept loop both listeners share: HTTP/1.0 and 1.1 with keep-alive (hyper 1), caps
-//! on open connections in all and per source address ([`slots`]; a client beyond them gets
+//! on open connections in all and per source address (`slots`; a client beyond them gets
 //! a prompt 503, never a silent wait in the backlog), a header read timeout against slow
 //! clients, and a graceful stop that lets in-flight requests finish within a deadline.
 

@@ -236,13 +236,13 @@ const DUMMY_SALT: &[u8] = b"ici-unknown-user";
 /// HTTP Basic authentication against Argon2 hashes. A password verified once is remembered
 /// as its SHA-256, so SAP's keep-alive requests do not pay for Argon2 each time.
 ///
-/// Argon2 is what an attacker can make us spend: each verification takes its parameter's
-/// memory (19 MiB with `hash-password`'s) and tens of milliseconds of CPU. So a verification
-/// first takes a slot (at most `auth.max_parallel_verifications` run at once; a request
-/// that gets none within [`SLOT_WAIT`] gets 503) and a token of its peer's failure bucket
-/// (429 when there is none), and an unknown user
-/// name is verified against a stand-in hash with the same parameters, so that the time of
-/// the answer does not tell which user names exist.
+/// Argon2 is what an attacker can make us spend: each verification takes its parameters'
+/// memory (19 MiB with `hash-password`'s) and tens of milliseconds of CPU. So a
+/// verification first takes a slot (at most `auth.max_parallel_verifications` run at
+/// once; a request that gets none within a second gets 503) and a token of its peer's
+/// failure bucket (429 when there is none), and an unknown user name is verified against
+/// a stand-in hash with the same parameters, so that the time of the answer does not tell
+/// which user names exist.
 pub struct BasicAuth {
     realm: String,
     users: HashMap<String, String>,
@@ -361,8 +361,9 @@ impl BasicAuth {
             .copied()
     }
 
-    /// The answer to a refused request: 401 with `WWW-Authenticate`, or 429 when throttled;
-    /// the body is a SOAP fault when `soap` (SAP reads faults), plain text otherwise.
+    /// The answer to a refused request: 401 with `WWW-Authenticate`, 429 when throttled or
+    /// 503 when busy (both with `Retry-After`); the body is a SOAP fault when `soap` (SAP
+    /// reads faults), plain text otherwise.
     pub fn refusal(&self, outcome: &AuthOutcome, soap: bool) -> HttpResponse {
         let (status, text, retry_after) = match outcome {
             AuthOutcome::Throttled { retry_after } => (

@@ -4,7 +4,8 @@
 //!   chain, key, client-certificate verifier with the optional subject allow-list).
 //!   [`ServerTls::watch`] reloads it when the files change or on SIGHUP; a set that fails to
 //!   load is logged and the old one stays in force, so a botched rotation never takes the
-//!   listener down.
+//!   listener down. [`handshake_refusal`] says in words why a client's handshake failed
+//!   (for the log line and the status page, see [`crate::security::tls_refusals`]).
 //! - Outbound: [`client_config`] builds the `ClientConfig` the notifier uses for `https://`
 //!   appURLs: system roots and/or a configured CA, and our client certificate if configured.
 
