@@ -112,6 +112,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [limits]
 max_connections = 4096
+max_connections_per_peer = 4096
 [switch.sim]
 extensions = [{exts}]
 remote_answer_after = "off"

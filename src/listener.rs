@@ -1,6 +1,9 @@
-//! The accept loop both listeners share: HTTP/1.0 and 1.1 with keep-alive (hyper 1), a cap
-//! on open connections, a header read timeout against slow clients, and a graceful stop
-//! that lets in-flight requests finish within a deadline.
+//! The accept loop both listeners share: HTTP/1.0 and 1.1 with keep-alive (hyper 1), caps
+//! on open connections in all and per source address (`slots`; a client beyond them gets
+//! a prompt 503, never a silent wait in the backlog), a header read timeout against slow
+//! clients, and a graceful stop that lets in-flight requests finish within a deadline.
+
+mod slots;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,11 +19,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
+use self::slots::{NoSlot, Slots, Slotted};
 use crate::security::{AccessList, SecurityCounters};
 use crate::tls::ServerTls;
 
@@ -30,8 +34,10 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// Connection limits of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// Most connections open at once; further clients wait in the accept backlog.
+    /// Most connections open at once; a further client gets 503 and is closed.
     pub max_connections: usize,
+    /// Most connections open at once from one address; a further one gets 503.
+    pub max_connections_per_peer: usize,
     /// A client must finish the TLS handshake, and then send its request headers, each
     /// within this time.
     pub header_read_timeout: Duration,
@@ -68,6 +74,29 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// The body a plain-HTTP client gets on the TLS port, before the connection is closed.
 const PLAIN_HTTP_ON_TLS: &str = "this port speaks HTTPS (TLS 1.2 or 1.3)\n";
 
+/// The body of the 503 a client beyond the connection caps gets.
+const NO_SLOT: &str = "too many connections; try again shortly\n";
+
+/// `Retry-After` of that 503, in seconds: slots free up as requests finish, within
+/// milliseconds to seconds.
+const NO_SLOT_RETRY_AFTER_SECS: u32 = 1;
+
+/// What a TLS client beyond the caps gets instead of an HTTP answer it could not read
+/// before a handshake: a fatal `internal_error` alert (TLS record type 21, version 3.3,
+/// length 2, level 2, description 80), sent in the clear as before any handshake.
+const NO_SLOT_TLS_ALERT: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x50];
+
+/// Most refused connections being answered at once; beyond that a refused connection is
+/// closed without an answer, so that a flood cannot make the refusals themselves a cost.
+const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+
+/// How long a refused connection is kept to read what the client sent, so that closing it
+/// does not reset the connection before the client has read the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Most bytes read from a client that is being closed (see [`answer_and_close`]).
+const LINGER_READ_LIMIT: usize = 64 * 1024;
+
 /// Serves `listener` until `stop` turns true (or its sender is dropped).
 pub async fn serve<F, Fut>(
     listener: TcpListener,
@@ -80,12 +109,9 @@ pub async fn serve<F, Fut>(
     Fut: Future<Output = HttpResponse> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Slots::new(limits.max_connections, limits.max_connections_per_peer);
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closed"),
-            _ = stop.changed() => break,
-        };
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -103,7 +129,15 @@ pub async fn serve<F, Fut>(
             debug!(peer = %addr, "connection from an address not in the allow-list closed");
             continue;
         }
-        let _ = stream.set_nodelay(true);
+        let slot = match slots.take(addr.ip()) {
+            Ok(slot) => slot,
+            Err(no_slot) => {
+                refuse(stream, addr, no_slot, &limits, &security, &refusals);
+                continue;
+            }
+        };
+        let stream = Slotted::new(slot, stream);
+        let _ = stream.get_ref().set_nodelay(true);
         let handler = handler.clone();
         let watcher = graceful.watcher();
         let tls = security.tls.clone();
@@ -120,7 +154,7 @@ pub async fn serve<F, Fut>(
                 Some(tls) => {
                     let Some(stream) = handshake(stream, &tls, &limits, &counters, addr).await
                     else {
-                        return drop(permit);
+                        return;
                     };
                     let client_subject = stream
                         .get_ref()
@@ -136,7 +170,6 @@ pub async fn serve<F, Fut>(
                     serve_connection(TokioIo::new(stream), peer, limits, watcher, handler).await
                 }
             }
-            drop(permit);
         });
     }
     drop(listener);
@@ -146,60 +179,135 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// The TLS handshake of one connection, within the header timeout. A client that speaks
-/// plain HTTP gets a readable 400 instead of TLS garbage.
-async fn handshake(
+/// Answers a connection that got no slot (a 503 with `Retry-After`, or a TLS alert on the
+/// TLS port) and closes it, counted and logged (one line per peer and minute; when the
+/// whole listener is full, one line a minute in all).
+fn refuse(
     stream: TcpStream,
+    addr: SocketAddr,
+    no_slot: NoSlot,
+    limits: &ConnectionLimits,
+    security: &ListenerSecurity,
+    in_flight: &Arc<Semaphore>,
+) {
+    let counters = &security.counters;
+    let (counter, reason, log_key, limit) = match no_slot {
+        NoSlot::PeerCap => (
+            &counters.connections_over_peer_cap,
+            "peer_cap",
+            addr.ip(),
+            limits.max_connections_per_peer,
+        ),
+        NoSlot::ListenerCap => (
+            &counters.connections_over_cap,
+            "max_connections",
+            std::net::Ipv6Addr::UNSPECIFIED.into(),
+            limits.max_connections,
+        ),
+    };
+    SecurityCounters::bump(counter);
+    crate::metrics::connection_refused(reason);
+    if let Some(suppressed) = counters.connection_log.admit(log_key) {
+        warn!(
+            peer = %addr,
+            reason,
+            limit,
+            suppressed = (suppressed > 0).then_some(suppressed),
+            "connection refused with 503: too many connections"
+        );
+    }
+    // Beyond this many answers at once the connection is just closed.
+    let Ok(permit) = Arc::clone(in_flight).try_acquire_owned() else {
+        return;
+    };
+    let answer = if security.tls.is_some() {
+        NO_SLOT_TLS_ALERT.to_vec()
+    } else {
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Retry-After: {NO_SLOT_RETRY_AFTER_SECS}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{NO_SLOT}",
+            NO_SLOT.len()
+        )
+        .into_bytes()
+    };
+    tokio::spawn(async move {
+        answer_and_close(stream, &answer, REFUSAL_LINGER).await;
+        drop(permit);
+    });
+}
+
+/// Writes `answer`, closes our side, and reads what the client sends until it closes too
+/// (at most [`LINGER_READ_LIMIT`] bytes, within `linger`): closing a socket with unread
+/// data resets the connection, and the client might lose the answer.
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    answer: &[u8],
+    linger: Duration,
+) {
+    let _ = tokio::time::timeout(linger, async {
+        stream.write_all(answer).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_READ_LIMIT {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// The TLS handshake of one connection, within the header timeout. A client that speaks
+/// plain HTTP gets a readable 400 instead of TLS garbage. Every refusal is counted, logged
+/// with its reason and listed on the status page ([`crate::security::tls_refusals`]).
+async fn handshake(
+    stream: Slotted<TcpStream>,
     tls: &ServerTls,
     limits: &ConnectionLimits,
     counters: &SecurityCounters,
     addr: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<Slotted<TcpStream>>> {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+    let peeked = tokio::time::timeout(
+        limits.header_read_timeout,
+        stream.get_ref().peek(&mut first),
+    )
+    .await;
+    match peeked {
         Ok(Ok(1)) if first[0] != TLS_HANDSHAKE => {
             SecurityCounters::bump(&counters.plain_http_on_tls);
-            debug!(peer = %addr, "plain HTTP on the TLS port");
-            let mut stream = stream;
-            let _ = tokio::time::timeout(limits.header_read_timeout, async {
-                let answer = format!(
-                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
-                    PLAIN_HTTP_ON_TLS.len()
-                );
-                stream.write_all(answer.as_bytes()).await?;
-                stream.shutdown().await?;
-                // Read what the client sent, so closing does not reset the connection
-                // before it has read the answer.
-                let mut sink = [0u8; 4096];
-                let mut total = 0;
-                while total < 64 * 1024 {
-                    match stream.read(&mut sink).await? {
-                        0 => break,
-                        n => total += n,
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
+            counters
+                .tls_refusals
+                .record(addr, "plain HTTP on the TLS port (answered 400)");
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+                PLAIN_HTTP_ON_TLS.len()
+            );
+            answer_and_close(stream, answer.as_bytes(), limits.header_read_timeout).await;
             return None;
         }
         Ok(Ok(1)) => {}
+        // Closed or silent before a first byte (a port check, say): not a handshake.
         _ => return None,
     }
-    match tokio::time::timeout(limits.header_read_timeout, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(e)) => {
-            SecurityCounters::bump(&counters.tls_handshake_failures);
-            debug!(peer = %addr, error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            SecurityCounters::bump(&counters.tls_handshake_failures);
-            debug!(peer = %addr, "TLS handshake timed out");
-            None
-        }
-    }
+    let reason =
+        match tokio::time::timeout(limits.header_read_timeout, tls.acceptor().accept(stream)).await
+        {
+            Ok(Ok(stream)) => return Some(stream),
+            Ok(Err(e)) => crate::tls::handshake_refusal(&e),
+            Err(_) => format!(
+                "handshake not finished within limits.header_read_timeout ({})",
+                humantime::format_duration(limits.header_read_timeout)
+            ),
+        };
+    SecurityCounters::bump(&counters.tls_handshake_failures);
+    counters.tls_refusals.record(addr, &reason);
+    None
 }
 
 async fn serve_connection<I, F, Fut>(

@@ -16,6 +16,7 @@
 //! | `ici_subscriptions_refused_total` | counter | `reason` (`app_url`, `max_subscriptions_per_target`, `max_subscriptions`) |
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
 //! | `ici_xml_chars_replaced_total` | counter | | (characters XML 1.0 does not allow, from the switch) |
+//! | `ici_connections_refused_total` | counter | `reason` (`peer_cap`, `max_connections`) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -111,6 +112,10 @@ fn describe() {
         Unit::Seconds,
         "time of one successful event POST"
     );
+    describe_counter!(
+        "ici_connections_refused_total",
+        "connections answered 503 at a connection cap"
+    );
 }
 
 /// Characters XML 1.0 does not allow, replaced while writing a message (only values from
@@ -198,6 +203,11 @@ pub fn events_dropped(reason: &'static str, count: u64) {
 /// A `subscribe*` was refused for `reason`.
 pub fn subscription_refused(reason: &'static str) {
     metrics::counter!("ici_subscriptions_refused_total", "reason" => reason).increment(1);
+}
+
+/// A connection got no slot: `reason` is `peer_cap` or `max_connections`.
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!("ici_connections_refused_total", "reason" => reason).increment(1);
 }
 
 /// The whole `/metrics` page: recorded counters and histograms, then the state gauges of

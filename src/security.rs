@@ -1,17 +1,23 @@
 //! Access control shared by both listeners: source-address allow-lists, HTTP Basic
 //! authentication with Argon2 hashes and a per-peer limit on failed logins, and the
-//! counters of refused attempts shown on `/api/status`.
+//! counters of refused attempts shown on `/api/status`, with the latest refused TLS
+//! handshakes ([`tls_refusals`]) and rate-limited log lines about refused peers
+//! ([`peer_log`]).
+
+pub mod peer_log;
+pub mod tls_refusals;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use ipnet::IpNet;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -19,7 +25,8 @@ use crate::config::{AuthConfig, AuthUser, parse_network};
 use crate::listener::{self, HttpResponse};
 use crate::soap::{self, Fault};
 
-/// Refused attempts since start, by kind. One shared instance; lock-free.
+/// Refused attempts since start, by kind (lock-free counters), and the latest refused TLS
+/// handshakes. One shared instance.
 #[derive(Debug, Default)]
 pub struct SecurityCounters {
     /// Requests with wrong credentials (unknown user or wrong password).
@@ -34,6 +41,18 @@ pub struct SecurityCounters {
     pub tls_handshake_failures: AtomicU64,
     /// Plain-HTTP requests sent to the TLS port.
     pub plain_http_on_tls: AtomicU64,
+    /// Argon2 password verifications run (a remembered password needs none).
+    pub auth_verifications: AtomicU64,
+    /// Requests answered 503 because every verification slot was busy (not verified).
+    pub auth_busy: AtomicU64,
+    /// Connections answered 503 because the listener had `max_connections` open.
+    pub connections_over_cap: AtomicU64,
+    /// Connections answered 503 because their address had `max_connections_per_peer` open.
+    pub connections_over_peer_cap: AtomicU64,
+    /// The latest refused TLS handshakes, and their log lines.
+    pub tls_refusals: tls_refusals::TlsRefusals,
+    /// Which connection refusals get a log line.
+    pub connection_log: peer_log::PeerLogLimit,
 }
 
 /// A copy of [`SecurityCounters`] for JSON.
@@ -45,6 +64,10 @@ pub struct CountersSnapshot {
     pub connections_refused: u64,
     pub tls_handshake_failures: u64,
     pub plain_http_on_tls: u64,
+    pub auth_verifications: u64,
+    pub auth_busy: u64,
+    pub connections_over_cap: u64,
+    pub connections_over_peer_cap: u64,
 }
 
 impl SecurityCounters {
@@ -63,6 +86,10 @@ impl SecurityCounters {
             connections_refused: get(&self.connections_refused),
             tls_handshake_failures: get(&self.tls_handshake_failures),
             plain_http_on_tls: get(&self.plain_http_on_tls),
+            auth_verifications: get(&self.auth_verifications),
+            auth_busy: get(&self.auth_busy),
+            connections_over_cap: get(&self.connections_over_cap),
+            connections_over_peer_cap: get(&self.connections_over_peer_cap),
         }
     }
 }
@@ -93,7 +120,9 @@ impl AccessList {
 /// many addresses fail. Beyond it new peers are not throttled (auth still applies).
 pub const MAX_TRACKED_PEERS: usize = 4096;
 
-/// A token bucket per peer address, drained by failed logins only.
+/// A token bucket per peer address. A password verification takes a token before Argon2
+/// runs (so parallel requests cannot all pass a check made before any of them failed); a
+/// verification that succeeds gives it back, so only failures drain the bucket.
 #[derive(Debug)]
 struct FailureLimiter {
     burst: f64,
@@ -116,20 +145,31 @@ impl FailureLimiter {
         }
     }
 
-    /// True when `peer` has used up its failures.
-    fn throttled(&self, peer: IpAddr) -> bool {
+    /// How long until `bucket` holds a whole token again (zero when it does).
+    fn wait(&self, bucket: Bucket) -> Duration {
+        self.refill.mul_f64((1.0 - bucket.tokens).max(0.0))
+    }
+
+    /// `Err(wait)` when `peer` has used up its failures; takes nothing.
+    fn check(&self, peer: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         match peers.get_mut(&peer) {
             Some(bucket) => {
                 *bucket = self.refilled(*bucket, now);
-                bucket.tokens < 1.0
+                if bucket.tokens < 1.0 {
+                    Err(self.wait(*bucket))
+                } else {
+                    Ok(())
+                }
             }
-            None => false,
+            None => Ok(()),
         }
     }
 
-    fn record_failure(&self, peer: IpAddr) {
+    /// Takes one token for a verification by `peer`, in the same step as the check, or
+    /// `Err(wait)` when there is none.
+    fn take(&self, peer: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         if !peers.contains_key(&peer) && peers.len() >= MAX_TRACKED_PEERS {
@@ -137,7 +177,7 @@ impl FailureLimiter {
             peers.retain(|_, b| self.refilled(*b, now).tokens < self.burst);
             if peers.len() >= MAX_TRACKED_PEERS {
                 debug!(%peer, "failed-login table full; peer not tracked");
-                return;
+                return Ok(());
             }
         }
         let bucket = peers.entry(peer).or_insert(Bucket {
@@ -145,7 +185,19 @@ impl FailureLimiter {
             at: now,
         });
         *bucket = self.refilled(*bucket, now);
-        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        if bucket.tokens < 1.0 {
+            return Err(self.wait(*bucket));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Returns the token of a verification that succeeded.
+    fn give_back(&self, peer: IpAddr) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bucket) = peers.get_mut(&peer) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
     }
 }
 
@@ -158,17 +210,49 @@ pub enum AuthOutcome {
     Missing,
     /// Unknown user or wrong password.
     Denied,
-    /// The peer failed too often; its credentials were not checked.
-    Throttled,
+    /// The peer failed too often; its credentials were not checked. Its next attempt is
+    /// allowed after `retry_after`.
+    Throttled { retry_after: Duration },
+    /// Every verification slot was busy; the credentials were not checked.
+    Busy,
 }
+
+/// How long a request waits for a verification slot before it gets 503. One
+/// verification takes tens of milliseconds, so SAP's burst of first requests after a start
+/// gets through; a flood waits, holding no Argon2 memory, and is turned away.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+
+/// `Retry-After` of a 503 for want of a verification slot: one verification takes
+/// milliseconds to a few tenths of a second, so the next second is the earliest useful
+/// retry (the header counts whole seconds).
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The password the stand-in hash for unknown users is made from; its value does not
+/// matter (a match with it never lets anyone in).
+const DUMMY_PASSWORD: &[u8] = b"ici-connector: no such user";
+/// The salt of the stand-in hash (16 bytes, the size `hash-password` uses).
+const DUMMY_SALT: &[u8] = b"ici-unknown-user";
 
 /// HTTP Basic authentication against Argon2 hashes. A password verified once is remembered
 /// as its SHA-256, so SAP's keep-alive requests do not pay for Argon2 each time.
+///
+/// Argon2 is what an attacker can make us spend: each verification takes its parameters'
+/// memory (19 MiB with `hash-password`'s) and tens of milliseconds of CPU. So a
+/// verification first takes a slot (at most `auth.max_parallel_verifications` run at
+/// once; a request that gets none within a second gets 503) and a token of its peer's
+/// failure bucket (429 when there is none), and an unknown user name is verified against
+/// a stand-in hash with the same parameters, so that the time of the answer does not tell
+/// which user names exist.
 pub struct BasicAuth {
     realm: String,
     users: HashMap<String, String>,
     verified: Mutex<HashMap<String, [u8; 32]>>,
     limiter: FailureLimiter,
+    slots: Arc<Semaphore>,
+    /// A hash of the first user's: its parameters are the stand-in's.
+    template: Arc<str>,
+    /// The stand-in hash for unknown user names, made on first use (in the blocking pool).
+    dummy: Arc<OnceLock<String>>,
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -183,9 +267,7 @@ impl std::fmt::Debug for BasicAuth {
 impl BasicAuth {
     /// Basic auth for `users`, or `None` when the list is empty (auth off).
     pub fn new(config: &AuthConfig, users: &[AuthUser]) -> Option<BasicAuth> {
-        if users.is_empty() {
-            return None;
-        }
+        let first = users.first()?;
         Some(BasicAuth {
             realm: config.realm.clone(),
             users: users
@@ -198,6 +280,9 @@ impl BasicAuth {
                 refill: config.failure_refill.max(Duration::from_millis(1)),
                 peers: Mutex::new(HashMap::new()),
             },
+            slots: Arc::new(Semaphore::new(config.parallel_verifications())),
+            template: Arc::from(first.password_hash.expose()),
+            dummy: Arc::new(OnceLock::new()),
         })
     }
 
@@ -208,65 +293,90 @@ impl BasicAuth {
         peer: IpAddr,
         counters: &SecurityCounters,
     ) -> AuthOutcome {
-        if self.limiter.throttled(peer) {
+        if let Err(retry_after) = self.limiter.check(peer) {
             SecurityCounters::bump(&counters.auth_throttled);
-            return AuthOutcome::Throttled;
+            return AuthOutcome::Throttled { retry_after };
         }
         let Some((user, password)) = credentials(headers) else {
             SecurityCounters::bump(&counters.auth_missing);
             return AuthOutcome::Missing;
         };
-        if self.verify(&user, password).await {
+        let digest = sha256(password.as_bytes());
+        if self.remembered(&user) == Some(digest) {
             return AuthOutcome::Allowed(user);
         }
+        // The slot first: a request turned away for want of one keeps its token.
+        let slot = tokio::time::timeout(SLOT_WAIT, Arc::clone(&self.slots).acquire_owned()).await;
+        let Ok(Ok(slot)) = slot else {
+            SecurityCounters::bump(&counters.auth_busy);
+            debug!(%peer, "every password verification slot busy");
+            return AuthOutcome::Busy;
+        };
+        // SAP's first requests after a start arrive together with the same password: the
+        // one verified while this one waited lets it in without Argon2.
+        if self.remembered(&user) == Some(digest) {
+            return AuthOutcome::Allowed(user);
+        }
+        if let Err(retry_after) = self.limiter.take(peer) {
+            SecurityCounters::bump(&counters.auth_throttled);
+            return AuthOutcome::Throttled { retry_after };
+        }
+        SecurityCounters::bump(&counters.auth_verifications);
+        let hash = self.users.get(&user).cloned();
+        let known = hash.is_some();
+        let (template, dummy) = (Arc::clone(&self.template), Arc::clone(&self.dummy));
+        // Argon2 is deliberately slow: keep it off the async workers. The slot goes with
+        // the work and comes back with its result, so it stays taken until Argon2 is done
+        // even if this request is dropped meanwhile, and until a match is remembered.
+        let verified = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(|| dummy.get_or_init(|| dummy_hash(&template)).clone());
+            (argon2_matches(&hash, password.as_bytes()), slot)
+        })
+        .await;
+        let (matched, slot) = match verified {
+            Ok((matched, slot)) => (matched, Some(slot)),
+            Err(_) => (false, None),
+        };
+        if known && matched {
+            self.limiter.give_back(peer);
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(user.clone(), digest);
+            drop(slot);
+            return AuthOutcome::Allowed(user);
+        }
+        drop(slot);
         SecurityCounters::bump(&counters.auth_failures);
-        self.limiter.record_failure(peer);
         warn!(%peer, user = %user, "HTTP Basic authentication failed");
         AuthOutcome::Denied
     }
 
-    async fn verify(&self, user: &str, password: String) -> bool {
-        let Some(hash) = self.users.get(user) else {
-            return false;
-        };
-        let digest = sha256(password.as_bytes());
-        let known = self
-            .verified
+    /// The digest of `user`'s password verified before, if any.
+    fn remembered(&self, user: &str) -> Option<[u8; 32]> {
+        self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(user)
-            .copied();
-        if known == Some(digest) {
-            return true;
-        }
-        let hash = hash.clone();
-        // Argon2 is deliberately slow: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || {
-            use argon2::{PasswordHash, PasswordVerifier};
-            let Ok(parsed) = PasswordHash::new(&hash) else {
-                return false;
-            };
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            self.verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(user.to_string(), digest);
-        }
-        ok
+            .copied()
     }
 
-    /// The answer to a refused request: 401 with `WWW-Authenticate`, or 429 when throttled;
-    /// the body is a SOAP fault when `soap` (SAP reads faults), plain text otherwise.
+    /// The answer to a refused request: 401 with `WWW-Authenticate`, 429 when throttled or
+    /// 503 when busy (both with `Retry-After`); the body is a SOAP fault when `soap` (SAP
+    /// reads faults), plain text otherwise.
     pub fn refusal(&self, outcome: &AuthOutcome, soap: bool) -> HttpResponse {
-        let (status, text) = match outcome {
-            AuthOutcome::Throttled => (StatusCode::TOO_MANY_REQUESTS, "too many failed logins"),
-            _ => (StatusCode::UNAUTHORIZED, "authentication required"),
+        let (status, text, retry_after) = match outcome {
+            AuthOutcome::Throttled { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins",
+                Some(*retry_after),
+            ),
+            AuthOutcome::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins at once",
+                Some(BUSY_RETRY_AFTER),
+            ),
+            _ => (StatusCode::UNAUTHORIZED, "authentication required", None),
         };
         let mut response = if soap {
             listener::response(
@@ -278,13 +388,19 @@ impl BasicAuth {
             listener::text(status, format!("{text}\n"))
         };
         let headers = response.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm);
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                headers.insert(header::WWW_AUTHENTICATE, value);
+        match retry_after {
+            Some(wait) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(wait)),
+                );
             }
-        } else {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            None => {
+                let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
         }
         response
     }
@@ -303,6 +419,51 @@ fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_string(), password.to_string()))
+}
+
+/// `Retry-After` in whole seconds, rounded up so that a client waiting that long finds the
+/// token there; at least 1.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// Whether `password` matches the PHC string `hash` (false when the hash does not parse).
+fn argon2_matches(hash: &str, password: &[u8]) -> bool {
+    use argon2::{PasswordHash, PasswordVerifier};
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password, &parsed)
+        .is_ok()
+}
+
+/// A hash of [`DUMMY_PASSWORD`] with the algorithm, version and parameters of `template`
+/// (Argon2's defaults when it does not parse), for verifying unknown user names at the
+/// same cost as known ones.
+fn dummy_hash(template: &str) -> String {
+    use argon2::{CustomizedPasswordHasher, PasswordHash, PasswordHasher};
+    let argon = argon2::Argon2::default();
+    let customized = PasswordHash::new(template).ok().and_then(|parsed| {
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        argon
+            .hash_password_customized(
+                DUMMY_PASSWORD,
+                DUMMY_SALT,
+                Some(parsed.algorithm.as_str()),
+                parsed.version,
+                params,
+            )
+            .ok()
+    });
+    customized
+        .or_else(|| {
+            argon
+                .hash_password_with_salt(DUMMY_PASSWORD, DUMMY_SALT)
+                .ok()
+        })
+        .map(|hash| hash.to_string())
+        .unwrap_or_default()
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -342,40 +503,89 @@ mod tests {
         assert_eq!(credentials(&headers), None);
     }
 
+    fn limiter(burst: f64, refill: Duration) -> FailureLimiter {
+        FailureLimiter {
+            burst,
+            refill,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failures_are_limited_per_peer_and_refill() {
-        let limiter = FailureLimiter {
-            burst: 3.0,
-            refill: Duration::from_secs(10),
-            peers: Mutex::new(HashMap::new()),
-        };
+        let limiter = limiter(3.0, Duration::from_secs(10));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(!limiter.throttled(a));
-            limiter.record_failure(a);
+            assert_eq!(limiter.check(a), Ok(()));
+            assert_eq!(limiter.take(a), Ok(()));
         }
-        assert!(limiter.throttled(a));
-        assert!(!limiter.throttled(b), "other peers are not affected");
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(!limiter.throttled(a), "one failure refilled");
-        limiter.record_failure(a);
-        assert!(limiter.throttled(a));
+        assert_eq!(limiter.check(a), Err(Duration::from_secs(10)));
+        assert_eq!(limiter.take(a), Err(Duration::from_secs(10)));
+        assert_eq!(limiter.check(b), Ok(()), "other peers are not affected");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            limiter.check(a),
+            Err(Duration::from_secs(6)),
+            "the wait is the time to the next whole token"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(limiter.check(a), Ok(()), "one failure refilled");
+        assert_eq!(limiter.take(a), Ok(()));
+        assert!(limiter.check(a).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_verification_gives_its_token_back() {
+        let limiter = limiter(2.0, Duration::from_secs(60));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..10 {
+            assert_eq!(limiter.take(a), Ok(()));
+            limiter.give_back(a);
+        }
+        assert_eq!(limiter.take(a), Ok(()));
+        assert_eq!(limiter.take(a), Ok(()));
+        assert!(limiter.take(a).is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(5_200)), 6);
+        assert_eq!(retry_after_secs(Duration::from_secs(45)), 45);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn the_stand_in_hash_has_the_template_parameters() {
+        use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
+        let params = Params::new(2048, 3, 1, None).unwrap();
+        let template = Argon2::new(Algorithm::Argon2i, Version::V0x10, params)
+            .hash_password_with_salt(b"x", b"0123456789abcdef")
+            .unwrap()
+            .to_string();
+        let dummy = dummy_hash(&template);
+        let parsed = PasswordHash::new(&dummy).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2i");
+        assert_eq!(parsed.version, Some(0x10));
+        let template = PasswordHash::new(&template).unwrap();
+        assert_eq!(
+            Params::try_from(&parsed).unwrap(),
+            Params::try_from(&template).unwrap(),
+            "memory, passes, lanes and output length"
+        );
+        assert!(argon2_matches(&dummy, DUMMY_PASSWORD));
+        assert!(!argon2_matches(&dummy, b"anything else"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn limiter_memory_is_bounded() {
-        let limiter = FailureLimiter {
-            burst: 2.0,
-            refill: Duration::from_secs(1),
-            peers: Mutex::new(HashMap::new()),
-        };
+        let limiter = limiter(2.0, Duration::from_secs(1));
         for i in 0..(MAX_TRACKED_PEERS as u32 + 100) {
-            limiter.record_failure(IpAddr::from(i.to_be_bytes()));
+            let _ = limiter.take(IpAddr::from(i.to_be_bytes()));
         }
         assert!(limiter.peers.lock().unwrap().len() <= MAX_TRACKED_PEERS);
         tokio::time::advance(Duration::from_secs(5)).await;
-        limiter.record_failure("198.51.100.1".parse().unwrap());
+        let _ = limiter.take("198.51.100.1".parse().unwrap());
         assert_eq!(
             limiter.peers.lock().unwrap().len(),
             1,

@@ -61,6 +61,7 @@ pub async fn serve(
 pub fn connection_limits(config: &Config) -> ConnectionLimits {
     ConnectionLimits {
         max_connections: config.limits.max_connections,
+        max_connections_per_peer: config.limits.max_connections_per_peer,
         header_read_timeout: config.limits.header_read_timeout,
         drain: config.limits.request_timeout,
         max_header_bytes: config.limits.max_header_bytes,

@@ -4,7 +4,8 @@
 //!   chain, key, client-certificate verifier with the optional subject allow-list).
 //!   [`ServerTls::watch`] reloads it when the files change or on SIGHUP; a set that fails to
 //!   load is logged and the old one stays in force, so a botched rotation never takes the
-//!   listener down.
+//!   listener down. [`handshake_refusal`] says in words why a client's handshake failed
+//!   (for the log line and the status page, see [`crate::security::tls_refusals`]).
 //! - Outbound: [`client_config`] builds the `ClientConfig` the notifier uses for `https://`
 //!   appURLs: system roots and/or a configured CA, and our client certificate if configured.
 
@@ -136,14 +137,10 @@ fn build_server_config(tls: &TlsConfig, files: &Files) -> Result<Arc<ServerConfi
             let inner = builder
                 .build()
                 .map_err(|e| TlsError::Rustls(format!("client verifier: {e}")))?;
-            if tls.allowed_subjects.is_empty() {
-                inner
-            } else {
-                Arc::new(SubjectAllowList {
-                    inner,
-                    allowed: tls.allowed_subjects.iter().map(|s| normalise(s)).collect(),
-                })
-            }
+            Arc::new(ClientVerifier {
+                inner,
+                allowed: tls.allowed_subjects.iter().map(|s| normalise(s)).collect(),
+            })
         }
     };
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -252,16 +249,49 @@ async fn recv_or_forever(signal: &mut Option<tokio::signal::unix::Signal>) -> Op
     }
 }
 
-/// A client verifier that, after the chain checks out, also requires the certificate's
-/// subject to be in `tls.allowed_subjects`. A refused client gets a TLS alert
-/// (`access_denied` semantics) and never reaches HTTP.
+/// Why our client verifier refused a certificate that the chain check alone would not
+/// have refused, or would have refused with a less telling error. Travels inside
+/// `rustls::CertificateError::Other` to [`handshake_refusal`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientCertRefusal {
+    /// webpki accepts only X.509 v3; an older certificate (typically a self-made one from
+    /// an old tool) would otherwise be reported as an opaque error.
+    #[error("unsupported client certificate version (X.509 v{0}; v3 required)")]
+    Version(u32),
+    /// The chain checks out but the subject is not in `tls.allowed_subjects`.
+    #[error("client certificate subject {0} not in tls.allowed_subjects")]
+    SubjectNotAllowed(String),
+}
+
+impl From<ClientCertRefusal> for rustls::Error {
+    fn from(refusal: ClientCertRefusal) -> rustls::Error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(refusal),
+        )))
+    }
+}
+
+/// The client verifier of `tls.client_auth`: names an unsupported certificate version
+/// before the chain check, and after it requires the subject to be in
+/// `tls.allowed_subjects` (when that is not empty). A refused client gets a TLS alert and
+/// never reaches HTTP.
 #[derive(Debug)]
-struct SubjectAllowList {
+struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     allowed: Vec<String>,
 }
 
-impl ClientCertVerifier for SubjectAllowList {
+/// The X.509 version of a DER certificate (1 for v1), `None` when it does not parse.
+fn x509_version(cert: &CertificateDer<'_>) -> Option<u32> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    Some(cert.version().0 + 1)
+}
+
+/// The only X.509 version webpki accepts.
+const X509_V3: u32 = 3;
+
+impl ClientCertVerifier for ClientVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -280,19 +310,22 @@ impl ClientCertVerifier for SubjectAllowList {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Some(version) = x509_version(end_entity).filter(|v| *v != X509_V3) {
+            return Err(ClientCertRefusal::Version(version).into());
+        }
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
+        if self.allowed.is_empty() {
+            return Ok(verified);
+        }
         let subject = Subject::of(end_entity).ok_or(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ))?;
         if subject.allowed_by(&self.allowed) {
             Ok(verified)
         } else {
-            warn!(subject = %subject.full, "client certificate subject not in tls.allowed_subjects");
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+            Err(ClientCertRefusal::SubjectNotAllowed(subject.full).into())
         }
     }
 
@@ -317,6 +350,80 @@ impl ClientCertVerifier for SubjectAllowList {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// Why a TLS handshake failed, in words for support staff (the log line and the status
+/// page): after a certificate renewal on SAP's side this is what tells whether SAP sends
+/// no certificate, one from another CA, an expired one, or does not trust ours.
+pub fn handshake_refusal(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => describe(tls),
+        None => match error.kind() {
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => {
+                "the client closed the connection during the handshake (does it trust our \
+                 certificate?)"
+                    .into()
+            }
+            _ => format!("connection error during the handshake: {error}"),
+        },
+    }
+}
+
+fn describe(error: &rustls::Error) -> String {
+    use rustls::{CertificateError as Cert, Error, PeerIncompatible as Peer};
+    match error {
+        Error::NoCertificatesPresented => "no client certificate".into(),
+        Error::InvalidCertificate(cert) => match cert {
+            Cert::UnknownIssuer => {
+                "client certificate from an unknown issuer (not signed by tls.client_ca)".into()
+            }
+            Cert::ExpiredContext { not_after, .. } => {
+                format!(
+                    "client certificate expired (not valid after {})",
+                    date(*not_after)
+                )
+            }
+            Cert::Expired => "client certificate expired".into(),
+            Cert::NotValidYetContext { not_before, .. } => {
+                format!(
+                    "client certificate not yet valid (not before {})",
+                    date(*not_before)
+                )
+            }
+            Cert::NotValidYet => "client certificate not yet valid".into(),
+            Cert::Other(other) => match other.0.downcast_ref::<ClientCertRefusal>() {
+                Some(refusal) => refusal.to_string(),
+                None => format!("client certificate refused: {other}"),
+            },
+            Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => {
+                "client certificate not meant for client authentication (extended key usage)".into()
+            }
+            _ => format!("client certificate refused: {cert}"),
+        },
+        Error::PeerIncompatible(
+            Peer::Tls12NotOffered
+            | Peer::Tls12NotOfferedOrEnabled
+            | Peer::SupportedVersionsExtensionRequired,
+        ) => "unsupported protocol version (TLS 1.2 or 1.3 required)".into(),
+        Error::PeerIncompatible(Peer::NoCipherSuitesInCommon) => "no cipher suite in common".into(),
+        Error::PeerIncompatible(other) => format!("client incompatible: {other:?}"),
+        Error::AlertReceived(alert) => {
+            format!(
+                "the client ended the handshake with alert {alert:?} (does it trust our certificate?)"
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A certificate time as an RFC 3339 date (UTC), as support compares it with STRUST.
+fn date(time: UnixTime) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(time.as_secs());
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// A certificate subject, as matched against `tls.allowed_subjects`.
@@ -438,6 +545,46 @@ pub fn client_config(outbound: &OutboundTlsConfig) -> Result<Arc<ClientConfig>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_refusals_are_told_in_words() {
+        use rustls::{AlertDescription, CertificateError as Cert, Error, PeerIncompatible};
+        let io = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let cases = [
+            (
+                Error::InvalidCertificate(Cert::NotValidYetContext {
+                    time: at(1_600_000_000),
+                    not_before: at(1_700_000_000),
+                }),
+                "client certificate not yet valid (not before 2023-11-14T22:13:20Z)",
+            ),
+            (
+                Error::InvalidCertificate(Cert::ExpiredContext {
+                    time: at(1_700_000_000),
+                    not_after: at(1_609_459_200),
+                }),
+                "client certificate expired (not valid after 2021-01-01T00:00:00Z)",
+            ),
+            (
+                ClientCertRefusal::Version(1).into(),
+                "unsupported client certificate version (X.509 v1; v3 required)",
+            ),
+            (
+                Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered),
+                "unsupported protocol version (TLS 1.2 or 1.3 required)",
+            ),
+            (
+                Error::AlertReceived(AlertDescription::UnknownCA),
+                "the client ended the handshake with alert UnknownCA (does it trust our certificate?)",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(handshake_refusal(&io(error)), expected);
+        }
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(handshake_refusal(&eof).starts_with("the client closed the connection"));
+    }
 
     #[test]
     fn allow_list_entries_match_cn_or_full_subject() {

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
+use common::process::Process;
 use common::server::{TestServer, envelope, ns, params};
 use ici_connector::soap::parse_request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,6 +81,105 @@ fn status_of(answer: &str) -> u16 {
 
 fn body_of(answer: &str) -> &str {
     answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+/// A config with one SOAP user `SAPICI` / `sap-secret` (hashed with `hash`), no admin auth,
+/// and `extra` lines inside `[auth]`.
+fn soap_auth_toml(password_hash: &str, extra: &str) -> String {
+    format!(
+        "[auth]\n{extra}\n[[auth.soap_users]]\nname = \"SAPICI\"\npassword_hash = \"{password_hash}\"\n"
+    )
+}
+
+/// Opens one connection per source address in `from`, and only then sends `request` on
+/// all of them at once; returns each answer (read until the server closes).
+async fn parallel_from(to: SocketAddr, from: &[IpAddr], request: &[u8]) -> Vec<String> {
+    let mut streams = Vec::new();
+    for ip in from {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(*ip, 0)).unwrap();
+        streams.push(socket.connect(to).await.unwrap());
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(streams.len()));
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let (start, request) = (std::sync::Arc::clone(&start), request.to_vec());
+            tokio::spawn(async move {
+                start.wait().await;
+                stream.write_all(&request).await.unwrap();
+                let mut out = Vec::new();
+                tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut out))
+                    .await
+                    .expect("answered within 120 s")
+                    .expect("closed, not reset");
+                String::from_utf8_lossy(&out).into_owned()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// The value of header `name` in a raw HTTP answer.
+fn header_of<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer
+        .split_once("\r\n\r\n")
+        .map(|(h, _)| h)
+        .unwrap_or(answer);
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// How many answers have HTTP status `status`.
+fn count_status(answers: &[String], status: u16) -> u64 {
+    answers.iter().filter(|a| status_of(a) == status).count() as u64
+}
+
+/// A connector child process, killed if the test fails before stopping it. Argon2 runs
+/// there rather than in the test process, whose memory
+/// `ten_thousand_malformed_requests_leave_the_server_up_with_flat_memory` measures.
+struct Child(Option<Process>);
+
+impl Child {
+    /// Starts the binary with the listeners on port 0, the spool in `dir` and `toml`.
+    fn start(dir: &std::path::Path, toml: &str) -> Child {
+        let config = dir.join("ici-connector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [events]\ndata_dir = {:?}\n{toml}",
+                dir.join("data").display().to_string(),
+            ),
+        )
+        .unwrap();
+        Child(Some(Process::start(&config)))
+    }
+
+    fn stop(mut self) {
+        self.0.take().unwrap().stop();
+    }
+}
+
+impl std::ops::Deref for Child {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(process) = self.0.take() {
+            process.kill();
+        }
+    }
 }
 
 const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -159,6 +259,225 @@ async fn basic_auth_on_the_soap_listener() {
     assert_eq!(status["security"]["auth_throttled"], 1);
     assert!(status["security"]["auth_missing"].as_u64().unwrap() >= 2);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        // Slots for all: only the failure limit stands between them and Argon2.
+        &soap_auth_toml(
+            &hash("sap-secret"),
+            "failure_burst = 10\nfailure_refill = \"1h\"\nmax_parallel_verifications = 100",
+        ),
+    );
+    let server = &child.endpoints;
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let answers = parallel_from(server.soap, &[LOCAL; 100], &wrong).await;
+    for answer in &answers {
+        assert!(
+            [401, 429].contains(&status_of(answer)),
+            "only refusals expected: {answer}"
+        );
+    }
+    let security = server.status().await["security"].clone();
+    let verified = security["auth_verifications"].as_u64().unwrap();
+    eprintln!(
+        "100 parallel wrong passwords: {verified} Argon2 verifications, {} x 401, {} x 429",
+        count_status(&answers, 401),
+        count_status(&answers, 429),
+    );
+    assert!(
+        (1..=10).contains(&verified),
+        "{verified} verifications for a burst of 10"
+    );
+    assert_eq!(count_status(&answers, 401), verified);
+    assert_eq!(security["auth_failures"], verified);
+    child.stop();
+}
+
+#[tokio::test]
+async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(
+            &hash("sap-secret"),
+            "failure_burst = 10\nfailure_refill = \"1h\"",
+        ),
+    );
+    let server = &child.endpoints;
+    let verifications = async || {
+        server.status().await["security"]["auth_verifications"]
+            .as_u64()
+            .unwrap()
+    };
+    let cases = [
+        ("SAPICI", "guess", 401, 1),
+        ("nobody", "guess", 401, 2),
+        ("nobody", "sap-secret", 401, 3),
+        ("SAPICI", "sap-secret", 200, 4),
+        // A remembered password needs no Argon2 run.
+        ("SAPICI", "sap-secret", 200, 4),
+    ];
+    for (user, password, status, expected) in cases {
+        let request = soap_post(&product_info(), Some(&basic(user, password)));
+        let answer = raw_from(server.soap, LOCAL, &request).await;
+        assert_eq!(status_of(&answer), status, "{user}: {answer}");
+        assert_eq!(verifications().await, expected, "after {user} / {password}");
+    }
+    child.stop();
+}
+
+#[tokio::test]
+async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
+    const REFILL_SECS: u64 = 45;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(
+            &hash("sap-secret"),
+            &format!("failure_burst = 1\nfailure_refill = \"{REFILL_SECS}s\""),
+        ),
+    );
+    let server = &child.endpoints;
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let failed_at = std::time::Instant::now();
+    assert_eq!(status_of(&raw_from(server.soap, LOCAL, &wrong).await), 401);
+    let answer = raw_from(server.soap, LOCAL, &wrong).await;
+    assert_eq!(status_of(&answer), 429, "{answer}");
+    let retry_after: u64 = header_of(&answer, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    let earliest = REFILL_SECS.saturating_sub(failed_at.elapsed().as_secs() + 1);
+    assert!(
+        (earliest..=REFILL_SECS).contains(&retry_after),
+        "Retry-After {retry_after}, the next attempt is allowed in {earliest}..={REFILL_SECS} s"
+    );
+    child.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
+    // A hash slow enough (at least 0.1 s even in a release build) that 16 verifications
+    // one at a time take longer than the second a request waits for a slot; small in
+    // memory.
+    let slow_hash = {
+        use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 512, 1, None).unwrap(),
+        )
+        .hash_password_with_salt(b"sap-secret", b"ici-test-salt")
+        .unwrap()
+        .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(
+            &slow_hash,
+            "failure_burst = 10\nmax_parallel_verifications = 1",
+        ),
+    );
+    let server = &child.endpoints;
+    // Each from its own address, so the per-peer failure limit plays no part.
+    let peers: Vec<IpAddr> = (10..26)
+        .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let answers = parallel_from(server.soap, &peers, &wrong).await;
+    let (denied, busy) = (count_status(&answers, 401), count_status(&answers, 503));
+    assert_eq!(denied + busy, peers.len() as u64, "{answers:#?}");
+    assert!(busy > 0, "no request was refused for want of a slot");
+    for answer in answers.iter().filter(|a| status_of(a) == 503) {
+        assert_eq!(header_of(answer, "retry-after"), Some("1"), "{answer}");
+        assert!(body_of(answer).contains("Fault"), "a SOAP fault: {answer}");
+    }
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["auth_verifications"], denied);
+    assert_eq!(security["auth_busy"], busy);
+    child.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_first_requests_with_the_right_password_share_one_verification() {
+    // SAP's first requests after a start: many at once, one user, one password.
+    let dir = tempfile::tempdir().unwrap();
+    let child = Child::start(
+        dir.path(),
+        &soap_auth_toml(&hash("sap-secret"), "max_parallel_verifications = 1"),
+    );
+    let server = &child.endpoints;
+    let good = soap_post(&product_info(), Some(&basic("SAPICI", "sap-secret")));
+    let answers = parallel_from(server.soap, &[LOCAL; 20], &good).await;
+    assert_eq!(count_status(&answers, 200), 20, "{answers:#?}");
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["auth_verifications"], 1);
+    child.stop();
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_flood_leaves_the_peak_memory_bounded() {
+    use argon2::{Argon2, PasswordHasher};
+    // The parameters `hash-password` uses (argon2's defaults): 19 MiB per verification.
+    let argon = Argon2::default();
+    let hash = argon
+        .hash_password_with_salt(b"sap-secret", b"ici-test-salt")
+        .unwrap()
+        .to_string();
+    let per_verification_kib = u64::from(argon.params().m_cost());
+    let dir = tempfile::tempdir().unwrap();
+    let process = Child::start(
+        dir.path(),
+        &soap_auth_toml(&hash, "failure_burst = 10\nfailure_refill = \"1h\""),
+    );
+    let pid = process.child.id();
+    let api = &process.endpoints;
+    let good = soap_post(&product_info(), Some(&basic("SAPICI", "sap-secret")));
+    assert_eq!(status_of(&raw_from(api.soap, OTHER, &good).await), 200);
+    let before = peak_rss_kib(pid);
+    let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
+    let answers = parallel_from(api.soap, &[LOCAL; 100], &wrong).await;
+    let after = peak_rss_kib(pid);
+    let verified = api.status().await["security"]["auth_verifications"]
+        .as_u64()
+        .unwrap();
+    eprintln!(
+        "peak RSS before {} MiB, after 100 parallel wrong passwords {} MiB \
+         ({verified} Argon2 verifications in all; {} x 401, {} x 429, {} x 503)",
+        before / 1024,
+        after / 1024,
+        count_status(&answers, 401),
+        count_status(&answers, 429),
+        count_status(&answers, 503)
+    );
+    process.stop();
+    // At most one verification per core runs at a time; allow one more, and slack for the
+    // connections themselves.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let bound = (cores + 1) * per_verification_kib + 32 * 1024;
+    assert!(
+        after.saturating_sub(before) < bound,
+        "peak RSS grew by {} MiB (bound {} MiB)",
+        after.saturating_sub(before) / 1024,
+        bound / 1024
+    );
+    assert!(verified <= 1 + 10, "{verified} verifications");
 }
 
 #[tokio::test]
@@ -373,29 +692,129 @@ async fn a_body_that_trickles_in_hits_the_request_timeout() {
     server.stop().await;
 }
 
+/// Reads one HTTP answer (head and `Content-Length` body) from a kept-alive connection.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = header_of(head, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole answer: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A kept-alive connection from `from` with one request answered on it: the server has
+/// accepted it and holds its slot when this returns.
+async fn served_connection(to: SocketAddr, from: IpAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut stream = socket.connect(to).await.unwrap();
+    let body = product_info();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    stream
+}
+
+/// Closes a connection and waits until the server has closed its end too (by then the
+/// server has given its slot back).
+async fn close(mut stream: TcpStream) {
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes within 10 s")
+        .unwrap();
+}
+
+/// Asserts a prompt 503 that tells the client to come back and closes the connection.
+fn assert_busy(answer: &str, started: std::time::Instant) {
+    assert_eq!(status_of(answer), 503, "{answer}");
+    assert_eq!(header_of(answer, "retry-after"), Some("1"), "{answer}");
+    assert_eq!(header_of(answer, "connection"), Some("close"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+/// The value of `ici_connections_refused_total{reason="<reason>"}` on `/metrics`.
+async fn refused_metric(server: &TestServer, reason: &str) -> u64 {
+    let metrics = server.request(true, "GET", "/metrics", &[], "").await.body;
+    let line = format!("ici_connections_refused_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+}
+
 #[tokio::test]
-async fn connection_cap_holds_further_clients_in_the_backlog() {
+async fn a_peer_over_its_connection_cap_gets_503_while_others_are_served() {
+    let server = TestServer::start("[limits]\nmax_connections_per_peer = 2").await;
+    let first = served_connection(server.soap, LOCAL).await;
+    let _second = served_connection(server.soap, LOCAL).await;
+
+    let started = std::time::Instant::now();
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_busy(&answer, started);
+    let answer = raw_from(server.soap, OTHER, &soap_post(&product_info(), None)).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "another address is served: {answer}"
+    );
+
+    // A slot given back is a slot for the same peer again.
+    close(first).await;
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["connections_over_peer_cap"], 1);
+    assert_eq!(security["connections_over_cap"], 0);
+    assert!(refused_metric(&server, "peer_cap").await >= 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_further_clients_get_503_at_once() {
     let server = TestServer::start("[limits]\nmax_connections = 2").await;
-    let first = TcpStream::connect(server.soap).await.unwrap();
-    let second = TcpStream::connect(server.soap).await.unwrap();
-    // Make sure both are accepted (served) before the third arrives.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = TcpStream::connect(server.soap).await.unwrap();
-    third
-        .write_all(&soap_post(&product_info(), None))
-        .await
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(400), third.read(&mut buf)).await;
-    assert!(early.is_err(), "a third connection was served over the cap");
-    drop(first);
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut out))
-        .await
-        .expect("served once a slot is free")
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
-    drop(second);
+    let first = served_connection(server.soap, LOCAL).await;
+    let _second = served_connection(server.soap, OTHER).await;
+
+    let started = std::time::Instant::now();
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_busy(&answer, started);
+
+    close(first).await;
+    let answer = raw_from(server.soap, LOCAL, &soap_post(&product_info(), None)).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "served once a slot is free: {answer}"
+    );
+
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["connections_over_cap"], 1);
+    assert!(refused_metric(&server, "max_connections").await >= 1);
     server.stop().await;
 }
 

@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::server::{TestServer, envelope, ns};
+use common::process::Process;
+use common::server::{Endpoints, TestServer, envelope, ns};
 use ici_connector::config::Config;
 use ici_connector::{Listeners, RunError};
 use rcgen::{
@@ -19,7 +21,7 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A test certificate authority.
 struct Ca {
@@ -61,6 +63,52 @@ impl Ca {
         self.leaf(cn, ExtendedKeyUsagePurpose::ClientAuth, expired)
     }
 
+    /// An X.509 **v1** client certificate with common name `cn`, signed by this CA: no
+    /// version field, no extensions. rcgen writes only v3, so it is put together here, DER
+    /// by hand (ECDSA P-256 with SHA-256, like the CA's own key).
+    fn client_v1(&self, cn: &str) -> RawLeaf {
+        use rcgen::{PublicKeyData, SigningKey};
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        const SEQUENCE: u8 = 0x30;
+        const SET: u8 = 0x31;
+        let ca_der = self.der();
+        let (_, ca) = X509Certificate::from_der(ca_der.as_ref()).unwrap();
+        let ecdsa_with_sha256 = der(SEQUENCE, &hex("06082a8648ce3d040302"));
+        let common_name = [hex("0603550403"), der(0x0c, cn.as_bytes())].concat();
+        let subject = der(SEQUENCE, &der(SET, &der(SEQUENCE, &common_name)));
+        let validity = der(
+            SEQUENCE,
+            &[der(0x17, b"240101000000Z"), der(0x17, b"491231235959Z")].concat(),
+        );
+        let key = KeyPair::generate().unwrap();
+        let tbs = der(
+            SEQUENCE,
+            &[
+                der(0x02, &[0x01]), // serial number; no [0] version field: v1
+                ecdsa_with_sha256.clone(),
+                ca.tbs_certificate.subject.as_raw().to_vec(),
+                validity,
+                subject,
+                key.subject_public_key_info(),
+            ]
+            .concat(),
+        );
+        let signature = self.issuer.key().sign(&tbs).unwrap();
+        let cert = der(
+            SEQUENCE,
+            &[
+                tbs,
+                ecdsa_with_sha256,
+                der(0x03, &[&[0u8][..], &signature].concat()),
+            ]
+            .concat(),
+        );
+        RawLeaf {
+            cert: CertificateDer::from(cert),
+            key: PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        }
+    }
+
     fn leaf(&self, cn: &str, usage: ExtendedKeyUsagePurpose, expired: bool) -> Leaf {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
@@ -83,6 +131,66 @@ impl Ca {
             key_pem: key.serialize_pem(),
         }
     }
+}
+
+/// A certificate and key rustls' own checks would refuse to load (see
+/// [`Ca::client_v1`]).
+struct RawLeaf {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+/// A DER element: `tag`, definite length, `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let length = content.len();
+    let mut out = vec![tag];
+    match length {
+        0..0x80 => out.push(length as u8),
+        0x80..0x100 => out.extend([0x81, length as u8]),
+        _ => out.extend([0x82, (length >> 8) as u8, length as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A client that presents `leaf` as it is: rustls' `with_client_auth_cert` parses the
+/// certificate to compare keys, which a v1 certificate does not survive.
+fn raw_client_config(ca: &CertificateDer<'static>, leaf: &RawLeaf) -> Arc<rustls::ClientConfig> {
+    #[derive(Debug)]
+    struct Present(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::client::ResolvesClientCert for Present {
+        fn resolve(
+            &self,
+            _hints: &[&[u8]],
+            _schemes: &[rustls::SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(Arc::clone(&self.0))
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = provider
+        .key_provider
+        .load_private_key(leaf.key.clone_key())
+        .unwrap();
+    let certified = rustls::sign::CertifiedKey::new(vec![leaf.cert.clone()], key);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(BOTH)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(Present(Arc::new(certified))));
+    Arc::new(config)
 }
 
 /// The files of one test: server cert/key, the client CA, client certs.
@@ -207,8 +315,19 @@ impl TlsAnswer {
 }
 
 /// Connects with `config`, sends one SOAP request and reads the answer to the end.
-async fn exchange(addr: std::net::SocketAddr, config: Arc<rustls::ClientConfig>) -> TlsAnswer {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+async fn exchange(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TlsAnswer {
+    exchange_from(addr, IpAddr::V4(Ipv4Addr::LOCALHOST), config).await
+}
+
+/// [`exchange`] from source address `from` (any 127/8 address works on Linux loopback).
+async fn exchange_from(
+    addr: SocketAddr,
+    from: IpAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> TlsAnswer {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::try_from("localhost").unwrap();
     let mut stream =
@@ -354,7 +473,145 @@ async fn subject_allow_list() {
     exchange(server.soap, client_config(&ca, Some(&stranger), BOTH))
         .await
         .refused();
+    listed(
+        &server,
+        "127.0.0.1",
+        "subject CN=sapdev,O=Example not in tls.allowed_subjects",
+        1,
+    )
+    .await;
     assert!(server.healthy().await);
+    server.stop().await;
+}
+
+/// The refused handshakes `/api/status` lists (`security.recent_tls_refusals`).
+async fn refusals(api: &Endpoints) -> Vec<serde_json::Value> {
+    api.status().await["security"]["recent_tls_refusals"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `/api/status` lists `count` refusals of `peer` for a reason containing
+/// `reason`, and returns the entry. (The server lists a refusal right after its alert
+/// has gone to the client; nothing the client sees tells exactly when.)
+async fn listed(api: &Endpoints, peer: &str, reason: &str, count: u64) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = refusals(api).await;
+        let found = all.iter().find(|r| {
+            r["peer"] == peer
+                && r["count"] == count
+                && r["reason"].as_str().is_some_and(|t| t.contains(reason))
+        });
+        if let Some(found) = found {
+            return found.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{peer} refused {count} x for {reason:?} not listed: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A connector child process, killed if the test fails before stopping it.
+struct Child(Option<Process>);
+
+impl std::ops::Deref for Child {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(process) = self.0.take() {
+            process.kill();
+        }
+    }
+}
+
+fn loopback(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshakes_are_logged_with_peer_and_reason_and_listed() {
+    let pki = Pki::new();
+    let config = pki.write(
+        "connector.toml",
+        &format!(
+            "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [events]\ndata_dir = {}\n{}",
+            toml_str(&pki.path("data")),
+            pki.toml("require", "")
+        ),
+    );
+    let mut process = Child(Some(Process::start(&config)));
+    let (soap, api) = (process.endpoints.soap, &process.endpoints);
+    let ca = pki.ca.der();
+    let foreign = Ca::new("Someone Else").client("sapprd", false);
+    let v1 = pki.ca.client_v1("sapprd");
+    let expired = pki.ca.client("sapprd", true);
+    let cases = [
+        (
+            2,
+            client_config(&ca, Some(&foreign), BOTH),
+            "unknown issuer",
+        ),
+        (3, raw_client_config(&ca, &v1), "X.509 v1"),
+        (4, client_config(&ca, Some(&expired), BOTH), "expired"),
+        (5, client_config(&ca, None, BOTH), "no client certificate"),
+    ];
+    // Each from its own address: one log line per peer and minute.
+    for (last, config, reason) in cases.iter().cloned() {
+        exchange_from(soap, loopback(last), config).await.refused();
+        let line = process.expect_line(&format!("peer=127.0.0.{last}:"));
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("TLS handshake refused"), "{line}");
+        assert!(line.contains(reason), "{reason:?} in {line}");
+        listed(api, &format!("127.0.0.{last}"), reason, 1).await;
+    }
+    // The first client again: listed (one entry, counted twice), not logged again.
+    let (last, config, reason) = cases[0].clone();
+    exchange_from(soap, loopback(last), config).await.refused();
+    listed(api, "127.0.0.2", reason, 2).await;
+    let security = api.status().await["security"].clone();
+    assert_eq!(security["tls_handshake_failures"], 5);
+    assert_eq!(refusals(api).await.len(), 4);
+
+    let process = process.0.take().unwrap();
+    process.signal("TERM");
+    let rest = process.remaining_lines();
+    process.stop_after_signal();
+    assert!(
+        !rest.iter().any(|l| l.contains("peer=127.0.0.2:")),
+        "a second line within the minute: {rest:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tls_client_beyond_the_connection_cap_gets_an_alert_at_once() {
+    let pki = Pki::new();
+    let toml = pki.toml("off", "").replace("client_ca", "# client_ca");
+    let server = TestServer::start(&format!("{toml}[limits]\nmax_connections = 1\n")).await;
+    let ca = pki.ca.der();
+    // The only slot, held by a finished handshake (so surely accepted).
+    let tcp = TcpStream::connect(server.soap).await.unwrap();
+    let _held = tokio_rustls::TlsConnector::from(client_config(&ca, None, BOTH))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let answer = exchange_from(server.soap, loopback(2), client_config(&ca, None, BOTH)).await;
+    let error = answer.result.expect_err("no TLS session beyond the cap");
+    assert!(error.contains("InternalError"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let security = server.status().await["security"].clone();
+    assert_eq!(security["connections_over_cap"], 1);
     server.stop().await;
 }
 
@@ -374,6 +631,11 @@ async fn plain_http_on_the_tls_port_is_refused_cleanly() {
         assert!(out.starts_with("HTTP/1.1 400 Bad Request"), "{out}");
         assert!(out.contains("this port speaks HTTPS"), "{out}");
     }
+    // Listed as a refused handshake (before the answer was written).
+    let listed = refusals(&server).await;
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["count"], 3);
+    assert!(listed[0]["reason"].as_str().unwrap().contains("plain HTTP"));
     // And the listener still serves TLS.
     exchange(server.soap, client_config(&pki.ca.der(), None, BOTH))
         .await

@@ -85,10 +85,16 @@ impl Admin {
                 Some(snapshot) => {
                     let mut value = serde_json::to_value(&snapshot).unwrap_or_default();
                     if let Some(object) = value.as_object_mut() {
-                        object.insert(
-                            "security".into(),
-                            serde_json::to_value(self.counters.snapshot()).unwrap_or_default(),
-                        );
+                        let mut security =
+                            serde_json::to_value(self.counters.snapshot()).unwrap_or_default();
+                        if let Some(security) = security.as_object_mut() {
+                            security.insert(
+                                "recent_tls_refusals".into(),
+                                serde_json::to_value(self.counters.tls_refusals.recent())
+                                    .unwrap_or_default(),
+                            );
+                        }
+                        object.insert("security".into(), security);
                     }
                     json(StatusCode::OK, &value)
                 }

@@ -185,9 +185,15 @@ pub struct Limits {
     /// clients from holding connections open.
     #[serde(with = "serde_util::duration")]
     pub header_read_timeout: Duration,
-    /// Most SOAP connections open at once; more wait in the accept backlog. Default 1024
-    /// (one SAP application server keeps a few keep-alive connections per work process).
+    /// Most connections open at once on each listener; a client beyond it gets HTTP 503
+    /// with `Retry-After` and is closed. Default 1024 (one SAP application server keeps a
+    /// few keep-alive connections per work process).
     pub max_connections: usize,
+    /// Most connections open at once from one source address on each listener; beyond it
+    /// that address gets HTTP 503 with `Retry-After` while others are served, so one client
+    /// cannot take every slot. Default 256; raise it when all of SAP reaches us through one
+    /// address (a web dispatcher or NAT) with many work processes.
+    pub max_connections_per_peer: usize,
     /// Longest time one SOAP request may take, body read to response written. Default "30s":
     /// longer than SAP's own HTTP timeout is useless.
     #[serde(with = "serde_util::duration")]
@@ -214,6 +220,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_peer: 256,
             request_timeout: Duration::from_secs(30),
             max_xml_depth: 32,
             max_xml_elements: 10_000,

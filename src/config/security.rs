@@ -141,6 +141,22 @@ pub struct AuthConfig {
     /// (10 a minute).
     #[serde(with = "serde_util::duration")]
     pub failure_refill: Duration,
+    /// Most Argon2 password verifications running at once on each listener; a request
+    /// that finds none free within a second gets HTTP 503 with `Retry-After`, without its
+    /// password being checked. Each takes the hash's memory (19 MiB with
+    /// `hash-password`'s parameters) and a CPU core for tens of milliseconds. Default 0: as
+    /// many as the machine has CPU cores.
+    pub max_parallel_verifications: usize,
+}
+
+impl AuthConfig {
+    /// `max_parallel_verifications` with 0 resolved to the number of CPU cores.
+    pub fn parallel_verifications(&self) -> usize {
+        match self.max_parallel_verifications {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -151,6 +167,7 @@ impl Default for AuthConfig {
             admin_users: Vec::new(),
             failure_burst: 10,
             failure_refill: Duration::from_secs(6),
+            max_parallel_verifications: 0,
         }
     }
 }

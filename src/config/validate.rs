@@ -95,6 +95,10 @@ fn limits(config: &Config, p: &mut Problems) {
     p.positive("limits.max_body_bytes", l.max_body_bytes);
     p.nonzero_duration("limits.header_read_timeout", l.header_read_timeout);
     p.positive("limits.max_connections", l.max_connections);
+    p.positive(
+        "limits.max_connections_per_peer",
+        l.max_connections_per_peer,
+    );
     p.nonzero_duration("limits.request_timeout", l.request_timeout);
     if l.max_xml_depth < 4 {
         p.add(
