@@ -217,13 +217,14 @@ impl SwitchAdapter for SimSwitch {
         &Capability::ALL
     }
 
+    /// Reserves a place in the queue before building the message: a refusal then still
+    /// holds the request to answer, and no other kind of message can come back.
     fn submit(&self, request: SwitchRequest) {
         use mpsc::error::TrySendError;
-        let (request, why) = match self.tx.try_send(Msg::Command(request)) {
-            Ok(()) => return,
-            Err(TrySendError::Full(Msg::Command(r))) => (r, "simulator queue full"),
-            Err(TrySendError::Closed(Msg::Command(r))) => (r, "simulator stopped"),
-            Err(_) => unreachable!("only commands are sent here"),
+        let why = match self.tx.try_reserve() {
+            Ok(permit) => return permit.send(Msg::Command(request)),
+            Err(TrySendError::Full(())) => "simulator queue full",
+            Err(TrySendError::Closed(())) => "simulator stopped",
         };
         tracing::warn!(command = ?request.command, why, "switch command refused");
         let _ = request
