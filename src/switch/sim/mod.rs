@@ -31,10 +31,16 @@
 //! - A blind transfer to an external number connects at once (the simulator does not model
 //!   the far end ringing after a transfer); to a queue number, the call waits in that queue.
 
+mod acd;
+mod actor;
+mod commands;
 pub mod control;
 mod model;
+mod outside;
+mod settle;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -196,7 +202,7 @@ enum ControlRequest {
 /// tests. Events go to `events`; the task ends when both handles (and their clones) are gone.
 pub fn start(settings: SimSettings, events: EventSink) -> (SimSwitch, SimControl) {
     let (tx, rx) = mpsc::channel(SIM_QUEUE_DEPTH);
-    tokio::spawn(model::run(model::Sim::new(settings), rx, events));
+    tokio::spawn(actor::run(model::Sim::new(settings), rx, events));
     (SimSwitch { tx: tx.clone() }, SimControl { tx })
 }
 
