@@ -31,10 +31,16 @@
 //! - A blind transfer to an external number connects at once (the simulator does not model
 //!   the far end ringing after a transfer); to a queue number, the call waits in that queue.
 
+mod acd;
+mod actor;
+mod commands;
 pub mod control;
 mod model;
+mod outside;
+mod settle;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -196,7 +202,7 @@ enum ControlRequest {
 /// tests. Events go to `events`; the task ends when both handles (and their clones) are gone.
 pub fn start(settings: SimSettings, events: EventSink) -> (SimSwitch, SimControl) {
     let (tx, rx) = mpsc::channel(SIM_QUEUE_DEPTH);
-    tokio::spawn(model::run(model::Sim::new(settings), rx, events));
+    tokio::spawn(actor::run(model::Sim::new(settings), rx, events));
     (SimSwitch { tx: tx.clone() }, SimControl { tx })
 }
 
@@ -217,13 +223,14 @@ impl SwitchAdapter for SimSwitch {
         &Capability::ALL
     }
 
+    /// Reserves a place in the queue before building the message: a refusal then still
+    /// holds the request to answer, and no other kind of message can come back.
     fn submit(&self, request: SwitchRequest) {
         use mpsc::error::TrySendError;
-        let (request, why) = match self.tx.try_send(Msg::Command(request)) {
-            Ok(()) => return,
-            Err(TrySendError::Full(Msg::Command(r))) => (r, "simulator queue full"),
-            Err(TrySendError::Closed(Msg::Command(r))) => (r, "simulator stopped"),
-            Err(_) => unreachable!("only commands are sent here"),
+        let why = match self.tx.try_reserve() {
+            Ok(permit) => return permit.send(Msg::Command(request)),
+            Err(TrySendError::Full(())) => "simulator queue full",
+            Err(TrySendError::Closed(())) => "simulator stopped",
         };
         tracing::warn!(command = ?request.command, why, "switch command refused");
         let _ = request
