@@ -37,6 +37,7 @@
 //! - [`wsdl`]: WSDL 1.1 documents generated from the `ici` catalog, served on `GET ?wsdl`.
 
 pub mod admin;
+mod backoff;
 pub mod config;
 pub mod domain;
 pub mod ici;

@@ -19,10 +19,10 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
-use super::backoff::Backoff;
 use super::outbox::Shared;
 use super::spool::{Spool, SpoolOp};
 use super::{EndReason, Feedback, HttpClient, NotifierSettings, OutboundEvent, SubscriptionId};
+use crate::backoff::Backoff;
 
 /// SAP answers an event with an empty SOAP envelope. At most this much of any answer is
 /// read: the status is the answer, and a body longer than this (a proxy's page, a

@@ -39,7 +39,6 @@
 //! are never reordered and never skipped; the per-subscription `sequence` inside each event
 //! body lets SAP (and the tests) recognise a repeat: it carries the same sequence number.
 
-mod backoff;
 mod destination;
 mod drain;
 mod outbox;

@@ -22,6 +22,7 @@ use self::link::Link;
 use super::CONNECT_TIMEOUT;
 use super::codec::{Action, Decoder, Frame, Message};
 use super::model::Model;
+use crate::backoff::Backoff;
 use crate::config::AsteriskConfig;
 use crate::switch::{EventSink, SwitchError, SwitchEvent, SwitchRequest};
 
@@ -46,7 +47,8 @@ pub async fn run(config: AsteriskConfig, mut rx: mpsc::Receiver<SwitchRequest>, 
         .chain(config.backup_host.clone())
         .collect();
     let mut attempt: usize = 0;
-    let mut wait = config.reconnect_min;
+    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max, 0);
+    let mut failures: u32 = 0;
     let mut originated: u64 = 0;
     let epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -61,18 +63,18 @@ pub async fn run(config: AsteriskConfig, mut rx: mpsc::Receiver<SwitchRequest>, 
             Some(Ok(conn)) => conn,
             Some(Err(why)) => {
                 warn!(host = %host, port = config.port, %why, "AMI connect failed");
-                if while_down(&mut rx, tokio::time::sleep(wait))
+                failures = failures.saturating_add(1);
+                if while_down(&mut rx, tokio::time::sleep(backoff.pause(failures)))
                     .await
                     .is_none()
                 {
                     return;
                 }
-                wait = (wait * 2).min(config.reconnect_max);
                 continue;
             }
         };
         info!(host = %host, port = config.port, "AMI logged in");
-        wait = config.reconnect_min;
+        failures = 0;
         let mut link = Link::new(reader, writer, decoder, &config, &mut originated, epoch);
         let end = link.serve(&mut rx, &mut model, &events).await;
         link.abandon_jobs();
@@ -87,7 +89,7 @@ pub async fn run(config: AsteriskConfig, mut rx: mpsc::Receiver<SwitchRequest>, 
         }
         // Same host once more first, quickly: a restarted Asterisk is back in a second.
         attempt -= 1;
-        if while_down(&mut rx, tokio::time::sleep(wait))
+        if while_down(&mut rx, tokio::time::sleep(config.reconnect_min))
             .await
             .is_none()
         {

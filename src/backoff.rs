@@ -1,23 +1,24 @@
-//! Retry pauses: capped exponential backoff with "equal jitter".
+//! Retry pauses: capped exponential backoff with "equal jitter", the one backoff of the
+//! product: event delivery retries (`notify`) and switch reconnects (`switch::asterisk`).
 //!
 //! The pause after the n-th failed attempt is drawn uniformly from `[base/2, base]` where
 //! `base = min(retry_min * 2^(n-1), retry_max)`. The jitter spreads the retries of many
 //! subscriptions that failed together (SAP restarted) so they do not come back in step.
-//! Randomness is a xorshift64* generator per drain task, seeded from the clock and the
-//! subscription id: it only has to decorrelate tasks, not be unpredictable, so no crate.
+//! Randomness is a xorshift64* generator per user, seeded from the clock and an id of the
+//! user's (the subscription id): it only has to decorrelate tasks, not be unpredictable, so no crate.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Computes the pauses between attempts of one drain task.
+/// Computes the pauses between attempts of one retrying task.
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     state: u64,
 }
 
 impl Backoff {
-    pub(super) fn new(min: Duration, max: Duration, seed: u64) -> Backoff {
+    pub(crate) fn new(min: Duration, max: Duration, seed: u64) -> Backoff {
         let clock = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -35,7 +36,7 @@ impl Backoff {
     }
 
     /// The pause after `failures` failed attempts of the same event (`failures >= 1`).
-    pub(super) fn pause(&mut self, failures: u32) -> Duration {
+    pub(crate) fn pause(&mut self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         let base = self.min.saturating_mul(1 << doublings).min(self.max);
         let half = base / 2;
@@ -46,7 +47,7 @@ impl Backoff {
     /// The pause after `failures` failed attempts when SAP's answer asked for
     /// `retry_after` (`Retry-After`): the longer of the two, but never beyond `max`, so a
     /// far-off date cannot stall the subscription longer than any other failure would.
-    pub(super) fn pause_honouring(
+    pub(crate) fn pause_honouring(
         &mut self,
         failures: u32,
         retry_after: Option<Duration>,
