@@ -37,6 +37,7 @@ impl fmt::Display for UserId {
 }
 
 /// SAP workmode id: 1 logged off, 2 ready, 3 not ready, 4 and above mapped by config.
+/// The ids are SAP's (ICI.md section 8), defined here once; `[workmodes]` uses these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Workmode(pub u32);
 
@@ -44,6 +45,8 @@ impl Workmode {
     pub const LOGGED_OFF: Workmode = Workmode(1);
     pub const READY: Workmode = Workmode(2);
     pub const NOT_READY: Workmode = Workmode(3);
+    /// The lowest id `[[workmodes.custom]]` may use; the ones below are SAP's.
+    pub const FIRST_CUSTOM: Workmode = Workmode(4);
 
     pub fn parse(value: i64) -> Result<Workmode, Fault> {
         u32::try_from(value)
