@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::config::OverflowPolicy;
+use crate::config::{AgentsConfig, OverflowPolicy};
 use crate::domain::{AppUrl, UserId, Workmode};
 use crate::ici::catalog::Interface;
 use crate::ici::{Operation, Target};
@@ -34,6 +34,15 @@ type Reply = oneshot::Sender<Result<Option<Value>, IciError>>;
 /// Call attribute an IVR sets with item attached data before the agent gets the call
 /// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
 const SAP_CAD: &str = "sap_cad";
+
+/// Checks for interactions past `[agents] max_interaction_age` per that age, so one is
+/// ended at most a tenth of the age late.
+const REAP_CHECKS_PER_AGE: u32 = 10;
+/// The reaper's shortest period, so a tiny age (tests) does not keep the actor busy.
+const REAP_PERIOD_MIN: Duration = Duration::from_millis(10);
+/// The reaper's longest period: a ghost call is ended at most a minute late, and a check a
+/// minute costs nothing.
+const REAP_PERIOD_MAX: Duration = Duration::from_secs(60);
 
 /// One agent (SAP user).
 #[derive(Debug)]
@@ -147,9 +156,9 @@ impl Actor {
         mut feedback: mpsc::Receiver<Feedback>,
     ) {
         let max_age = self.config.agents.max_interaction_age;
-        // Check ten times per maximum age, at most once a minute.
-        let period = max_age.map_or(Duration::from_secs(3600), |age| {
-            (age / 10).clamp(Duration::from_millis(10), Duration::from_secs(60))
+        // Without a maximum age the reaper's branch is off and its timer never polled.
+        let period = max_age.map_or(REAP_PERIOD_MAX, |age| {
+            (age / REAP_CHECKS_PER_AGE).clamp(REAP_PERIOD_MIN, REAP_PERIOD_MAX)
         });
         let mut reaper = tokio::time::interval(period);
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -949,7 +958,12 @@ impl Actor {
     }
 
     fn max_interactions(&self) -> usize {
-        usize::from(self.config.agents.max_interactions.clamp(1, 6))
+        usize::from(
+            self.config
+                .agents
+                .max_interactions
+                .clamp(1, AgentsConfig::MAX_INTERACTIONS),
+        )
     }
 
     fn snapshot(&self) -> StatusSnapshot {
