@@ -57,6 +57,20 @@ impl Workmode {
     }
 }
 
+/// `ready (2)`, `not ready (3)`, `custom (4)`: what the id means, then the id SAP uses.
+/// A custom workmode's text is in the configuration, not here.
+impl fmt::Display for Workmode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let meaning = match *self {
+            Workmode::LOGGED_OFF => "logged off",
+            Workmode::READY => "ready",
+            Workmode::NOT_READY => "not ready",
+            _ => "custom",
+        };
+        write!(f, "{meaning} ({})", self.0)
+    }
+}
+
 /// SAP's event endpoint for one IC session: an absolute http(s) URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AppUrl(String);
@@ -102,6 +116,22 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("a b").is_err());
         assert!(UserId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn user_ids_display_as_the_bare_id() {
+        // The id alone: log fields `user=AGENT1` are what `trace --user` matches.
+        assert_eq!(UserId::parse("agent1").unwrap().to_string(), "AGENT1");
+    }
+
+    #[test]
+    fn workmodes_display_their_meaning_and_id() {
+        let shown = |id| Workmode(id).to_string();
+        assert_eq!(shown(1), "logged off (1)");
+        assert_eq!(shown(2), "ready (2)");
+        assert_eq!(shown(3), "not ready (3)");
+        assert_eq!(shown(4), "custom (4)");
+        assert_eq!(shown(17), "custom (17)");
     }
 
     #[test]

@@ -155,6 +155,16 @@ pub enum EndReason {
     Overflow,
 }
 
+/// `SAP's session ended (HTTP 404)`, `event queue overflow`: for logs.
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::SessionGone { status } => write!(f, "SAP's session ended (HTTP {status})"),
+            EndReason::Overflow => f.write_str("event queue overflow"),
+        }
+    }
+}
+
 /// What the notifier tells the session manager, on the channel given to [`Notifier::new`].
 #[derive(Debug)]
 pub enum Feedback {
@@ -353,5 +363,32 @@ impl Notifier {
         active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         tokio::spawn(task.run(self.inner.stop.subscribe(), active));
         Outbox::new(id, shared, self.inner.spool.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_reasons_display_for_people() {
+        let gone = EndReason::SessionGone { status: 404 };
+        assert_eq!(gone.to_string(), "SAP's session ended (HTTP 404)");
+        assert_eq!(EndReason::Overflow.to_string(), "event queue overflow");
+    }
+
+    #[test]
+    fn default_settings_are_those_of_a_default_events_table() {
+        let settings = NotifierSettings::default();
+        let events = EventsConfig::default();
+        assert_eq!(settings.request_timeout, events.request_timeout);
+        assert_eq!(settings.retry_min, events.retry_min);
+        assert_eq!(settings.retry_max, events.retry_max);
+        assert_eq!(
+            settings.max_queue_per_subscription,
+            events.max_queue_per_subscription
+        );
+        assert_eq!(settings.max_queue_total, events.max_queue_total);
+        assert_eq!(settings.close_grace, CLOSE_GRACE);
     }
 }

@@ -1003,10 +1003,7 @@ impl Actor {
                 .iter()
                 .map(|s| SubscriptionStatus {
                     id: s.id,
-                    target: match &s.target {
-                        Target::User(u) => format!("user {u}"),
-                        Target::Container(c) => format!("container {c}"),
-                    },
+                    target: s.target.to_string(),
                     app_url: s.url.redacted(),
                     app_ids: s.app_ids.clone(),
                     sequence: s.sequence,
@@ -1198,7 +1195,7 @@ impl Actor {
         }
         agent.workmode = workmode;
         agent.reason = reason.clone();
-        info!(%user, workmode = workmode.0, reason = reason.as_deref().unwrap_or(""), "workmode changed");
+        info!(%user, %workmode, reason = reason.as_deref().unwrap_or(""), "workmode changed");
         self.publish(
             &user,
             Some(extension),
@@ -1327,7 +1324,7 @@ impl Actor {
             return done();
         }
         let id = self.next_id();
-        info!(subscription = id, ?target, %url, %app_id, "subscribed");
+        info!(subscription = id, %target, %url, %app_id, "subscribed");
         let outbox = self.notifier.open(id, url.uri());
         let sub = Subscription {
             id,
@@ -1353,7 +1350,7 @@ impl Actor {
         if total >= events.max_subscriptions {
             crate::metrics::subscription_refused("max_subscriptions");
             warn!(
-                ?target,
+                %target,
                 limit = events.max_subscriptions,
                 "subscription refused: too many in total"
             );
@@ -1373,16 +1370,12 @@ impl Actor {
         if mine >= events.max_subscriptions_per_target {
             crate::metrics::subscription_refused("max_subscriptions_per_target");
             warn!(
-                ?target,
+                %target,
                 limit = events.max_subscriptions_per_target,
                 "subscription refused: too many for this target"
             );
-            let target = match target {
-                Target::User(user) => format!("user {user}"),
-                Target::Container(container) => format!("container {container}"),
-            };
             return Err(IciError::TooManySubscriptionsFor {
-                target,
+                target: target.to_string(),
                 limit: events.max_subscriptions_per_target,
             });
         }
@@ -1515,7 +1508,7 @@ impl Actor {
                 ]
             });
             if let Err(e) = sub.outbox.push_final(event) {
-                warn!(subscription = sub.id, ?e, "subscriptionEnded not queued");
+                warn!(subscription = sub.id, error = %e, "subscriptionEnded not queued");
             }
             self.notifier
                 .spool()
@@ -1648,7 +1641,7 @@ impl Actor {
                             status, "SAP session gone; subscription ended"
                         )
                     }
-                    other => warn!(subscription = id, reason = ?other, "subscription ended"),
+                    other => warn!(subscription = id, reason = %other, "subscription ended"),
                 }
                 self.forget_subscription(id);
             }
