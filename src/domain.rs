@@ -37,6 +37,7 @@ impl fmt::Display for UserId {
 }
 
 /// SAP workmode id: 1 logged off, 2 ready, 3 not ready, 4 and above mapped by config.
+/// The ids are SAP's (ICI.md section 8), defined here once; `[workmodes]` uses these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Workmode(pub u32);
 
@@ -44,6 +45,8 @@ impl Workmode {
     pub const LOGGED_OFF: Workmode = Workmode(1);
     pub const READY: Workmode = Workmode(2);
     pub const NOT_READY: Workmode = Workmode(3);
+    /// The lowest id `[[workmodes.custom]]` may use; the ones below are SAP's.
+    pub const FIRST_CUSTOM: Workmode = Workmode(4);
 
     pub fn parse(value: i64) -> Result<Workmode, Fault> {
         u32::try_from(value)
@@ -51,6 +54,20 @@ impl Workmode {
             .filter(|v| *v >= 1)
             .map(Workmode)
             .ok_or_else(|| Fault::client("unknown workmode").with_detail(value.to_string()))
+    }
+}
+
+/// `ready (2)`, `not ready (3)`, `custom (4)`: what the id means, then the id SAP uses.
+/// A custom workmode's text is in the configuration, not here.
+impl fmt::Display for Workmode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let meaning = match *self {
+            Workmode::LOGGED_OFF => "logged off",
+            Workmode::READY => "ready",
+            Workmode::NOT_READY => "not ready",
+            _ => "custom",
+        };
+        write!(f, "{meaning} ({})", self.0)
     }
 }
 
@@ -99,6 +116,22 @@ mod tests {
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("a b").is_err());
         assert!(UserId::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn user_ids_display_as_the_bare_id() {
+        // The id alone: log fields `user=AGENT1` are what `trace --user` matches.
+        assert_eq!(UserId::parse("agent1").unwrap().to_string(), "AGENT1");
+    }
+
+    #[test]
+    fn workmodes_display_their_meaning_and_id() {
+        let shown = |id| Workmode(id).to_string();
+        assert_eq!(shown(1), "logged off (1)");
+        assert_eq!(shown(2), "ready (2)");
+        assert_eq!(shown(3), "not ready (3)");
+        assert_eq!(shown(4), "custom (4)");
+        assert_eq!(shown(17), "custom (17)");
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub async fn run_live(
     };
     let store = notify::RedbStore::open(&config.events.data_dir).map_err(RunError::Spool)?;
     let (spool, restored) = notify::Spool::start(store).map_err(RunError::Spool)?;
-    let (feedback_tx, feedback_rx) = mpsc::channel(1024);
+    let (feedback_tx, feedback_rx) = mpsc::channel(session::FEEDBACK_QUEUE);
     let notifier = notify::Notifier::with_spool(
         notify::NotifierSettings {
             tls: Some(outbound_tls),
@@ -167,7 +167,7 @@ pub async fn run_live(
                 [soap_addr, admin_addr],
                 &config.events.allow,
             )),
-            ..notifier_settings(&config)
+            ..notify::NotifierSettings::from(&config.events)
         },
         feedback_tx,
         spool,
@@ -249,17 +249,5 @@ fn sim_settings(config: &Config) -> switch::sim::SimSettings {
             })
             .collect(),
         remote_answer_after: sim.remote_answer_after,
-    }
-}
-
-fn notifier_settings(config: &Config) -> notify::NotifierSettings {
-    let events = &config.events;
-    notify::NotifierSettings {
-        request_timeout: events.request_timeout,
-        retry_min: events.retry_min,
-        retry_max: events.retry_max,
-        max_queue_per_subscription: events.max_queue_per_subscription,
-        max_queue_total: events.max_queue_total,
-        ..notify::NotifierSettings::default()
     }
 }

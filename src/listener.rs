@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
 
 use self::slots::{NoSlot, Slots, Slotted};
+use crate::config::Limits;
 use crate::security::{AccessList, SecurityCounters};
 use crate::tls::ServerTls;
 
@@ -44,7 +45,7 @@ pub struct ConnectionLimits {
     /// How long a graceful stop waits for in-flight requests.
     pub drain: Duration,
     /// Largest request head (request line and headers); hyper answers 431 beyond it. Values
-    /// under 8192 are raised to 8192, hyper's smallest buffer.
+    /// under [`Limits::MIN_HEADER_BYTES`], hyper's smallest buffer, are raised to it.
     pub max_header_bytes: usize,
 }
 
@@ -94,8 +95,18 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 /// does not reset the connection before the client has read the answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
-/// Most bytes read from a client that is being closed (see [`answer_and_close`]).
+/// Most bytes read from a client that is being closed (see [`answer_and_close`]): enough
+/// for a request head and a small body in flight; a client sending more is not waited for.
 const LINGER_READ_LIMIT: usize = 64 * 1024;
+
+/// The read buffer of that linger, on the stack of each refusal task: one page, as what
+/// is read is thrown away.
+const LINGER_READ_CHUNK: usize = 4096;
+
+/// The pause after a failed `accept` (out of file descriptors, say): long enough that a
+/// persistent failure does not spin a core, short enough that service resumes at once
+/// when connections close and free descriptors.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Serves `listener` until `stop` turns true (or its sender is dropped).
 pub async fn serve<F, Fut>(
@@ -118,7 +129,7 @@ pub async fn serve<F, Fut>(
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly, keep serving.
                     warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },
@@ -248,7 +259,7 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(linger, async {
         stream.write_all(answer).await?;
         stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
+        let mut sink = [0u8; LINGER_READ_CHUNK];
         let mut total = 0;
         while total < LINGER_READ_LIMIT {
             match stream.read(&mut sink).await? {
@@ -329,7 +340,7 @@ async fn serve_connection<I, F, Fut>(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_buf_size(limits.max_header_bytes.max(Limits::MIN_HEADER_BYTES))
         .keep_alive(true)
         .serve_connection(io, service);
     if let Err(e) = watcher.watch(connection).await {

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::domain::Workmode;
 use crate::session::StatusSnapshot;
 
 /// Histogram buckets in seconds: SOAP answers are sub-millisecond to seconds, event
@@ -150,7 +151,11 @@ const OUTCOMES: [&str; 3] = ["ok", "client_fault", "server_fault"];
 
 impl SoapHandles {
     fn requests(&self, outcome: &'static str) -> &metrics::Counter {
-        let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(2);
+        // Anything else counts as the last outcome, a server fault.
+        let index = OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(OUTCOMES.len() - 1);
         let op = self.op;
         self.outcomes[index].get_or_init(|| {
             metrics::counter!("ici_soap_requests_total", "op" => op, "outcome" => OUTCOMES[index])
@@ -232,7 +237,11 @@ pub fn render(snapshot: Option<&StatusSnapshot>, data_dir: &Path) -> String {
             s.switch,
             u8::from(s.switch_link_up)
         );
-        let mut workmodes: BTreeMap<u32, usize> = [(1, 0), (2, 0), (3, 0)].into();
+        // SAP's fixed workmodes are always listed, zero or not.
+        let mut workmodes: BTreeMap<u32, usize> =
+            [Workmode::LOGGED_OFF, Workmode::READY, Workmode::NOT_READY]
+                .map(|w| (w.0, 0))
+                .into();
         let (mut visible, mut waiting) = (0usize, 0usize);
         for agent in &s.agents {
             *workmodes.entry(agent.workmode).or_default() += 1;

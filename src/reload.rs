@@ -145,12 +145,15 @@ pub fn reload(
     limits.max_xml_attribute_bytes = new_limits.max_xml_attribute_bytes;
     tracing::info!(
         file = %path.display(),
-        applied = ?report.applied,
-        needs_restart = ?report.needs_restart,
+        applied = report.applied.join(", "),
+        needs_restart = report.needs_restart.join(", "),
         "configuration reloaded"
     );
     if !report.needs_restart.is_empty() {
-        tracing::warn!(keys = ?report.needs_restart, "changed settings need a restart to take effect");
+        tracing::warn!(
+            keys = report.needs_restart.join(", "),
+            "changed settings need a restart to take effect"
+        );
     }
     Ok((remembered, report))
 }

@@ -171,12 +171,7 @@ impl Soap {
             }
         };
         let started = Instant::now();
-        let parse_limits = ParseLimits {
-            max_depth: limits.max_xml_depth,
-            max_elements: limits.max_xml_elements,
-            max_text_bytes: limits.max_xml_text_bytes,
-            max_attribute_bytes: limits.max_xml_attribute_bytes,
-        };
+        let parse_limits = limits.parse_limits();
         let mut log = RequestLog::default();
         let outcome = self.dispatch(&body, &parse_limits, &mut log).await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;

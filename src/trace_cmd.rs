@@ -11,6 +11,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// Width of the story's label column (`SAP -> us`, `switch`, `events`, or a log level),
+/// so that the texts after it line up.
+const LABEL_WIDTH: usize = 11;
+/// Indent of captured SOAP body lines: under the story text, one column further in.
+const BODY_INDENT: usize = 26;
+/// Fraction digits of the story's times: milliseconds are enough to order what one user
+/// did, and keep the column short.
+const FRACTION_DIGITS: usize = 3;
+
 /// What to show.
 #[derive(Debug, Clone)]
 pub struct TraceQuery {
@@ -205,14 +214,14 @@ pub fn render(lines: &[LogLine], query: &TraceQuery) -> String {
                 "agent       workmode {}{}",
                 f("workmode"),
                 line.field("reason")
-                    .map(|r| format!(" ({r})"))
+                    .map(|r| format!(", reason {r}"))
                     .unwrap_or_default()
             ),
             "soap capture" => {
                 let mut text = format!("capture     {} {}{call}", f("direction"), f("op"));
                 if query.bodies {
                     for body_line in f("body").lines() {
-                        let _ = write!(text, "\n{:>26}{body_line}", "");
+                        let _ = write!(text, "\n{:>BODY_INDENT$}{body_line}", "");
                     }
                 }
                 text
@@ -224,7 +233,7 @@ pub fn render(lines: &[LogLine], query: &TraceQuery) -> String {
                     .filter(|(k, _)| !matches!(k.as_str(), "user" | "url" | "body"))
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                format!("{:<11} {other} {}", line.level, rest.join(" "))
+                format!("{:<LABEL_WIDTH$} {other} {}", line.level, rest.join(" "))
             }
         };
         let _ = writeln!(out, "{time}  {}", text.trim_end());
@@ -236,7 +245,7 @@ pub fn render(lines: &[LogLine], query: &TraceQuery) -> String {
 fn short_time(stamp: &str) -> String {
     let stamp = stamp.trim_end_matches('Z').replace('T', " ");
     match stamp.find('.') {
-        Some(dot) => stamp[..(dot + 4).min(stamp.len())].to_string(),
+        Some(dot) => stamp[..(dot + 1 + FRACTION_DIGITS).min(stamp.len())].to_string(),
         None => stamp,
     }
 }
@@ -330,13 +339,24 @@ fn parse_text(line: &str) -> Option<LogLine> {
         _ => None,
     }
     .unwrap_or_default();
+    // The message comes first, then the fields. A value written with `%` is not quoted, so
+    // a word after a field that is no `key=value` itself continues that field's value
+    // (`target=user AGENT1`, `error=request failed: connection refused`).
     let mut message = Vec::new();
+    let mut last_key: Option<String> = None;
     for token in tokens {
-        match key_value(&token) {
-            Some((k, v)) => {
-                fields.insert(k, v);
+        match (key_value(&token), &last_key) {
+            (Some((k, v)), _) => {
+                fields.insert(k.clone(), v);
+                last_key = Some(k);
             }
-            None => message.push(token),
+            (None, Some(key)) => {
+                if let Some(value) = fields.get_mut(key) {
+                    value.push(' ');
+                    value.push_str(&token);
+                }
+            }
+            (None, None) => message.push(token),
         }
     }
     Some(LogLine {
@@ -533,6 +553,37 @@ not a log line"#;
                 "us -> SAP   phoneCallChanged #2 call sim-7: HTTP 400: REFUSED by SAP, event dropped (bad request)"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn unquoted_values_with_spaces_are_read_whole() {
+        let text = r#"2026-05-01T10:42:00.500000Z  INFO ici_connector::session::actor: subscribed subscription=1 target=user AGENT1 url=http://127.0.0.1:9/sap app_id=app-1
+2026-05-01T10:42:00.600000Z  INFO ici_connector::session::actor: workmode changed user=AGENT1 workmode=not ready (3) reason="BRK"
+2026-05-01T10:42:01.300000Z  WARN outbox{subscription=1 url=http://127.0.0.1:9/sap}:notify{event="phoneCallChanged" attempt=1}: ici_connector::notify::drain: delivery failed; will retry user=AGENT1 call="sim-7" event="phoneCallChanged" sequence=2 attempt=1 retry_in_ms=500 error=request failed: connection refused (os error 111)"#;
+        let lines: Vec<_> = text.lines().filter_map(parse_line).collect();
+        assert_eq!(lines[0].message, "subscribed");
+        assert_eq!(lines[0].fields["target"], "user AGENT1");
+        assert_eq!(lines[0].fields["app_id"], "app-1");
+        assert_eq!(lines[1].fields["workmode"], "not ready (3)");
+        assert_eq!(
+            lines[2].fields["error"],
+            "request failed: connection refused (os error 111)"
+        );
+        let story = render(&lines, &query("AGENT1"));
+        assert!(
+            story.contains("events      subscription 1 for user AGENT1 -> http://127.0.0.1:9/sap"),
+            "{story}"
+        );
+        assert!(
+            story.contains("agent       workmode not ready (3), reason BRK"),
+            "{story}"
+        );
+        assert!(
+            story.contains(
+                "FAILED attempt 1: request failed: connection refused (os error 111); retry in 500 ms"
+            ),
+            "{story}"
         );
     }
 

@@ -101,6 +101,39 @@ fn in_order(story: &str, pieces: &[&str]) {
     }
 }
 
+/// The lines of `text` that hold Rust `Debug` output: a type name glued to `(` or
+/// followed by ` {` (`Some(`, `UserId("A")`, `SessionGone { status: 404 }`), or `None`.
+fn debug_forms(text: &str) -> Vec<&str> {
+    let debug_at = |line: &str, at: usize| {
+        let name: String = line[..at]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        name.starts_with(|c: char| c.is_ascii_uppercase()) && name.contains(char::is_lowercase)
+    };
+    text.lines()
+        .filter(|line| {
+            line.split_whitespace().any(|word| word == "None")
+                || line.match_indices('(').any(|(at, _)| debug_at(line, at))
+                || line.match_indices(" {").any(|(at, _)| debug_at(line, at))
+        })
+        .collect()
+}
+
+#[test]
+fn debug_forms_are_recognised() {
+    let story = "10:42:01  events      subscription 1 for User(UserId(\"AGENT1\")) -> http://x/\n\
+                 10:42:02  WARN        subscription ended reason=SessionGone { status: 404 }\n\
+                 10:42:03  agent       workmode ready (2), reason None\n\
+                 10:42:04  SAP -> us   getAttributes: ok (0.42 ms)\n\
+                 10:42:05  us -> SAP   phoneCallChanged #2 call sim-7: delivered, HTTP 200 (3 ms, attempt 1)";
+    assert_eq!(debug_forms(story).len(), 3, "{:?}", debug_forms(story));
+}
+
 async fn trace_tells_the_story(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), format, "capture_users = [\"AGENT1\"]");
@@ -119,11 +152,14 @@ async fn trace_tells_the_story(format: &str) {
         &[
             "Story of SAP user AGENT1",
             "SAP -> us   getAttributes: ok",
-            &format!("subscription 1 for User(UserId(\"AGENT1\")) -> {}", sap.url),
+            &format!("subscription 1 for user AGENT1 -> {}", sap.url),
             "SAP -> us   subscribeUser: ok",
+            "agent       workmode ready (2)",
             "us -> SAP   workmodeChanged #1: delivered, HTTP 200",
         ],
     );
+    // The story reads like the domain, never like Rust's `Debug` (`User(UserId("A"))`).
+    assert_eq!(debug_forms(&story), Vec::<&str>::new(), "{story}");
     in_order(
         &story,
         &[

@@ -27,6 +27,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Workmode;
+use crate::soap::ParseLimits;
+
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{MASK, Secret};
 pub use security::{
@@ -216,17 +219,38 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        // The XML limits are the parser's own defaults: defined once, in `soap`.
+        let xml = ParseLimits::DEFAULT;
         Limits {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_connections_per_peer: 256,
             request_timeout: Duration::from_secs(30),
-            max_xml_depth: 32,
-            max_xml_elements: 10_000,
-            max_xml_text_bytes: 256 * 1024,
-            max_xml_attribute_bytes: 4096,
+            max_xml_depth: xml.max_depth,
+            max_xml_elements: xml.max_elements,
+            max_xml_text_bytes: xml.max_text_bytes,
+            max_xml_attribute_bytes: xml.max_attribute_bytes,
             max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The least `max_xml_depth` that still reads a request: Envelope, Body, operation,
+    /// parameter.
+    pub const MIN_XML_DEPTH: usize = 4;
+    /// The least `max_header_bytes`: hyper's smallest read buffer (a smaller setting would
+    /// be raised to it silently).
+    pub const MIN_HEADER_BYTES: usize = 8192;
+
+    /// The parser's limits as configured here (`max_xml_*`).
+    pub fn parse_limits(&self) -> ParseLimits {
+        ParseLimits {
+            max_depth: self.max_xml_depth,
+            max_elements: self.max_xml_elements,
+            max_text_bytes: self.max_xml_text_bytes,
+            max_attribute_bytes: self.max_xml_attribute_bytes,
         }
     }
 }
@@ -428,7 +452,9 @@ impl Default for AgentsConfig {
 }
 
 impl AgentsConfig {
-    /// The IC's number of session slots, the upper bound of `max_interactions`.
+    /// ICI's six-interaction cap (ICI.md section 8, "Agent rules"): the IC has six session
+    /// slots, so at most six interactions per agent reach SAP and a seventh waits on the
+    /// switch. The upper bound (and default) of `max_interactions`, which may only lower it.
     pub const MAX_INTERACTIONS: u8 = 6;
 }
 
@@ -483,14 +509,14 @@ impl Default for WorkmodesConfig {
 }
 
 impl WorkmodesConfig {
-    /// SAP workmode 1.
-    pub const LOGGED_OFF: u32 = 1;
-    /// SAP workmode 2.
-    pub const READY: u32 = 2;
-    /// SAP workmode 3.
-    pub const NOT_READY: u32 = 3;
-    /// Lowest id of a custom workmode.
-    pub const FIRST_CUSTOM: u32 = 4;
+    /// SAP workmode 1 ([`Workmode::LOGGED_OFF`]).
+    pub const LOGGED_OFF: u32 = Workmode::LOGGED_OFF.0;
+    /// SAP workmode 2 ([`Workmode::READY`]).
+    pub const READY: u32 = Workmode::READY.0;
+    /// SAP workmode 3 ([`Workmode::NOT_READY`]).
+    pub const NOT_READY: u32 = Workmode::NOT_READY.0;
+    /// Lowest id of a custom workmode ([`Workmode::FIRST_CUSTOM`]).
+    pub const FIRST_CUSTOM: u32 = Workmode::FIRST_CUSTOM.0;
 
     /// The custom workmode with this id.
     pub fn custom_by_id(&self, id: u32) -> Option<&CustomWorkmode> {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::error::quote_key;
 use super::{
-    AsteriskConfig, ClientAuth, Config, ConfigError, SwitchKind, WorkmodesConfig, serde_util::OFF,
+    AsteriskConfig, ClientAuth, Config, ConfigError, Limits, SwitchKind, WorkmodesConfig,
+    serde_util::OFF,
 };
 
 /// Collects problems.
@@ -100,19 +101,25 @@ fn limits(config: &Config, p: &mut Problems) {
         l.max_connections_per_peer,
     );
     p.nonzero_duration("limits.request_timeout", l.request_timeout);
-    if l.max_xml_depth < 4 {
+    if l.max_xml_depth < Limits::MIN_XML_DEPTH {
         p.add(
             "limits.max_xml_depth",
-            "must be at least 4 (Envelope, Body, operation, parameter)",
+            format!(
+                "must be at least {} (Envelope, Body, operation, parameter)",
+                Limits::MIN_XML_DEPTH
+            ),
         );
     }
     p.positive("limits.max_xml_elements", l.max_xml_elements);
     p.positive("limits.max_xml_text_bytes", l.max_xml_text_bytes);
     p.positive("limits.max_xml_attribute_bytes", l.max_xml_attribute_bytes);
-    if l.max_header_bytes < 8192 {
+    if l.max_header_bytes < Limits::MIN_HEADER_BYTES {
         p.add(
             "limits.max_header_bytes",
-            "must be at least 8192 (the HTTP parser's smallest buffer)",
+            format!(
+                "must be at least {} (the HTTP parser's smallest buffer)",
+                Limits::MIN_HEADER_BYTES
+            ),
         );
     }
 }
@@ -617,13 +624,18 @@ fn events(config: &Config, p: &mut Problems) {
     }
 }
 
+/// The longest label of a DNS name (RFC 1035, section 2.3.4).
+const MAX_DNS_LABEL: usize = 63;
+/// The longest DNS name in text form, without the trailing dot (RFC 1035, section 2.3.4).
+const MAX_DNS_NAME: usize = 253;
+
 /// A DNS name as `[events] allow` takes it: letters, digits, `-` and `.`, no scheme, port
 /// or path.
 fn is_host_name(entry: &str) -> bool {
     let name = entry.trim().trim_end_matches('.');
     let labels_ok = name.split('.').all(|label| {
         !label.is_empty()
-            && label.len() <= 63
+            && label.len() <= MAX_DNS_LABEL
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     });
     // An all-numeric last label is a mistyped address ("10.0.0.300"), not a name.
@@ -631,7 +643,7 @@ fn is_host_name(entry: &str) -> bool {
         .rsplit('.')
         .next()
         .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()));
-    !name.is_empty() && name.len() <= 253 && labels_ok && !numeric_tld
+    !name.is_empty() && name.len() <= MAX_DNS_NAME && labels_ok && !numeric_tld
 }
 
 /// Valid settings an admin should think twice about, in the same `key: why` form.

@@ -30,6 +30,16 @@ pub enum Target {
     Container(String),
 }
 
+/// `user AGENT1`, `container C1`: how logs, the status page and faults name it.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::User(user) => write!(f, "user {user}"),
+            Target::Container(container) => write!(f, "container {container}"),
+        }
+    }
+}
+
 /// Every ICI operation SAP can call, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -256,4 +266,16 @@ fn opt_user_arg(args: &Args<'_>, name: &str) -> Result<Option<UserId>, Fault> {
 /// An owned required text parameter.
 fn text_arg(args: &Args<'_>, name: &str) -> Result<String, Fault> {
     args.text(name).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_display_as_the_domain_names_them() {
+        let user = Target::User(UserId::parse("agent1").unwrap());
+        assert_eq!(user.to_string(), "user AGENT1");
+        assert_eq!(Target::Container("C1".into()).to_string(), "container C1");
+    }
 }

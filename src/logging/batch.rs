@@ -24,6 +24,10 @@ const BATCH_WINDOW: Duration = Duration::from_millis(2);
 const WAKE_AT: usize = 256 * 1024;
 /// Pending bytes at which loggers wait for the thread (disk slower than the logging).
 const MAX_PENDING: usize = 16 * 1024 * 1024;
+/// A written batch buffer bigger than this is freed rather than reused: a burst (up to
+/// [`MAX_PENDING`]) should not keep its memory for good, while the usual batch, below
+/// [`WAKE_AT`], reuses its buffer.
+const KEEP_CAPACITY: usize = 4 * WAKE_AT;
 
 #[derive(Default)]
 struct Pending {
@@ -107,7 +111,7 @@ fn write_batches<W: Write>(shared: &Shared, mut out: W) {
             // Nowhere to report a failing log device but stderr, which may be the device.
             let _ = out.write_all(&batch).and_then(|()| out.flush());
             batch.clear();
-            if batch.capacity() > WAKE_AT * 4 {
+            if batch.capacity() > KEEP_CAPACITY {
                 batch = Vec::new();
             }
         }

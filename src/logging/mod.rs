@@ -198,7 +198,8 @@ pub fn set_capture_users(users: impl IntoIterator<Item = String>) {
     let users: BTreeSet<String> = users.into_iter().filter(|u| !u.is_empty()).collect();
     let mut set = CAPTURE.write().unwrap_or_else(|e| e.into_inner());
     if *set != users {
-        tracing::info!(users = ?users, "raw SOAP capture users set");
+        let names: Vec<&str> = users.iter().map(String::as_str).collect();
+        tracing::info!(users = names.join(", "), "raw SOAP capture users set");
     }
     CAPTURE_ANY.store(!users.is_empty(), Ordering::Relaxed);
     *set = users;

@@ -170,8 +170,14 @@ fn host_key(host: &str) -> String {
     host.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// The port of an `http://` URL that names none (RFC 9110, section 4.2.1).
+const HTTP_PORT: u16 = 80;
+/// The port of an `https://` URL that names none (RFC 9110, section 4.2.2).
+const HTTPS_PORT: u16 = 443;
+
 /// The host of `uri` (brackets of an IPv6 literal removed) and its addresses with the
-/// URL's port (default 80, or 443 for `https`). An address literal is not looked up.
+/// URL's port (default [`HTTP_PORT`], or [`HTTPS_PORT`] for `https`). An address literal
+/// is not looked up.
 async fn resolve(uri: &Uri) -> Result<(String, Vec<SocketAddr>), DestinationError> {
     let host = uri.host().ok_or(DestinationError::NoHost)?;
     let host = host
@@ -181,9 +187,9 @@ async fn resolve(uri: &Uri) -> Result<(String, Vec<SocketAddr>), DestinationErro
     let port = uri
         .port_u16()
         .unwrap_or(if uri.scheme_str() == Some("https") {
-            443
+            HTTPS_PORT
         } else {
-            80
+            HTTP_PORT
         });
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok((host, vec![SocketAddr::new(ip, port)]));

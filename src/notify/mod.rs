@@ -54,6 +54,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
+use crate::config::EventsConfig;
+
 pub use destination::{DestinationError, Destinations};
 pub use outbox::{Outbox, PushError};
 pub use spool::{RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription};
@@ -62,27 +64,28 @@ pub use spool::{RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSub
 /// container). Never reused while the process runs.
 pub type SubscriptionId = u64;
 
-/// The notifier's limits. Every default is set in [`Default`] and nowhere else.
+/// The notifier's limits. They come from `[events]` ([`NotifierSettings::from`]), whose
+/// defaults are the only ones; [`Default`] is that of a default `[events]`.
 #[derive(Debug, Clone)]
 pub struct NotifierSettings {
     /// How long one delivery attempt may take, from connecting to the last byte of SAP's
-    /// answer, before it counts as failed and is retried. Default 10 s.
+    /// answer, before it counts as failed and is retried (`[events] request_timeout`).
     pub request_timeout: Duration,
-    /// First pause before a retry; it doubles with every failed attempt of the same event.
-    /// Default 500 ms.
+    /// First pause before a retry; it doubles with every failed attempt of the same event
+    /// (`[events] retry_min`).
     pub retry_min: Duration,
-    /// The longest pause between two attempts. Default 30 s.
+    /// The longest pause between two attempts (`[events] retry_max`).
     pub retry_max: Duration,
     /// Events one subscription may hold undelivered (queued plus the one in flight); past
-    /// that [`Outbox::push`] answers [`PushError::Full`]. Bounds memory when SAP is away.
-    /// Default 10 000.
+    /// that [`Outbox::push`] answers [`PushError::Full`]. Bounds memory when SAP is away
+    /// (`[events] max_queue_per_subscription`).
     pub max_queue_per_subscription: usize,
     /// Events all subscriptions together may hold undelivered; past that every push answers
-    /// [`PushError::Full`]. Default 1 000 000.
+    /// [`PushError::Full`] (`[events] max_queue_total`).
     pub max_queue_total: usize,
     /// After the [`Outbox`] is dropped (the subscription ended), how long its task keeps
     /// retrying what is still queued before it gives up and discards the rest, so a dead URL
-    /// cannot keep a task alive for ever. Default 60 s.
+    /// cannot keep a task alive for ever. Default [`CLOSE_GRACE`].
     pub close_grace: Duration,
     /// TLS for `https://` appURLs (roots, our client certificate). Default `None`: the
     /// system's root certificates, no client certificate.
@@ -92,18 +95,32 @@ pub struct NotifierSettings {
     pub destinations: Arc<Destinations>,
 }
 
-impl Default for NotifierSettings {
-    fn default() -> Self {
+/// How long the task of an ended subscription keeps retrying its last events (the final
+/// `subscriptionEnded` among them): room for two attempts at the default longest pause
+/// (`[events] retry_max`, 30 s), so SAP, briefly away, still hears that the subscription
+/// ended, and a dead URL does not keep a task alive for long.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(60);
+
+impl From<&EventsConfig> for NotifierSettings {
+    /// The settings `[events]` asks for. TLS and the destinations are left at their
+    /// defaults: they need the loaded certificates and the bound listeners.
+    fn from(events: &EventsConfig) -> Self {
         NotifierSettings {
-            request_timeout: Duration::from_secs(10),
-            retry_min: Duration::from_millis(500),
-            retry_max: Duration::from_secs(30),
-            max_queue_per_subscription: 10_000,
-            max_queue_total: 1_000_000,
-            close_grace: Duration::from_secs(60),
+            request_timeout: events.request_timeout,
+            retry_min: events.retry_min,
+            retry_max: events.retry_max,
+            max_queue_per_subscription: events.max_queue_per_subscription,
+            max_queue_total: events.max_queue_total,
+            close_grace: CLOSE_GRACE,
             tls: None,
             destinations: Arc::default(),
         }
+    }
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        NotifierSettings::from(&EventsConfig::default())
     }
 }
 
@@ -135,6 +152,16 @@ pub enum EndReason {
     /// The outbox was full (SAP did not keep up). Not sent by the notifier itself: the
     /// caller sees [`PushError::Full`] and ends the subscription with this reason.
     Overflow,
+}
+
+/// `SAP's session ended (HTTP 404)`, `event queue overflow`: for logs.
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::SessionGone { status } => write!(f, "SAP's session ended (HTTP {status})"),
+            EndReason::Overflow => f.write_str("event queue overflow"),
+        }
+    }
 }
 
 /// What the notifier tells the session manager, on the channel given to [`Notifier::new`].
@@ -335,5 +362,32 @@ impl Notifier {
         active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         tokio::spawn(task.run(self.inner.stop.subscribe(), active));
         Outbox::new(id, shared, self.inner.spool.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_reasons_display_for_people() {
+        let gone = EndReason::SessionGone { status: 404 };
+        assert_eq!(gone.to_string(), "SAP's session ended (HTTP 404)");
+        assert_eq!(EndReason::Overflow.to_string(), "event queue overflow");
+    }
+
+    #[test]
+    fn default_settings_are_those_of_a_default_events_table() {
+        let settings = NotifierSettings::default();
+        let events = EventsConfig::default();
+        assert_eq!(settings.request_timeout, events.request_timeout);
+        assert_eq!(settings.retry_min, events.retry_min);
+        assert_eq!(settings.retry_max, events.retry_max);
+        assert_eq!(
+            settings.max_queue_per_subscription,
+            events.max_queue_per_subscription
+        );
+        assert_eq!(settings.max_queue_total, events.max_queue_total);
+        assert_eq!(settings.close_grace, CLOSE_GRACE);
     }
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::config::OverflowPolicy;
+use crate::config::{AgentsConfig, OverflowPolicy};
 use crate::domain::{AppUrl, UserId, Workmode};
 use crate::ici::catalog::Interface;
 use crate::ici::{Operation, Target};
@@ -34,6 +34,15 @@ type Reply = oneshot::Sender<Result<Option<Value>, IciError>>;
 /// Call attribute an IVR sets with item attached data before the agent gets the call
 /// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
 const SAP_CAD: &str = "sap_cad";
+
+/// Checks for interactions past `[agents] max_interaction_age` per that age, so one is
+/// ended at most a tenth of the age late.
+const REAP_CHECKS_PER_AGE: u32 = 10;
+/// The reaper's shortest period, so a tiny age (tests) does not keep the actor busy.
+const REAP_PERIOD_MIN: Duration = Duration::from_millis(10);
+/// The reaper's longest period: a ghost call is ended at most a minute late, and a check a
+/// minute costs nothing.
+const REAP_PERIOD_MAX: Duration = Duration::from_secs(60);
 
 /// One agent (SAP user).
 #[derive(Debug)]
@@ -147,9 +156,9 @@ impl Actor {
         mut feedback: mpsc::Receiver<Feedback>,
     ) {
         let max_age = self.config.agents.max_interaction_age;
-        // Check ten times per maximum age, at most once a minute.
-        let period = max_age.map_or(Duration::from_secs(3600), |age| {
-            (age / 10).clamp(Duration::from_millis(10), Duration::from_secs(60))
+        // Without a maximum age the reaper's branch is off and its timer never polled.
+        let period = max_age.map_or(REAP_PERIOD_MAX, |age| {
+            (age / REAP_CHECKS_PER_AGE).clamp(REAP_PERIOD_MIN, REAP_PERIOD_MAX)
         });
         let mut reaper = tokio::time::interval(period);
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -949,7 +958,12 @@ impl Actor {
     }
 
     fn max_interactions(&self) -> usize {
-        usize::from(self.config.agents.max_interactions.clamp(1, 6))
+        usize::from(
+            self.config
+                .agents
+                .max_interactions
+                .clamp(1, AgentsConfig::MAX_INTERACTIONS),
+        )
     }
 
     fn snapshot(&self) -> StatusSnapshot {
@@ -989,10 +1003,7 @@ impl Actor {
                 .iter()
                 .map(|s| SubscriptionStatus {
                     id: s.id,
-                    target: match &s.target {
-                        Target::User(u) => format!("user {u}"),
-                        Target::Container(c) => format!("container {c}"),
-                    },
+                    target: s.target.to_string(),
                     app_url: s.url.redacted(),
                     app_ids: s.app_ids.clone(),
                     sequence: s.sequence,
@@ -1184,7 +1195,7 @@ impl Actor {
         }
         agent.workmode = workmode;
         agent.reason = reason.clone();
-        info!(%user, workmode = workmode.0, reason = reason.as_deref().unwrap_or(""), "workmode changed");
+        info!(%user, %workmode, reason = reason.as_deref().unwrap_or(""), "workmode changed");
         self.publish(
             &user,
             Some(extension),
@@ -1313,7 +1324,7 @@ impl Actor {
             return done();
         }
         let id = self.next_id();
-        info!(subscription = id, ?target, %url, %app_id, "subscribed");
+        info!(subscription = id, %target, %url, %app_id, "subscribed");
         let outbox = self.notifier.open(id, url.uri());
         let sub = Subscription {
             id,
@@ -1339,7 +1350,7 @@ impl Actor {
         if total >= events.max_subscriptions {
             crate::metrics::subscription_refused("max_subscriptions");
             warn!(
-                ?target,
+                %target,
                 limit = events.max_subscriptions,
                 "subscription refused: too many in total"
             );
@@ -1359,16 +1370,12 @@ impl Actor {
         if mine >= events.max_subscriptions_per_target {
             crate::metrics::subscription_refused("max_subscriptions_per_target");
             warn!(
-                ?target,
+                %target,
                 limit = events.max_subscriptions_per_target,
                 "subscription refused: too many for this target"
             );
-            let target = match target {
-                Target::User(user) => format!("user {user}"),
-                Target::Container(container) => format!("container {container}"),
-            };
             return Err(IciError::TooManySubscriptionsFor {
-                target,
+                target: target.to_string(),
                 limit: events.max_subscriptions_per_target,
             });
         }
@@ -1501,7 +1508,7 @@ impl Actor {
                 ]
             });
             if let Err(e) = sub.outbox.push_final(event) {
-                warn!(subscription = sub.id, ?e, "subscriptionEnded not queued");
+                warn!(subscription = sub.id, error = %e, "subscriptionEnded not queued");
             }
             self.notifier
                 .spool()
@@ -1634,7 +1641,7 @@ impl Actor {
                             status, "SAP session gone; subscription ended"
                         )
                     }
-                    other => warn!(subscription = id, reason = ?other, "subscription ended"),
+                    other => warn!(subscription = id, reason = %other, "subscription ended"),
                 }
                 self.forget_subscription(id);
             }

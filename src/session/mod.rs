@@ -33,6 +33,10 @@ pub use view::{AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatu
 const COMMAND_QUEUE: usize = 1024;
 /// Depth of the switch event queue; the adapter waits when it is full.
 pub const SWITCH_EVENT_QUEUE: usize = 4096;
+/// Depth of the notifier's feedback queue (subscriptions SAP ended). A delivery task sends
+/// at most one message and then stops, so a full queue only delays that task's end, never
+/// an event; the depth absorbs many SAP sessions ending together (a SAP restart).
+pub const FEEDBACK_QUEUE: usize = 1024;
 
 /// A request to the actor.
 #[derive(Debug)]

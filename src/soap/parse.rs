@@ -27,28 +27,36 @@ pub const SOAP12_ENV: &str = "http://www.w3.org/2003/05/soap-envelope";
 pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// Bounds on the shape of a request, so a hostile document costs little. The body size is
-/// bounded earlier, by the HTTP layer.
+/// bounded earlier, by the HTTP layer. [`ParseLimits::DEFAULT`] holds the defaults; the
+/// configuration's `[limits]` takes its own from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
-    /// Deepest element nesting accepted (default 32; ICI requests need about 6).
+    /// Deepest element nesting accepted.
     pub max_depth: usize,
-    /// Most elements in one document (default 10,000).
+    /// Most elements in one document.
     pub max_elements: usize,
-    /// Longest character data of one element, after references are resolved (default
-    /// 256 KiB).
+    /// Longest character data of one element, after references are resolved.
     pub max_text_bytes: usize,
-    /// Longest raw value of one attribute (default 4096 bytes).
+    /// Longest raw value of one attribute.
     pub max_attribute_bytes: usize,
+}
+
+impl ParseLimits {
+    /// The limits [`parse_request`] applies, and the defaults of `[limits] max_xml_*`:
+    /// 32 levels (an ICI request needs about 6), 10 000 elements, 256 KiB of text in one
+    /// element (attached data is the largest text ICI sends) and 4096 bytes in one
+    /// attribute (ICI attributes are namespace URIs and `xsi:type` names).
+    pub const DEFAULT: ParseLimits = ParseLimits {
+        max_depth: 32,
+        max_elements: 10_000,
+        max_text_bytes: 256 * 1024,
+        max_attribute_bytes: 4096,
+    };
 }
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits {
-            max_depth: 32,
-            max_elements: 10_000,
-            max_text_bytes: 256 * 1024,
-            max_attribute_bytes: 4096,
-        }
+        ParseLimits::DEFAULT
     }
 }
 
@@ -137,9 +145,9 @@ impl Request {
     }
 }
 
-/// Parses a SOAP 1.1 request with the default limits.
+/// Parses a SOAP 1.1 request with the default limits ([`ParseLimits::DEFAULT`]).
 pub fn parse_request(bytes: &[u8]) -> Result<Request, Fault> {
-    parse_request_with(bytes, &ParseLimits::default())
+    parse_request_with(bytes, &ParseLimits::DEFAULT)
 }
 
 /// Parses a SOAP 1.1 request.
@@ -183,10 +191,14 @@ fn decode_with(encoding: &'static encoding_rs::Encoding, bytes: &[u8]) -> Result
         .ok_or_else(|| Fault::malformed(format!("bytes not valid in {}", encoding.name())))
 }
 
+/// How far into the document the `<?xml ...?>` declaration is looked for: a declaration
+/// with version, encoding and standalone, after some leading white space, fits easily.
+const DECLARATION_WINDOW: usize = 200;
+
 /// The `encoding` pseudo-attribute of a leading `<?xml ...?>` declaration (ASCII-compatible
 /// encodings only; UTF-16 documents carry a BOM).
 fn declared_encoding(bytes: &[u8]) -> Option<String> {
-    let head = &bytes[..bytes.len().min(200)];
+    let head = &bytes[..bytes.len().min(DECLARATION_WINDOW)];
     let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
     let head = &head[start..];
     if !head.starts_with(b"<?xml") {
