@@ -292,12 +292,3 @@ fn dir_size(dir: &Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
-
-/// The `outcome` label of a SOAP request's result.
-pub fn outcome<T>(result: &Result<T, crate::soap::Fault>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(fault) if fault.code == crate::soap::FaultCode::Client => "client_fault",
-        Err(_) => "server_fault",
-    }
-}

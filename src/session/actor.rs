@@ -27,9 +27,9 @@ use crate::switch::{
 
 use super::view::{self, AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
 use super::workmodes;
-use super::{AttachedData, Command, IciError};
+use super::{AttachedData, Command, SessionError};
 
-type Reply = oneshot::Sender<Result<Option<Value>, IciError>>;
+type Reply = oneshot::Sender<Result<Option<Value>, SessionError>>;
 
 /// Call attribute an IVR sets with item attached data before the agent gets the call
 /// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
@@ -222,7 +222,7 @@ impl Actor {
         &mut self,
         operation: Operation,
         hint: Option<&UserId>,
-    ) -> Result<Step, IciError> {
+    ) -> Result<Step, SessionError> {
         use Operation::*;
         match operation {
             GetWorkcenterCapability => answer(Value::Bool(self.config.agents.free_seating)),
@@ -230,7 +230,11 @@ impl Actor {
             GetAttributes { user } => {
                 self.ensure_agent(&user)?;
                 self.end_subscriptions(&Target::User(user.clone()), "new session");
-                answer(self.attributes(&user))
+                let agent = self
+                    .agents
+                    .get(&user)
+                    .ok_or(SessionError::UnknownUser(user.to_string()))?;
+                answer(self.attributes(agent))
             }
             SetCurrentWorkmode {
                 user,
@@ -332,7 +336,7 @@ impl Actor {
                     && user != header
                 {
                     // Dialling from another agent's phone (see `leg_ref`).
-                    return Err(IciError::UnknownUser(user.to_string()));
+                    return Err(SessionError::UnknownUser(user.to_string()));
                 }
                 self.dial(container, user.as_ref().or(hint), &address, item)
             }
@@ -462,7 +466,7 @@ impl Actor {
                     .iter()
                     .find(|p| p.as_str() == address.trim() || E164::normalize(p) == wanted)
                     .cloned()
-                    .ok_or_else(|| IciError::InvalidAddress(address.clone()))?;
+                    .ok_or_else(|| SessionError::InvalidAddress(address.clone()))?;
                 Ok(Step::Switch(vec![SwitchCommand::DropParty {
                     call: leg.call.clone(),
                     extension: leg.extension.clone(),
@@ -474,9 +478,6 @@ impl Actor {
             GetPhoneCallAttributes { call } => {
                 let (user, leg) = self.leg_ref(&call, hint, &[])?;
                 answer(self.phone_call(user, leg))
-            }
-            ExchangeProductInformation | GetMessages { .. } => {
-                unreachable!("answered by the ici layer")
             }
         }
     }
@@ -494,12 +495,12 @@ impl Actor {
                 result = match rx.await {
                     Ok(Ok(SwitchReply::Done)) => Ok(None),
                     Ok(Ok(SwitchReply::NewCall(call))) => Ok(Some(Value::text(call))),
-                    Ok(Err(e)) => Err(IciError::Switch(e)),
-                    Err(_) => Err(IciError::Switch(SwitchError::Unavailable(
+                    Ok(Err(e)) => Err(SessionError::Switch(e)),
+                    Err(_) => Err(SessionError::Switch(SwitchError::Unavailable(
                         "switch adapter stopped".into(),
                     ))),
                 };
-                if let Err(IciError::Switch(SwitchError::UnknownCall(call))) = &result {
+                if let Err(SessionError::Switch(SwitchError::UnknownCall(call))) = &result {
                     // Our view had a call the switch no longer knows: a ghost. End it.
                     if let Some(myself) = myself.upgrade() {
                         let _ = myself.send(Command::Reap { call: call.clone() }).await;
@@ -513,11 +514,11 @@ impl Actor {
         });
     }
 
-    fn require(&self, capability: Capability) -> Result<(), IciError> {
+    fn require(&self, capability: Capability) -> Result<(), SessionError> {
         if self.switch.capabilities().contains(&capability) {
             Ok(())
         } else {
-            Err(IciError::NotSupported {
+            Err(SessionError::NotSupported {
                 capability,
                 switch: self.switch.name(),
             })
@@ -533,7 +534,7 @@ impl Actor {
         capability: Capability,
         states: &[LegState],
         command: impl FnOnce(&LegEvent) -> SwitchCommand,
-    ) -> Result<Step, IciError> {
+    ) -> Result<Step, SessionError> {
         self.require(capability)?;
         let (_, leg) = self.find_leg_in(call, hint, states)?;
         if !states.is_empty() {
@@ -542,7 +543,7 @@ impl Actor {
         Ok(Step::Switch(vec![command(&leg)]))
     }
 
-    fn reroute(&mut self, item: &str, hint: Option<&UserId>) -> Result<Step, IciError> {
+    fn reroute(&mut self, item: &str, hint: Option<&UserId>) -> Result<Step, SessionError> {
         self.require(Capability::Reroute)?;
         let (user, leg) = self.find_leg(item, hint)?;
         expect_state(&leg, &[LegState::Alerting])?;
@@ -570,7 +571,7 @@ impl Actor {
         user: &UserId,
         requested: Workmode,
         reason: Option<String>,
-    ) -> Result<Step, IciError> {
+    ) -> Result<Step, SessionError> {
         self.require(Capability::AgentState)?;
         let config = Arc::clone(&self.config);
         let config = &config.workmodes;
@@ -578,7 +579,7 @@ impl Actor {
         let extension = agent
             .extension
             .clone()
-            .ok_or_else(|| IciError::NoAddress(user.to_string()))?;
+            .ok_or_else(|| SessionError::NoAddress(user.to_string()))?;
         let logging_in =
             agent.workmode == Workmode::LOGGED_OFF && requested != Workmode::LOGGED_OFF;
         let workmode = if logging_in && config.ignore_sap_login_workmode {
@@ -618,17 +619,17 @@ impl Actor {
         user: Option<&UserId>,
         address: &str,
         item: Option<String>,
-    ) -> Result<Step, IciError> {
+    ) -> Result<Step, SessionError> {
         self.require(Capability::MakeCall)?;
         let agent = match (&container, user) {
             (_, Some(user)) => self.ensure_agent(user)?,
             (Some(container), None) => self.agent_for_container(container)?,
-            (None, None) => return Err(IciError::UnknownContainer(String::new())),
+            (None, None) => return Err(SessionError::UnknownContainer(String::new())),
         };
         let extension = agent
             .extension
             .clone()
-            .ok_or_else(|| IciError::NoAddress(agent.user.to_string()))?;
+            .ok_or_else(|| SessionError::NoAddress(agent.user.to_string()))?;
         let destination = self.destination(address)?;
         let correlation = match item {
             Some(item) => item,
@@ -643,20 +644,25 @@ impl Actor {
         }]))
     }
 
-    fn listen(&mut self, call: &str, supervisor: &UserId, start: bool) -> Result<Step, IciError> {
+    fn listen(
+        &mut self,
+        call: &str,
+        supervisor: &UserId,
+        start: bool,
+    ) -> Result<Step, SessionError> {
         self.require(Capability::Listen)?;
         let extension = self
             .ensure_agent(supervisor)?
             .extension
             .clone()
-            .ok_or_else(|| IciError::NoAddress(supervisor.to_string()))?;
+            .ok_or_else(|| SessionError::NoAddress(supervisor.to_string()))?;
         let call = self.resolve(call);
         let known = self
             .agents
             .values()
             .any(|a| a.visible.iter().any(|l| l.call == call));
         if !known {
-            return Err(IciError::UnknownCall(call));
+            return Err(SessionError::UnknownCall(call));
         }
         let command = if start {
             SwitchCommand::Listen {
@@ -673,10 +679,10 @@ impl Actor {
     }
 
     /// The number to hand the switch for an address SAP dials or transfers to.
-    fn destination(&self, address: &str) -> Result<String, IciError> {
+    fn destination(&self, address: &str) -> Result<String, SessionError> {
         let number = self.config.numbers.outbound_number(address);
         if number.is_empty() || number.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(IciError::InvalidAddress(address.to_string()));
+            return Err(SessionError::InvalidAddress(address.to_string()));
         }
         Ok(number)
     }
@@ -684,7 +690,7 @@ impl Actor {
     // ---- lookups ------------------------------------------------------------------------
 
     /// The agent for a user, created on first use if the user may log in.
-    fn ensure_agent(&mut self, user: &UserId) -> Result<&mut Agent, IciError> {
+    fn ensure_agent(&mut self, user: &UserId) -> Result<&mut Agent, SessionError> {
         if !self.agents.contains_key(user) {
             let listed = self
                 .config
@@ -693,7 +699,7 @@ impl Actor {
                 .iter()
                 .find(|(id, _)| id.eq_ignore_ascii_case(user.as_str()));
             if listed.is_none() && !self.config.agents.accept_unlisted_users {
-                return Err(IciError::UnknownUser(user.to_string()));
+                return Err(SessionError::UnknownUser(user.to_string()));
             }
             let extension = listed.map(|(_, u)| u.extension.clone());
             let queues = listed.map(|(_, u)| u.queues.clone()).unwrap_or_default();
@@ -712,7 +718,9 @@ impl Actor {
             );
             self.set_extension(user, extension);
         }
-        Ok(self.agents.get_mut(user).expect("inserted above"))
+        self.agents
+            .get_mut(user)
+            .ok_or_else(|| SessionError::UnknownUser(user.to_string()))
     }
 
     fn set_extension(&mut self, user: &UserId, extension: Option<String>) {
@@ -733,28 +741,33 @@ impl Actor {
         self.notifier
             .spool()
             .record(SpoolOp::Agent(user.to_string(), extension.clone()));
-        let agent = self.agents.get_mut(user).expect("checked above");
-        agent.extension = extension;
+        if let Some(agent) = self.agents.get_mut(user) {
+            agent.extension = extension;
+        }
     }
 
     /// A container is an address (extension) or a user id.
-    fn agent_for_container(&self, container: &str) -> Result<&Agent, IciError> {
+    fn agent_for_container(&self, container: &str) -> Result<&Agent, SessionError> {
         let by_address = self.by_extension.get(container);
         let by_user = UserId::parse(container).ok();
         by_address
             .or(by_user.as_ref())
             .and_then(|user| self.agents.get(user))
-            .ok_or_else(|| IciError::UnknownContainer(container.to_string()))
+            .ok_or_else(|| SessionError::UnknownContainer(container.to_string()))
     }
 
     /// [`Self::agent_for_container`] for an operation on the agent's calls: with a `user`
     /// header only that agent's own container counts, another's is unknown (see
     /// [`Self::leg_ref`]).
-    fn own_container(&self, container: &str, hint: Option<&UserId>) -> Result<&Agent, IciError> {
+    fn own_container(
+        &self,
+        container: &str,
+        hint: Option<&UserId>,
+    ) -> Result<&Agent, SessionError> {
         let agent = self.agent_for_container(container)?;
         match hint {
             Some(user) if *user != agent.user => {
-                Err(IciError::UnknownContainer(container.to_string()))
+                Err(SessionError::UnknownContainer(container.to_string()))
             }
             _ => Ok(agent),
         }
@@ -773,7 +786,7 @@ impl Actor {
         &self,
         id: &str,
         hint: Option<&UserId>,
-    ) -> Result<(UserId, Arc<LegEvent>), IciError> {
+    ) -> Result<(UserId, Arc<LegEvent>), SessionError> {
         self.find_leg_in(id, hint, &[])
     }
 
@@ -785,7 +798,7 @@ impl Actor {
         id: &str,
         hint: Option<&UserId>,
         states: &[LegState],
-    ) -> Result<(UserId, Arc<LegEvent>), IciError> {
+    ) -> Result<(UserId, Arc<LegEvent>), SessionError> {
         self.leg_ref(id, hint, states)
             .map(|(user, leg)| (user.clone(), Arc::clone(leg)))
     }
@@ -802,7 +815,7 @@ impl Actor {
         id: &str,
         hint: Option<&UserId>,
         states: &[LegState],
-    ) -> Result<(&UserId, &Arc<LegEvent>), IciError> {
+    ) -> Result<(&UserId, &Arc<LegEvent>), SessionError> {
         let call = self.resolve(id);
         fn leg_of<'a>(agent: &'a Agent, call: &str) -> Option<(&'a UserId, &'a Arc<LegEvent>)> {
             let leg = agent.visible.iter().find(|leg| leg.call == call)?;
@@ -822,7 +835,7 @@ impl Actor {
                 }
             }
         };
-        found.ok_or(IciError::UnknownCall(id.to_string()))
+        found.ok_or(SessionError::UnknownCall(id.to_string()))
     }
 
     /// Two calls of the same agent (held call and consultation call).
@@ -831,11 +844,11 @@ impl Actor {
         call: &str,
         consult: &str,
         hint: Option<&UserId>,
-    ) -> Result<(Arc<LegEvent>, Arc<LegEvent>), IciError> {
+    ) -> Result<(Arc<LegEvent>, Arc<LegEvent>), SessionError> {
         let (user, first) = self.find_leg(call, hint)?;
         let (_, second) = self.find_leg(consult, Some(&user))?;
         if second.extension != first.extension {
-            return Err(IciError::UnknownCall(consult.to_string()));
+            return Err(SessionError::UnknownCall(consult.to_string()));
         }
         Ok((first, second))
     }
@@ -843,7 +856,7 @@ impl Actor {
     /// The attached-data key of an item: a live call, a created item, or one with data.
     /// A live call counts only for the agent the `user` header names, when there is one
     /// (see [`Self::leg_ref`]): another agent's call is an unknown item.
-    fn item_key(&self, item: &str, hint: Option<&UserId>) -> Result<String, IciError> {
+    fn item_key(&self, item: &str, hint: Option<&UserId>) -> Result<String, SessionError> {
         let key = self.resolve(item);
         let has_call = |a: &Agent| {
             a.visible
@@ -861,7 +874,7 @@ impl Actor {
         if known && theirs {
             Ok(key)
         } else {
-            Err(IciError::UnknownItem(item.to_string()))
+            Err(SessionError::UnknownItem(item.to_string()))
         }
     }
 
@@ -876,8 +889,8 @@ impl Actor {
         )
     }
 
-    fn attributes(&self, user: &UserId) -> Value {
-        let agent = &self.agents[user];
+    fn attributes(&self, agent: &Agent) -> Value {
+        let user = &agent.user;
         let mut queues = self.config.agents.queues.clone();
         if let Some(listed) = self.config.agents.users.get(user.as_str()) {
             queues.extend(listed.queues.iter().cloned());
@@ -1054,10 +1067,9 @@ impl Actor {
             self.last_seen.insert(key, Instant::now());
         }
         let cap = self.max_interactions();
-        let agent = self
-            .agents
-            .get_mut(&user)
-            .expect("by_extension points at agents");
+        let Some(agent) = self.agents.get_mut(&user) else {
+            return;
+        };
         let final_state = leg.state.is_final();
         let mut announce = Vec::new();
         if let Some(pos) = agent.visible.iter().position(|l| l.call == leg.call) {
@@ -1129,7 +1141,9 @@ impl Actor {
         let Some(held) = self.consults.get(&leg.extension).cloned() else {
             return;
         };
-        let agent = &self.agents[user];
+        let Some(agent) = self.agents.get(user) else {
+            return;
+        };
         let mut legs = agent.visible.iter().chain(agent.waiting.iter());
         if legs.clone().any(|l| l.call == leg.call) {
             return;
@@ -1157,8 +1171,8 @@ impl Actor {
                 Ok(data) => {
                     self.attached.insert(leg.call.clone(), data);
                 }
-                Err(fault) => {
-                    warn!(call = %leg.call, %fault, "ignoring attached data from the switch")
+                Err(error) => {
+                    warn!(call = %leg.call, %error, "ignoring attached data from the switch")
                 }
             }
         }
@@ -1186,10 +1200,9 @@ impl Actor {
             return;
         };
         let (workmode, reason) = workmodes::from_switch(&self.config.workmodes, state);
-        let agent = self
-            .agents
-            .get_mut(&user)
-            .expect("by_extension points at agents");
+        let Some(agent) = self.agents.get_mut(&user) else {
+            return;
+        };
         if agent.workmode == workmode && agent.reason == reason {
             return;
         }
@@ -1300,7 +1313,12 @@ impl Actor {
 
     // ---- subscriptions and events -------------------------------------------------------
 
-    fn subscribe(&mut self, target: Target, url: AppUrl, app_id: String) -> Result<Step, IciError> {
+    fn subscribe(
+        &mut self,
+        target: Target,
+        url: AppUrl,
+        app_id: String,
+    ) -> Result<Step, SessionError> {
         if let Target::User(user) = &target {
             self.ensure_agent(user)?;
         }
@@ -1344,7 +1362,7 @@ impl Actor {
     /// Refuses one more subscription for `target` past `[events]
     /// max_subscriptions_per_target`, or past `max_subscriptions` in total. A subscription
     /// is what SAP subscribed: one appId at one appURL (several share an outbox).
-    fn check_subscription_caps(&self, target: &Target) -> Result<(), IciError> {
+    fn check_subscription_caps(&self, target: &Target) -> Result<(), SessionError> {
         let events = &self.config.events;
         let total: usize = self.subscriptions.iter().map(|s| s.app_ids.len()).sum();
         if total >= events.max_subscriptions {
@@ -1354,7 +1372,7 @@ impl Actor {
                 limit = events.max_subscriptions,
                 "subscription refused: too many in total"
             );
-            return Err(IciError::TooManySubscriptions {
+            return Err(SessionError::TooManySubscriptions {
                 limit: events.max_subscriptions,
             });
         }
@@ -1374,7 +1392,7 @@ impl Actor {
                 limit = events.max_subscriptions_per_target,
                 "subscription refused: too many for this target"
             );
-            return Err(IciError::TooManySubscriptionsFor {
+            return Err(SessionError::TooManySubscriptionsFor {
                 target: target.to_string(),
                 limit: events.max_subscriptions_per_target,
             });
@@ -1670,22 +1688,22 @@ fn container_key(container: &str) -> String {
     format!("c:{}", container.to_ascii_lowercase())
 }
 
-fn answer(value: Value) -> Result<Step, IciError> {
+fn answer(value: Value) -> Result<Step, SessionError> {
     Ok(Step::Answer(Some(value)))
 }
 
-fn done() -> Result<Step, IciError> {
+fn done() -> Result<Step, SessionError> {
     Ok(Step::Answer(None))
 }
 
-fn invalid_state(leg: &LegEvent) -> IciError {
-    IciError::InvalidState {
+fn invalid_state(leg: &LegEvent) -> SessionError {
+    SessionError::InvalidState {
         call: leg.call.clone(),
-        state: leg.state.as_str().to_string(),
+        state: leg.state.as_str(),
     }
 }
 
-fn expect_state(leg: &LegEvent, states: &[LegState]) -> Result<(), IciError> {
+fn expect_state(leg: &LegEvent, states: &[LegState]) -> Result<(), SessionError> {
     if states.contains(&leg.state) {
         Ok(())
     } else {

@@ -5,7 +5,21 @@
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
-use crate::soap::Fault;
+/// Why a document is not item attached data; the reason names what is wrong with the
+/// document the client (or the IVR) sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid attached data: {reason}")]
+pub struct AttachedDataError {
+    pub reason: String,
+}
+
+impl AttachedDataError {
+    fn new(reason: impl Into<String>) -> AttachedDataError {
+        AttachedDataError {
+            reason: reason.into(),
+        }
+    }
+}
 
 /// The attached data of one item, in the order the applications were first set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,8 +33,8 @@ impl AttachedData {
     /// characters XML 1.0 does not allow (raw or as references such as `&#1;`: the
     /// document is relayed as it came, and SAP's parser would refuse it); anything at the
     /// top level other than `Application` elements is ignored.
-    pub fn parse(document: &str) -> Result<AttachedData, Fault> {
-        let bad = |why: String| Fault::client("invalid attached data").with_detail(why);
+    pub fn parse(document: &str) -> Result<AttachedData, AttachedDataError> {
+        let bad = |reason: String| AttachedDataError { reason };
         crate::soap::chars::check_fragment(document).map_err(|c| bad(c.to_string()))?;
         let mut reader = Reader::from_str(document);
         reader.config_mut().check_end_names = true;
@@ -117,15 +131,14 @@ impl AttachedData {
     }
 }
 
-fn application_id(start: &quick_xml::events::BytesStart<'_>) -> Result<String, Fault> {
+fn application_id(start: &quick_xml::events::BytesStart<'_>) -> Result<String, AttachedDataError> {
     for attr in start.attributes() {
-        let attr =
-            attr.map_err(|e| Fault::client("invalid attached data").with_detail(e.to_string()))?;
+        let attr = attr.map_err(|e| AttachedDataError::new(e.to_string()))?;
         if attr.key.local_name().into_inner() == "id" {
             return attr
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map(|v| v.into_owned())
-                .map_err(|e| Fault::client("invalid attached data").with_detail(e.to_string()));
+                .map_err(|e| AttachedDataError::new(e.to_string()));
         }
     }
     Ok(String::new())

@@ -24,8 +24,8 @@ use crate::notify::{Feedback, Notifier, SpoolContents};
 use crate::soap::Value;
 use crate::switch::{SwitchAdapter, SwitchEvent};
 
-pub use attached::AttachedData;
-pub use error::IciError;
+pub use attached::{AttachedData, AttachedDataError};
+pub use error::SessionError;
 pub use view::{AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
 
 /// Depth of the command queue from the SOAP listener; a full queue makes callers wait
@@ -44,7 +44,7 @@ enum Command {
     Execute {
         operation: Operation,
         user_header: Option<UserId>,
-        reply: oneshot::Sender<Result<Option<Value>, IciError>>,
+        reply: oneshot::Sender<Result<Option<Value>, SessionError>>,
     },
     Snapshot {
         reply: oneshot::Sender<StatusSnapshot>,
@@ -73,7 +73,7 @@ impl SessionHandle {
         &self,
         operation: Operation,
         user_header: Option<UserId>,
-    ) -> Result<Option<Value>, IciError> {
+    ) -> Result<Option<Value>, SessionError> {
         if let Operation::Subscribe { url, .. } = &operation
             && let Err(refused) = self.notifier.check_destination(&url.uri()).await
         {
@@ -90,8 +90,8 @@ impl SessionHandle {
                 reply,
             })
             .await
-            .map_err(|_| IciError::ShuttingDown)?;
-        rx.await.map_err(|_| IciError::ShuttingDown)?
+            .map_err(|_| SessionError::ShuttingDown)?;
+        rx.await.map_err(|_| SessionError::ShuttingDown)?
     }
 
     /// Puts a reloaded configuration in force (workmode mapping, numbers, caps).

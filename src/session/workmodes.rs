@@ -6,19 +6,19 @@ use crate::domain::Workmode;
 use crate::soap::Value;
 use crate::switch::AgentState;
 
-use super::error::IciError;
+use super::error::SessionError;
 
 /// The switch state for a workmode SAP asked for.
 pub fn to_switch(
     config: &WorkmodesConfig,
     workmode: Workmode,
     reason: Option<String>,
-) -> Result<AgentState, IciError> {
+) -> Result<AgentState, SessionError> {
     if let Some(reason) = &reason
         && !config.reasons.is_empty()
         && !config.reasons.iter().any(|r| r.code == *reason)
     {
-        return Err(IciError::UnknownReason(reason.clone()));
+        return Err(SessionError::UnknownReason(reason.clone()));
     }
     Ok(match workmode {
         Workmode::LOGGED_OFF => AgentState::LoggedOut,
@@ -27,7 +27,7 @@ pub fn to_switch(
         Workmode(id) => AgentState::Custom {
             state: config
                 .custom_by_id(id)
-                .ok_or(IciError::UnknownWorkmode(id))?
+                .ok_or(SessionError::UnknownWorkmode(id))?
                 .switch_state
                 .clone(),
         },
@@ -135,11 +135,11 @@ mod tests {
         }
         assert_eq!(
             to_switch(&c, Workmode(9), None),
-            Err(IciError::UnknownWorkmode(9))
+            Err(SessionError::UnknownWorkmode(9))
         );
         assert!(matches!(
             to_switch(&c, Workmode(3), Some("XXX".into())),
-            Err(IciError::UnknownReason(_))
+            Err(SessionError::UnknownReason(_))
         ));
         let unmapped = AgentState::Custom {
             state: "Gone".into(),

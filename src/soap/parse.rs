@@ -308,7 +308,8 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
                     .with_detail("SOAP messages must not contain a document type declaration"));
             }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            Event::Empty(_) => unreachable!("expand_empty_elements is set"),
+            // Not produced (`expand_empty_elements` is set); refused rather than trusted.
+            Event::Empty(_) => return Err(Fault::malformed("unexpected empty element")),
             Event::Eof => break,
         }
         last_pos = reader.buffer_position() as usize;
