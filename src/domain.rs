@@ -12,6 +12,9 @@ pub enum DomainError {
     InvalidWorkmode(i64),
     #[error("invalid appURL {0:?}")]
     InvalidAppUrl(String),
+    /// Not an `ItemAttachedData` document; the reason says what is wrong with it.
+    #[error("invalid attached data: {0}")]
+    InvalidAttachedData(String),
 }
 
 /// A SAP user id (the agent). SAP user names are case-insensitive and stored upper-case,
@@ -146,6 +149,54 @@ impl Ord for AppUrl {
 impl fmt::Display for AppUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// Item attached data (ICI.md section 6): one `<Application id>` element per SAP
+/// application, in the order the applications were first set. There is no schema below
+/// `Application`, so each one is kept as the exact text SAP (or the IVR) sent and relayed
+/// unchanged; reading and writing the document is the ICI layer's job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachedData {
+    /// (application id, the whole `<Application ...>...</Application>` element as text)
+    applications: Vec<(String, String)>,
+}
+
+impl AttachedData {
+    /// Sets one application's element: replaces the one with the same id, or appends.
+    pub fn set(&mut self, id: String, element: String) {
+        match self.applications.iter_mut().find(|(i, _)| *i == id) {
+            Some(slot) => slot.1 = element,
+            None => self.applications.push((id, element)),
+        }
+    }
+
+    /// Replaces the applications `other` names and adds the new ones (setAttachedData).
+    pub fn merge(&mut self, other: AttachedData) {
+        for (id, element) in other.applications {
+            self.set(id, element);
+        }
+    }
+
+    /// Removes the named applications (deleteAttachedData).
+    pub fn remove(&mut self, ids: &[String]) {
+        self.applications.retain(|(id, _)| !ids.contains(id));
+    }
+
+    /// The application ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.applications.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The applications' elements as text, in order.
+    pub fn elements(&self) -> impl Iterator<Item = &str> {
+        self.applications
+            .iter()
+            .map(|(_, element)| element.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.applications.is_empty()
     }
 }
 

@@ -172,14 +172,15 @@ pub async fn run_live(
         feedback_tx,
         spool,
     );
-    let (session, session_task) = session::start(
-        Arc::clone(&config),
-        adapter,
-        event_rx,
-        notifier.clone(),
-        feedback_rx,
+    let (session, session_task) = session::start(session::Parts {
+        config: Arc::clone(&config),
+        switch: adapter,
+        switch_events: event_rx,
+        notifier: notifier.clone(),
+        feedback: feedback_rx,
         restored,
-    );
+        wire: ici::WIRE,
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let counters = Arc::new(security::SecurityCounters::default());

@@ -9,6 +9,9 @@
 
 use super::error::IciError;
 
+/// The events are the session manager's vocabulary; the catalog describes them.
+pub use crate::session::EventKind;
+
 /// An ICI interface: one SOAP namespace, one WSDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Interface {
@@ -157,14 +160,6 @@ pub enum FolderOp {
     GetMessages,
 }
 
-/// Every event we send to SAP (the Event interface).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    PhoneCallChanged,
-    WorkmodeChanged,
-    SubscriptionEnded,
-}
-
 /// What a catalog entry is: an operation SAP calls, or an event we send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -236,17 +231,6 @@ impl OpKind {
             OpKind::Line(_) => Interface::Line,
             OpKind::PhoneCall(_) => Interface::PhoneCall,
             OpKind::Folder(_) => Interface::Folder,
-        }
-    }
-}
-
-impl EventKind {
-    /// The event's name on the wire, e.g. `phoneCallChanged`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            EventKind::PhoneCallChanged => "phoneCallChanged",
-            EventKind::WorkmodeChanged => "workmodeChanged",
-            EventKind::SubscriptionEnded => "subscriptionEnded",
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::domain::DomainError;
 use crate::notify::DestinationError;
-use crate::session::{AttachedDataError, SessionError};
+use crate::session::SessionError;
 use crate::soap::Fault;
 use crate::switch::SwitchError;
 
@@ -36,16 +36,12 @@ pub enum IciError {
         parameter: &'static str,
         value: String,
     },
-    /// A parameter (or the `user` header) is not a valid domain value.
+    /// A parameter (or the `user` header) is not a valid domain value (attached data
+    /// included).
     #[error("{}: {error}", operation.name())]
     InvalidValue {
         operation: OpKind,
         error: DomainError,
-    },
-    #[error("{}: {error}", operation.name())]
-    InvalidAttachedData {
-        operation: OpKind,
-        error: AttachedDataError,
     },
     /// The session manager refused or could not do the operation.
     #[error("{}: {error}", operation.name())]
@@ -66,7 +62,6 @@ impl IciError {
             IciError::MissingParameter { operation, .. }
             | IciError::NotAnInteger { operation, .. }
             | IciError::InvalidValue { operation, .. }
-            | IciError::InvalidAttachedData { operation, .. }
             | IciError::Session { operation, .. }
             | IciError::TimedOut { operation } => Some(*operation),
         }
@@ -87,9 +82,6 @@ impl IciError {
             } => Fault::client("wrong parameter type")
                 .with_detail(format!("{parameter}: {value:?} is not an integer")),
             IciError::InvalidValue { error, .. } => domain_fault(error),
-            IciError::InvalidAttachedData { error, .. } => {
-                Fault::client("invalid attached data").with_detail(error.reason.clone())
-            }
             IciError::Session { operation, error } => session_fault(*operation, error),
             IciError::TimedOut { .. } => Fault::server("request timed out"),
         }
@@ -106,6 +98,9 @@ fn domain_fault(error: &DomainError) -> Fault {
         }
         DomainError::InvalidAppUrl(raw) => {
             Fault::client("invalid appURL").with_detail(format!("{raw:?}"))
+        }
+        DomainError::InvalidAttachedData(reason) => {
+            Fault::client("invalid attached data").with_detail(reason.as_str())
         }
     }
 }

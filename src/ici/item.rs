@@ -1,20 +1,13 @@
 //! Item interface: outbound item ids, accept, reroute, and item attached data.
 
-use crate::session::AttachedData;
-
 use super::args::Args;
 use super::catalog::{ItemOp, param};
 use super::error::IciError;
-use super::{Operation, text_arg};
+use super::{Operation, attached, invalid, text_arg};
 
 pub(super) fn parse(op: ItemOp, args: &Args<'_>) -> Result<Operation, IciError> {
     let item = || text_arg(args, &param::ITEM_ID);
-    let attached = |document: &str| {
-        AttachedData::parse(document).map_err(|error| IciError::InvalidAttachedData {
-            operation: args.operation(),
-            error,
-        })
-    };
+    let attached = |document: &str| attached::parse(document).map_err(invalid(args));
     Ok(match op {
         ItemOp::Create => Operation::Create {
             container: text_arg(args, &param::CONTAINER_ID)?,

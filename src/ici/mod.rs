@@ -1,48 +1,36 @@
-//! The ICI layer: the operation catalog, typed operations and the one place where they
-//! meet the wire.
+//! The ICI layer: the operation catalog, and the one place where typed operations, answers
+//! and events meet the wire.
 //!
 //! A parsed SOAP request is looked up in the [`catalog`], which names its [`OpKind`]; its
 //! parameters are read by [`args::Args`] and converted into one [`Action`] (each interface
 //! group in its own file); from then on everything is typed. [`execute`] answers the few
-//! operations that need no state and hands the rest to the session manager. Whatever goes
-//! wrong is an [`IciError`], which [`IciError::fault`] turns into what SAP is told.
+//! operations that need no state and hands the rest to the session manager, whose typed
+//! answers [`render`] turns into SOAP values; the session's events become envelopes
+//! through [`WIRE`], which it is given at start. Whatever goes wrong is an [`IciError`],
+//! which [`IciError::fault`] turns into what SAP is told.
 
 pub mod args;
+mod attached;
 pub mod catalog;
 mod error;
 mod item;
 mod line;
 mod phonecall;
+pub mod render;
 mod system;
 mod user;
 
-use crate::domain::{AppUrl, DomainError, UserId, Workmode};
-use crate::session::{AttachedData, SessionHandle};
+use crate::domain::{DomainError, UserId};
+use crate::session::SessionHandle;
 use crate::soap::{Request, Value};
+
+pub use crate::session::{Operation, Target};
+pub use render::WIRE;
 
 use args::Args;
 use catalog::{Match, OpKind, Param};
 
 pub use error::IciError;
-
-/// Who a subscription is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// All interactions of one agent (subscribeUser).
-    User(UserId),
-    /// All interactions of one address or agent (subscribeContainer).
-    Container(String),
-}
-
-/// `user AGENT1`, `container C1`: how logs, the status page and faults name it.
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::User(user) => write!(f, "user {user}"),
-            Target::Container(container) => write!(f, "container {container}"),
-        }
-    }
-}
 
 /// What a resolved request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,149 +49,6 @@ impl Action {
         match self {
             Action::Session(operation) => operation.call_id(),
             Action::ProductInformation | Action::Messages => None,
-        }
-    }
-}
-
-/// Every ICI operation the session manager runs, typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operation {
-    GetWorkcenterCapability,
-    GetPresenceQueueInfo {
-        channel: Option<String>,
-    },
-    GetAttributes {
-        user: UserId,
-    },
-    SetCurrentWorkmode {
-        user: UserId,
-        workmode: Workmode,
-        reason: Option<String>,
-    },
-    SetCurrentChannels {
-        user: UserId,
-        channels: Vec<String>,
-    },
-    SetCurrentQueues {
-        user: UserId,
-        queues: Vec<String>,
-    },
-    SetAddresses {
-        user: UserId,
-        addresses: Vec<String>,
-    },
-    Subscribe {
-        target: Target,
-        url: AppUrl,
-        app_id: String,
-    },
-    Unsubscribe {
-        target: Target,
-        url: AppUrl,
-        app_id: String,
-    },
-    Create {
-        container: String,
-    },
-    Accept {
-        item: String,
-    },
-    Reroute {
-        item: String,
-    },
-    SetAttachedData {
-        item: String,
-        data: AttachedData,
-    },
-    GetAttachedData {
-        item: String,
-    },
-    /// `None`: remove every application.
-    DeleteAttachedData {
-        item: String,
-        applications: Option<Vec<String>>,
-    },
-    GetCalls {
-        container: String,
-    },
-    DropCalls {
-        container: String,
-    },
-    Dial {
-        container: Option<String>,
-        user: Option<UserId>,
-        address: String,
-        item: Option<String>,
-    },
-    Hold {
-        call: String,
-    },
-    Unhold {
-        call: String,
-    },
-    Drop {
-        call: String,
-    },
-    Transfer {
-        call: String,
-        address: String,
-    },
-    Consult {
-        call: String,
-        address: String,
-    },
-    Conference {
-        call: String,
-        consult: String,
-    },
-    Alternate {
-        call: String,
-        consult: String,
-    },
-    Reconnect {
-        call: String,
-        consult: String,
-    },
-    DropParty {
-        call: String,
-        address: String,
-    },
-    Listen {
-        call: String,
-        user: UserId,
-    },
-    ListenEnd {
-        call: String,
-        user: UserId,
-    },
-    GetPhoneCallAttributes {
-        call: String,
-    },
-}
-
-impl Operation {
-    /// The call or item id the operation is about, for logs.
-    pub fn call_id(&self) -> Option<&str> {
-        use Operation::*;
-        match self {
-            Accept { item }
-            | Reroute { item }
-            | SetAttachedData { item, .. }
-            | GetAttachedData { item }
-            | DeleteAttachedData { item, .. } => Some(item),
-            Hold { call }
-            | Unhold { call }
-            | Drop { call }
-            | Transfer { call, .. }
-            | Consult { call, .. }
-            | Conference { call, .. }
-            | Alternate { call, .. }
-            | Reconnect { call, .. }
-            | DropParty { call, .. }
-            | Listen { call, .. }
-            | ListenEnd { call, .. }
-            | GetPhoneCallAttributes { call } => Some(call),
-            _ => None,
         }
     }
 }
@@ -269,6 +114,7 @@ pub async fn execute(
         Action::Session(operation) => session
             .execute(operation, resolved.user_header)
             .await
+            .map(render::answer)
             .map_err(|error| IciError::Session {
                 operation: resolved.kind,
                 error,
@@ -298,16 +144,4 @@ fn opt_user_arg(args: &Args<'_>, param: &'static Param) -> Result<Option<UserId>
 /// An owned required text parameter.
 fn text_arg(args: &Args<'_>, param: &'static Param) -> Result<String, IciError> {
     args.text(param).map(str::to_string)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_display_as_the_domain_names_them() {
-        let user = Target::User(UserId::parse("agent1").unwrap());
-        assert_eq!(user.to_string(), "user AGENT1");
-        assert_eq!(Target::Container("C1".into()).to_string(), "container C1");
-    }
 }

@@ -11,15 +11,12 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::config::{AgentsConfig, OverflowPolicy};
-use crate::domain::{AppUrl, UserId, Workmode};
-use crate::ici::catalog::Interface;
-use crate::ici::{Operation, Target};
+use crate::domain::{AppUrl, AttachedData, UserId, Workmode};
 use crate::notify::{
     EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushError, SpoolContents, SpoolOp,
     StoredSubscription,
 };
 use crate::numbers::E164;
-use crate::soap::{Value, write_call};
 use crate::switch::{
     AgentState, Capability, Direction, LegEvent, LegState, SwitchAdapter, SwitchCommand,
     SwitchError, SwitchEvent, SwitchReply, SwitchRequest,
@@ -27,9 +24,12 @@ use crate::switch::{
 
 use super::view::{self, AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
 use super::workmodes;
-use super::{AttachedData, Command, SessionError};
+use super::{
+    Answer, AttributesView, Command, EventKind, IciEvent, Operation, PhoneCallView,
+    PresenceQueueView, SessionError, Target, Wire,
+};
 
-type Reply = oneshot::Sender<Result<Option<Value>, SessionError>>;
+type Reply = oneshot::Sender<Result<Answer, SessionError>>;
 
 /// Call attribute an IVR sets with item attached data before the agent gets the call
 /// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
@@ -94,11 +94,13 @@ pub(super) struct Actor {
     config: Arc<Config>,
     switch: Arc<dyn SwitchAdapter>,
     notifier: Notifier,
+    wire: Wire,
     link_up: bool,
     agents: BTreeMap<UserId, Agent>,
     by_extension: HashMap<String, UserId>,
-    /// Attached data by call id (or by item id before its call exists).
-    attached: HashMap<String, AttachedData>,
+    /// Attached data by call id (or by item id before its call exists). Shared with the
+    /// views that carry it; changed copy-on-write.
+    attached: HashMap<String, Arc<AttachedData>>,
     /// Item id (from `create`) → the call placed for it.
     aliases: HashMap<String, String>,
     /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
@@ -127,6 +129,7 @@ impl Actor {
         config: Arc<Config>,
         switch: Arc<dyn SwitchAdapter>,
         notifier: Notifier,
+        wire: Wire,
         myself: mpsc::WeakSender<Command>,
     ) -> Self {
         Actor {
@@ -134,6 +137,7 @@ impl Actor {
             link_up: switch.link_up_at_start(),
             switch,
             notifier,
+            wire,
             agents: BTreeMap::new(),
             by_extension: HashMap::new(),
             attached: HashMap::new(),
@@ -225,16 +229,20 @@ impl Actor {
     ) -> Result<Step, SessionError> {
         use Operation::*;
         match operation {
-            GetWorkcenterCapability => answer(Value::Bool(self.config.agents.free_seating)),
-            GetPresenceQueueInfo { channel } => answer(self.presence_queues(channel)),
+            GetWorkcenterCapability => answer(Answer::WorkcenterCapability(
+                self.config.agents.free_seating,
+            )),
+            GetPresenceQueueInfo { channel } => {
+                answer(Answer::PresenceQueues(self.presence_queues(channel)))
+            }
             GetAttributes { user } => {
                 self.ensure_agent(&user)?;
-                self.end_subscriptions(&Target::User(user.clone()), "new session");
+                self.end_subscriptions(&Target::User(user.clone()), NEW_SESSION_REASON);
                 let agent = self
                     .agents
                     .get(&user)
                     .ok_or(SessionError::UnknownUser(user.to_string()))?;
-                answer(self.attributes(agent))
+                answer(Answer::Attributes(Box::new(self.attributes(agent))))
             }
             SetCurrentWorkmode {
                 user,
@@ -270,7 +278,7 @@ impl Actor {
             Create { .. } => {
                 let item = format!("item-{}", self.next_id());
                 self.pending_items.insert(item.clone(), Instant::now());
-                answer(Value::text(item))
+                answer(Answer::Id(item))
             }
             Accept { item } => self.on_leg_in(
                 &item,
@@ -285,20 +293,20 @@ impl Actor {
             Reroute { item } => self.reroute(&item, hint),
             SetAttachedData { item, data } => {
                 let key = self.item_key(&item, hint)?;
-                self.attached.entry(key).or_default().merge(data);
+                Arc::make_mut(self.attached.entry(key).or_default()).merge(data);
                 done()
             }
             GetAttachedData { item } => {
                 let key = self.item_key(&item, hint)?;
                 let data = self.attached.get(&key).cloned().unwrap_or_default();
-                answer(Value::text(data.to_xml()))
+                answer(Answer::AttachedData(data))
             }
             DeleteAttachedData { item, applications } => {
                 let key = self.item_key(&item, hint)?;
                 if let Some(data) = self.attached.get_mut(&key) {
                     match applications {
-                        Some(ids) => data.remove(&ids),
-                        None => *data = AttachedData::default(),
+                        Some(ids) => Arc::make_mut(data).remove(&ids),
+                        None => *data = Arc::default(),
                     }
                 }
                 done()
@@ -310,7 +318,7 @@ impl Actor {
                     .iter()
                     .map(|leg| self.phone_call(&agent.user, leg))
                     .collect();
-                answer(Value::List(calls))
+                answer(Answer::Calls(calls))
             }
             DropCalls { container } => {
                 self.require(Capability::Clear)?;
@@ -477,7 +485,7 @@ impl Actor {
             ListenEnd { call, user } => self.listen(&call, &user, false),
             GetPhoneCallAttributes { call } => {
                 let (user, leg) = self.leg_ref(&call, hint, &[])?;
-                answer(self.phone_call(user, leg))
+                answer(Answer::Call(self.phone_call(user, leg)))
             }
         }
     }
@@ -488,13 +496,13 @@ impl Actor {
         let switch = Arc::clone(&self.switch);
         let myself = self.myself.clone();
         tokio::spawn(async move {
-            let mut result = Ok(None);
+            let mut result = Ok(Answer::Done);
             for command in commands {
                 let (tx, rx) = oneshot::channel();
                 switch.submit(SwitchRequest { command, reply: tx });
                 result = match rx.await {
-                    Ok(Ok(SwitchReply::Done)) => Ok(None),
-                    Ok(Ok(SwitchReply::NewCall(call))) => Ok(Some(Value::text(call))),
+                    Ok(Ok(SwitchReply::Done)) => Ok(Answer::Done),
+                    Ok(Ok(SwitchReply::NewCall(call))) => Ok(Answer::Id(call)),
                     Ok(Err(e)) => Err(SessionError::Switch(e)),
                     Err(_) => Err(SessionError::Switch(SwitchError::Unavailable(
                         "switch adapter stopped".into(),
@@ -880,7 +888,7 @@ impl Actor {
 
     // ---- views --------------------------------------------------------------------------
 
-    fn phone_call(&self, user: &UserId, leg: &LegEvent) -> Value {
+    fn phone_call(&self, user: &UserId, leg: &Arc<LegEvent>) -> PhoneCallView {
         view::phone_call(
             user,
             leg,
@@ -889,49 +897,34 @@ impl Actor {
         )
     }
 
-    fn attributes(&self, agent: &Agent) -> Value {
-        let user = &agent.user;
+    fn attributes(&self, agent: &Agent) -> AttributesView {
         let mut queues = self.config.agents.queues.clone();
-        if let Some(listed) = self.config.agents.users.get(user.as_str()) {
+        if let Some(listed) = self.config.agents.users.get(agent.user.as_str()) {
             queues.extend(listed.queues.iter().cloned());
         }
         queues.dedup();
-        let capabilities = self.switch.capabilities().iter().map(|c| c.as_str());
-        Value::Struct(vec![
-            ("userId", Value::text(user.as_str())),
-            (
-                "channels",
-                Value::text_list(self.config.agents.channels.iter().cloned()),
-            ),
-            (
-                "currentChannels",
-                Value::text_list(agent.channels.iter().cloned()),
-            ),
-            ("queues", Value::text_list(queues)),
-            (
-                "currentQueues",
-                Value::text_list(agent.queues.iter().cloned()),
-            ),
-            ("workmodes", workmodes::list(&self.config.workmodes)),
-            ("currentWorkmode", Value::Int(agent.workmode.0.into())),
-            ("reasons", workmodes::reasons(&self.config.workmodes)),
-            (
-                "addresses",
-                Value::text_list(agent.extension.iter().cloned()),
-            ),
-            (
-                "workcenterCapability",
-                Value::Bool(self.config.agents.free_seating),
-            ),
-            (
-                "maxInteractions",
-                Value::Int(self.max_interactions() as i64),
-            ),
-            ("capabilities", Value::text_list(capabilities)),
-        ])
+        AttributesView {
+            user: agent.user.clone(),
+            channels: self.config.agents.channels.clone(),
+            current_channels: agent.channels.clone(),
+            queues,
+            current_queues: agent.queues.clone(),
+            workmodes: workmodes::list(&self.config.workmodes),
+            current_workmode: agent.workmode,
+            reasons: workmodes::reasons(&self.config.workmodes),
+            addresses: agent.extension.iter().cloned().collect(),
+            workcenter_capability: self.config.agents.free_seating,
+            max_interactions: self.max_interactions(),
+            capabilities: self
+                .switch
+                .capabilities()
+                .iter()
+                .map(|c| c.as_str())
+                .collect(),
+        }
     }
 
-    fn presence_queues(&self, channel: Option<String>) -> Value {
+    fn presence_queues(&self, channel: Option<String>) -> Vec<PresenceQueueView> {
         let channel = channel.unwrap_or_else(|| "phone".to_string());
         let mut names: Vec<String> = self.config.agents.queues.clone();
         for user in self.config.agents.users.values() {
@@ -942,10 +935,10 @@ impl Actor {
         }
         names.sort();
         names.dedup();
-        let queues = names
+        names
             .into_iter()
             .map(|queue| {
-                let ready = self
+                let agents_ready = self
                     .agents
                     .values()
                     .filter(|a| {
@@ -959,15 +952,14 @@ impl Actor {
                     .flat_map(|a| a.waiting.iter())
                     .filter(|l| l.queue.as_deref() == Some(queue.as_str()))
                     .count();
-                Value::Struct(vec![
-                    ("queue", Value::text(queue)),
-                    ("channel", Value::text(&channel)),
-                    ("waiting", Value::Int(waiting as i64)),
-                    ("agentsReady", Value::Int(ready as i64)),
-                ])
+                PresenceQueueView {
+                    queue,
+                    channel: channel.clone(),
+                    waiting,
+                    agents_ready,
+                }
             })
-            .collect();
-        Value::List(queues)
+            .collect()
     }
 
     fn max_interactions(&self) -> usize {
@@ -1119,10 +1111,8 @@ impl Actor {
                 self.aliases.insert(item.clone(), leg.call.clone());
             }
             if let Some(data) = self.attached.remove(item) {
-                self.attached
-                    .entry(leg.call.clone())
-                    .or_default()
-                    .merge(data);
+                Arc::make_mut(self.attached.entry(leg.call.clone()).or_default())
+                    .merge(Arc::unwrap_or_clone(data));
             }
         }
     }
@@ -1167,9 +1157,9 @@ impl Actor {
             .iter()
             .find(|(k, v)| k.eq_ignore_ascii_case(SAP_CAD) && !v.trim().is_empty());
         if let Some((_, cad)) = cad {
-            match AttachedData::parse(cad) {
+            match (self.wire.attached_data)(cad) {
                 Ok(data) => {
-                    self.attached.insert(leg.call.clone(), data);
+                    self.attached.insert(leg.call.clone(), Arc::new(data));
                 }
                 Err(error) => {
                     warn!(call = %leg.call, %error, "ignoring attached data from the switch")
@@ -1209,21 +1199,12 @@ impl Actor {
         agent.workmode = workmode;
         agent.reason = reason.clone();
         info!(%user, %workmode, reason = reason.as_deref().unwrap_or(""), "workmode changed");
-        self.publish(
-            &user,
-            Some(extension),
-            "workmodeChanged",
-            None,
-            |app_ids, sequence| {
-                vec![
-                    ("appIds", app_ids),
-                    ("sequence", sequence),
-                    ("userId", Value::text(user.as_str())),
-                    ("workmode", Value::Int(workmode.0.into())),
-                    ("reason", Value::opt_text(reason.clone())),
-                ]
-            },
-        );
+        let event = IciEvent::WorkmodeChanged {
+            user: user.clone(),
+            workmode,
+            reason,
+        };
+        self.publish(&user, Some(extension), None, &event);
     }
 
     /// Ends every leg of `call` toward SAP (`dropped` with `reason`).
@@ -1439,7 +1420,7 @@ impl Actor {
             let events: Vec<OutboundEvent> = events
                 .into_iter()
                 .filter_map(|e| {
-                    let name = event_name(&e.name)?;
+                    let name = EventKind::from_name(&e.name)?.name();
                     Some(OutboundEvent {
                         name,
                         sequence: e.sequence,
@@ -1503,7 +1484,7 @@ impl Actor {
     }
 
     /// Ends every subscription for `target`, telling SAP with subscriptionEnded.
-    fn end_subscriptions(&mut self, target: &Target, reason: &str) {
+    fn end_subscriptions(&mut self, target: &Target, reason: &'static str) {
         if !self.sub_index.contains_key(&sub_key(target)) {
             return;
         }
@@ -1518,13 +1499,8 @@ impl Actor {
                 Target::User(u) => u.to_string(),
                 Target::Container(c) => c.clone(),
             };
-            let event = event_for(&mut sub, user, None, "subscriptionEnded", |app_ids, seq| {
-                vec![
-                    ("appIds", app_ids),
-                    ("sequence", seq),
-                    ("reason", Value::text(reason)),
-                ]
-            });
+            let ended = IciEvent::SubscriptionEnded { reason };
+            let event = event_for(self.wire, &mut sub, user, None, &ended);
             if let Err(e) = sub.outbox.push_final(event) {
                 warn!(subscription = sub.id, error = %e, "subscriptionEnded not queued");
             }
@@ -1535,27 +1511,9 @@ impl Actor {
         }
     }
 
-    fn publish_call(&mut self, user: &UserId, leg: &LegEvent) {
-        let call = self.phone_call(user, leg);
-        let attached = self
-            .attached
-            .get(&leg.call)
-            .filter(|a| !a.is_empty())
-            .map(AttachedData::to_xml);
-        self.publish(
-            user,
-            Some(&leg.extension),
-            "phoneCallChanged",
-            Some(&leg.call),
-            |app_ids, seq| {
-                vec![
-                    ("appIds", app_ids),
-                    ("sequence", seq),
-                    ("phoneCall", call.clone()),
-                    ("attachedData", Value::opt_text(attached.clone())),
-                ]
-            },
-        );
+    fn publish_call(&mut self, user: &UserId, leg: &Arc<LegEvent>) {
+        let event = IciEvent::PhoneCallChanged(self.phone_call(user, leg));
+        self.publish(user, Some(&leg.extension), Some(&leg.call), &event);
     }
 
     /// Queues an event on every subscription of this user (or its address). A full outbox
@@ -1564,10 +1522,11 @@ impl Actor {
         &mut self,
         user: &UserId,
         extension: Option<&str>,
-        name: &'static str,
         call: Option<&str>,
-        params: impl Fn(Value, Value) -> Vec<(&'static str, Value)>,
+        event: &IciEvent,
     ) {
+        let name = event.kind().name();
+        let wire = self.wire;
         let mut overflowed = Vec::new();
         let mut candidates: Vec<usize> = [
             Some(sub_key(&Target::User(user.clone()))),
@@ -1593,16 +1552,12 @@ impl Actor {
             if !matches {
                 continue;
             }
-            let event = event_for(
-                sub,
-                user.to_string(),
-                call.map(str::to_string),
-                name,
-                &params,
-            );
+            let event = event_for(wire, sub, user.to_string(), call.map(str::to_string), event);
             let coalesce = self.config.events.overflow == OverflowPolicy::Coalesce;
-            let result = match sub.outbox.push(event.clone()) {
-                Err(PushError::Full) if coalesce => {
+            // A copy only where a full outbox may still take the event after coalescing.
+            let retry = coalesce.then(|| event.clone());
+            let result = match sub.outbox.push(event) {
+                Err(PushError::Full) if let Some(event) = retry => {
                     match call.and_then(|c| sub.outbox.coalesce(name, c)) {
                         Some(dropped) => {
                             warn!(
@@ -1635,14 +1590,10 @@ impl Actor {
                 "event queue full: ending the subscription"
             );
             if let Some(sub) = self.subscriptions.iter_mut().find(|s| s.id == id) {
-                let user = user.to_string();
-                let ended = event_for(sub, user, None, "subscriptionEnded", |app_ids, seq| {
-                    vec![
-                        ("appIds", app_ids),
-                        ("sequence", seq),
-                        ("reason", Value::text("event queue overflow")),
-                    ]
-                });
+                let ended = IciEvent::SubscriptionEnded {
+                    reason: OVERFLOW_REASON,
+                };
+                let ended = event_for(wire, sub, user.to_string(), None, &ended);
                 let _ = sub.outbox.push_final(ended);
             }
             self.forget_subscription(id);
@@ -1667,10 +1618,15 @@ impl Actor {
     }
 }
 
+/// Why a subscription whose outbox overflowed ends (told to SAP in subscriptionEnded).
+const OVERFLOW_REASON: &str = "event queue overflow";
+/// Why getAttributes ends the user's earlier subscriptions: SAP opened a new IC session.
+const NEW_SESSION_REASON: &str = "new session";
+
 /// What an operation leads to.
 enum Step {
     /// Answer now.
-    Answer(Option<Value>),
+    Answer(Answer),
     /// Send these commands to the switch; answer with the last one's result.
     Switch(Vec<SwitchCommand>),
 }
@@ -1688,12 +1644,12 @@ fn container_key(container: &str) -> String {
     format!("c:{}", container.to_ascii_lowercase())
 }
 
-fn answer(value: Value) -> Result<Step, SessionError> {
-    Ok(Step::Answer(Some(value)))
+fn answer(answer: Answer) -> Result<Step, SessionError> {
+    Ok(Step::Answer(answer))
 }
 
 fn done() -> Result<Step, SessionError> {
-    Ok(Step::Answer(None))
+    Ok(Step::Answer(Answer::Done))
 }
 
 fn invalid_state(leg: &LegEvent) -> SessionError {
@@ -1727,34 +1683,21 @@ fn stored(sub: &Subscription) -> StoredSubscription {
     }
 }
 
-/// The static name of an event read back from the spool.
-fn event_name(name: &str) -> Option<&'static str> {
-    crate::ici::catalog::operations(Interface::Event)
-        .find(|o| o.name == name)
-        .map(|o| o.name)
-}
-
-/// Builds one event for a subscription: next sequence number, its app ids.
+/// Builds one event for a subscription: next sequence number, its app ids, the envelope
+/// the wire layer writes.
 fn event_for(
+    wire: Wire,
     sub: &mut Subscription,
     user: String,
     call: Option<String>,
-    name: &'static str,
-    params: impl Fn(Value, Value) -> Vec<(&'static str, Value)>,
+    event: &IciEvent,
 ) -> OutboundEvent {
     sub.sequence += 1;
-    let app_ids = Value::text_list(sub.app_ids.iter().cloned());
-    let sequence = Value::Int(sub.sequence as i64);
-    let body = write_call(
-        Interface::Event.namespace(),
-        name,
-        &params(app_ids, sequence),
-    );
     OutboundEvent {
-        name,
+        name: event.kind().name(),
         sequence: sub.sequence,
         user,
         call,
-        body,
+        body: (wire.event)(event, &sub.app_ids, sub.sequence),
     }
 }
