@@ -3,7 +3,7 @@
 //! port where nothing listens), is not ready, `ici_switch_link_up` is 0, and every failed
 //! attempt is logged with its reason.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

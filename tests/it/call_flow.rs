@@ -3,7 +3,7 @@
 //! and the events the connector pushes to fake SAP receivers. Every event of a subscription
 //! is checked in order, with gapless sequence numbers; nothing waits on a clock.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

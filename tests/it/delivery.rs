@@ -1,7 +1,7 @@
 //! Event delivery through the whole connector: callback outages, queue limits and their
 //! policies, and the ghost-call reaper. Real HTTP both ways, the simulator as the switch.
 
-mod common;
+use crate::common;
 
 use common::fake_sap::{FakeSap, Mode, Received};
 use common::server::{Endpoints, SoapAnswer, TestServer, envelope, envelope_as, ns, params};

@@ -2,7 +2,7 @@
 //! throttling, counters), allow-lists, the admin listener's own auth, XML attacks, every
 //! `[limits]` setting, and 10,000 malformed requests that leave memory flat.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! runs, and the `trace` command tells the agent's story from them (text and JSON logs);
 //! SIGHUP reloads; /metrics, /readyz, /status and the capture switch on a live server.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The notifier against a fake SAP event receiver on real sockets: ordering, retries,
 //! duplicates, the end of SAP's session, the queue bound, and draining after the end.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::Arc;

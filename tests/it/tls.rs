@@ -2,7 +2,7 @@
 //! and `curl`. Test CAs and certificates (good, foreign, expired) are made with rcgen in a
 //! temporary directory per test.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! Needs root (debootstrap, chroot, mount) and a Debian mirror. Without them the test
 //! prints `SKIPPED: <reason>` and passes, except in CI (`CI` set), where it fails.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

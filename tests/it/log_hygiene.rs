@@ -2,7 +2,7 @@
 //! appId with a line break never starts a line of its own in the log file the real binary
 //! writes, and credentials inside an appURL show neither in the log nor in `/api/status`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
