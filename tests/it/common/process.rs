@@ -1,8 +1,6 @@
 //! The connector binary as a real child process on a config file: its addresses read from
 //! its start line, its stderr lines on a channel, signals sent with kill(1).
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,6 @@
 //! The real connector, started in-process on 127.0.0.1:0, and a small HTTP/SOAP client
 //! that speaks to it over real sockets.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
