@@ -1,5 +1,6 @@
 //! The connector binary as a real child process on a config file: its addresses read from
-//! its start line, its stderr lines on a channel, signals sent with kill(1).
+//! its start line, its stderr lines on a channel, signals sent with kill(1); killed when
+//! dropped still running.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -102,5 +103,16 @@ impl Process {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A test that fails before stopping its process kills it: a process left running would
+/// keep its ports and the test harness's stdout, and cargo would wait for it.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -5,24 +5,6 @@ use super::*;
 use crate::common::process::Process;
 use crate::common::server::TestServer;
 
-/// A connector child process, killed if the test fails before stopping it.
-struct Child(Option<Process>);
-
-impl std::ops::Deref for Child {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        self.0.as_ref().unwrap()
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(process) = self.0.take() {
-            process.kill();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_logged_with_peer_and_reason_and_listed() {
     let pki = Pki::new();
@@ -35,7 +17,7 @@ async fn refused_handshakes_are_logged_with_peer_and_reason_and_listed() {
             pki.toml("require", "")
         ),
     );
-    let mut process = Child(Some(Process::start(&config)));
+    let process = Process::start(&config);
     let (soap, api) = (process.endpoints.soap, &process.endpoints);
     let ca = pki.ca.der();
     let foreign = Ca::new("Someone Else").client("sapprd", false);
@@ -68,7 +50,6 @@ async fn refused_handshakes_are_logged_with_peer_and_reason_and_listed() {
     assert_eq!(security["tls_handshake_failures"], 5);
     assert_eq!(refusals(api).await.len(), 4);
 
-    let process = process.0.take().unwrap();
     process.signal("TERM");
     let rest = process.remaining_lines();
     process.stop_after_signal();
