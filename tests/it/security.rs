@@ -144,45 +144,31 @@ fn count_status(answers: &[String], status: u16) -> u64 {
     answers.iter().filter(|a| status_of(a) == status).count() as u64
 }
 
-/// A connector child process, killed if the test fails before stopping it. Argon2 runs
-/// there rather than in the test process, whose memory
-/// `ten_thousand_malformed_requests_leave_the_server_up_with_flat_memory` measures.
-struct Child(Option<Process>);
-
-impl Child {
-    /// Starts the binary with the listeners on port 0, the spool in `dir` and `toml`.
-    fn start(dir: &std::path::Path, toml: &str) -> Child {
-        let config = dir.join("ici-connector.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-                 [events]\ndata_dir = {:?}\n{toml}",
-                dir.join("data").display().to_string(),
-            ),
-        )
-        .unwrap();
-        Child(Some(Process::start(&config)))
-    }
-
-    fn stop(mut self) {
-        self.0.take().unwrap().stop();
-    }
+/// The connector as a child process with the listeners on port 0, the spool in `dir` and
+/// `toml`. Argon2 runs there: a test that measures memory measures the server alone.
+fn start_process(dir: &std::path::Path, toml: &str) -> Process {
+    let config = dir.join("ici-connector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [events]\ndata_dir = {:?}\n{toml}",
+            dir.join("data").display().to_string(),
+        ),
+    )
+    .unwrap();
+    Process::start(&config)
 }
 
-impl std::ops::Deref for Child {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        self.0.as_ref().unwrap()
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(process) = self.0.take() {
-            process.kill();
-        }
-    }
+/// A size from `/proc/<pid>/status` in KiB: `VmRSS` (resident now) or `VmHWM` (peak).
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
 const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

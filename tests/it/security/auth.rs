@@ -85,7 +85,7 @@ async fn basic_auth_on_the_soap_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
     let dir = tempfile::tempdir().unwrap();
-    let child = Child::start(
+    let child = start_process(
         dir.path(),
         // Slots for all: only the failure limit stands between them and Argon2.
         &soap_auth_toml(
@@ -121,7 +121,7 @@ async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
 #[tokio::test]
 async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let child = Child::start(
+    let child = start_process(
         dir.path(),
         &soap_auth_toml(
             &hash("sap-secret"),
@@ -155,7 +155,7 @@ async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
 async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
     const REFILL_SECS: u64 = 45;
     let dir = tempfile::tempdir().unwrap();
-    let child = Child::start(
+    let child = start_process(
         dir.path(),
         &soap_auth_toml(
             &hash("sap-secret"),
@@ -197,7 +197,7 @@ async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
         .to_string()
     };
     let dir = tempfile::tempdir().unwrap();
-    let child = Child::start(
+    let child = start_process(
         dir.path(),
         &soap_auth_toml(
             &slow_hash,
@@ -228,7 +228,7 @@ async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
 async fn parallel_first_requests_with_the_right_password_share_one_verification() {
     // SAP's first requests after a start: many at once, one user, one password.
     let dir = tempfile::tempdir().unwrap();
-    let child = Child::start(
+    let child = start_process(
         dir.path(),
         &soap_auth_toml(&hash("sap-secret"), "max_parallel_verifications = 1"),
     );
@@ -239,17 +239,6 @@ async fn parallel_first_requests_with_the_right_password_share_one_verification(
     let security = server.status().await["security"].clone();
     assert_eq!(security["auth_verifications"], 1);
     child.stop();
-}
-
-/// Peak resident set size (`VmHWM`) of process `pid`, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +252,7 @@ async fn a_password_flood_leaves_the_peak_memory_bounded() {
         .to_string();
     let per_verification_kib = u64::from(argon.params().m_cost());
     let dir = tempfile::tempdir().unwrap();
-    let process = Child::start(
+    let process = start_process(
         dir.path(),
         &soap_auth_toml(&hash, "failure_burst = 10\nfailure_refill = \"1h\""),
     );
@@ -271,10 +260,10 @@ async fn a_password_flood_leaves_the_peak_memory_bounded() {
     let api = &process.endpoints;
     let good = soap_post(&product_info(), Some(&basic("SAPICI", "sap-secret")));
     assert_eq!(status_of(&raw_from(api.soap, OTHER, &good).await), 200);
-    let before = peak_rss_kib(pid);
+    let before = proc_status_kib(pid, "VmHWM");
     let wrong = soap_post(&product_info(), Some(&basic("SAPICI", "guess")));
     let answers = parallel_from(api.soap, &[LOCAL; 100], &wrong).await;
-    let after = peak_rss_kib(pid);
+    let after = proc_status_kib(pid, "VmHWM");
     let verified = api.status().await["security"]["auth_verifications"]
         .as_u64()
         .unwrap();
