@@ -144,22 +144,6 @@ fn count_status(answers: &[String], status: u16) -> u64 {
     answers.iter().filter(|a| status_of(a) == status).count() as u64
 }
 
-/// The connector as a child process with the listeners on port 0, the spool in `dir` and
-/// `toml`. Argon2 runs there: a test that measures memory measures the server alone.
-fn start_process(dir: &std::path::Path, toml: &str) -> Process {
-    let config = dir.join("ici-connector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [events]\ndata_dir = {:?}\n{toml}",
-            dir.join("data").display().to_string(),
-        ),
-    )
-    .unwrap();
-    Process::start(&config)
-}
-
 /// A size from `/proc/<pid>/status` in KiB: `VmRSS` (resident now) or `VmHWM` (peak).
 fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

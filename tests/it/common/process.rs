@@ -59,6 +59,27 @@ impl Process {
         }
     }
 
+    /// Starts the binary on `dir/ici-connector.toml`: `toml` with the listeners moved to
+    /// port 0 and the spool to `dir/data`, whatever `toml` says.
+    pub fn start_in(dir: &Path, toml: &str) -> Process {
+        let mut config: toml::Table = toml.parse().unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut set = |table: &str, key: &str, value: String| {
+            config
+                .entry(table)
+                .or_insert_with(|| toml::Table::new().into())
+                .as_table_mut()
+                .unwrap_or_else(|| panic!("[{table}] is a table"))
+                .insert(key.into(), value.into());
+        };
+        set("soap", "listen", "127.0.0.1:0".into());
+        set("admin", "listen", "127.0.0.1:0".into());
+        let data = dir.join("data").display().to_string();
+        set("events", "data_dir", data);
+        let path = dir.join("ici-connector.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        Process::start(&path)
+    }
+
     /// Sends a signal by name (`TERM`, `HUP`, ...).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

@@ -85,7 +85,7 @@ async fn basic_auth_on_the_soap_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
     let dir = tempfile::tempdir().unwrap();
-    let child = start_process(
+    let child = Process::start_in(
         dir.path(),
         // Slots for all: only the failure limit stands between them and Argon2.
         &soap_auth_toml(
@@ -121,7 +121,7 @@ async fn parallel_wrong_passwords_from_one_address_verify_at_most_the_burst() {
 #[tokio::test]
 async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let child = start_process(
+    let child = Process::start_in(
         dir.path(),
         &soap_auth_toml(
             &hash("sap-secret"),
@@ -155,7 +155,7 @@ async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
 async fn retry_after_is_the_time_to_the_next_allowed_attempt() {
     const REFILL_SECS: u64 = 45;
     let dir = tempfile::tempdir().unwrap();
-    let child = start_process(
+    let child = Process::start_in(
         dir.path(),
         &soap_auth_toml(
             &hash("sap-secret"),
@@ -197,7 +197,7 @@ async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
         .to_string()
     };
     let dir = tempfile::tempdir().unwrap();
-    let child = start_process(
+    let child = Process::start_in(
         dir.path(),
         &soap_auth_toml(
             &slow_hash,
@@ -228,7 +228,7 @@ async fn verifications_beyond_the_parallel_limit_get_503_without_argon2() {
 async fn parallel_first_requests_with_the_right_password_share_one_verification() {
     // SAP's first requests after a start: many at once, one user, one password.
     let dir = tempfile::tempdir().unwrap();
-    let child = start_process(
+    let child = Process::start_in(
         dir.path(),
         &soap_auth_toml(&hash("sap-secret"), "max_parallel_verifications = 1"),
     );
@@ -252,7 +252,7 @@ async fn a_password_flood_leaves_the_peak_memory_bounded() {
         .to_string();
     let per_verification_kib = u64::from(argon.params().m_cost());
     let dir = tempfile::tempdir().unwrap();
-    let process = start_process(
+    let process = Process::start_in(
         dir.path(),
         &soap_auth_toml(&hash, "failure_burst = 10\nfailure_refill = \"1h\""),
     );

@@ -258,7 +258,7 @@ async fn at_the_connection_cap_further_clients_get_503_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_malformed_requests_leave_the_server_up_with_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let process = start_process(dir.path(), "");
+    let process = Process::start_in(dir.path(), "");
     let (pid, server) = (process.child.id(), &process.endpoints);
     let bodies: Vec<Vec<u8>> = vec![
         b"this is not XML".to_vec(),
