@@ -273,10 +273,6 @@ text = "Back office"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     if let Err(reason) = setup(None) {
         assert!(
             std::env::var_os("CI").is_none(),

@@ -26,12 +26,8 @@ fn settings() -> NotifierSettings {
     }
 }
 
-/// Logs go to the test output when `RUST_LOG` is set, e.g. `RUST_LOG=ici_connector=debug`.
 fn notifier(settings: NotifierSettings) -> (Notifier, mpsc::Receiver<Feedback>) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::log_to_test_output();
     let (feedback, feedback_rx) = mpsc::channel(16);
     (Notifier::new(settings, feedback), feedback_rx)
 }
