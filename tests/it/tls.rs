@@ -218,9 +218,13 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// Writes `name` in one step (beside it, then renamed): the certificate reloader never
+    /// reads half a file.
     fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.path(name);
-        std::fs::write(&path, contents).unwrap();
+        let partial = self.path(&format!("{name}.partial"));
+        std::fs::write(&partial, contents).unwrap();
+        std::fs::rename(&partial, &path).unwrap();
         path
     }
 
