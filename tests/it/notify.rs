@@ -71,14 +71,13 @@ fn sequences(events: &[Received]) -> Vec<u64> {
 
 /// Waits for a condition that no channel reports (a count inside the notifier).
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {WAIT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::poll(what, WAIT, || {
+        std::future::ready(match condition() {
+            true => Ok(()),
+            false => Err("not yet".into()),
+        })
+    })
+    .await
 }
 
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {

@@ -393,23 +393,17 @@ async fn refusals(api: &Endpoints) -> Vec<serde_json::Value> {
 /// `reason`, and returns the entry. (The server lists a refusal right after its alert
 /// has gone to the client; nothing the client sees tells exactly when.)
 async fn listed(api: &Endpoints, peer: &str, reason: &str, count: u64) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{peer} refused {count} x for {reason:?} listed");
+    common::poll(&what, Duration::from_secs(10), || async move {
         let all = refusals(api).await;
         let found = all.iter().find(|r| {
             r["peer"] == peer
                 && r["count"] == count
                 && r["reason"].as_str().is_some_and(|t| t.contains(reason))
         });
-        if let Some(found) = found {
-            return found.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{peer} refused {count} x for {reason:?} not listed: {all:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        found.cloned().ok_or_else(|| format!("{all:#?}"))
+    })
+    .await
 }
 
 fn loopback(last: u8) -> IpAddr {

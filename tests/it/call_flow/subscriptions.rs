@@ -1,29 +1,10 @@
 //! The end of subscriptions (a new IC session, SAP's 401), and callback URLs that are dead
 //! or hang.
 
-use std::time::Duration;
-
 use tokio::net::TcpListener;
 
 use super::*;
 use crate::common::fake_sap::{Mode, WAIT};
-
-/// Waits for something only the status page shows (the end of a subscription after SAP's
-/// 401 travels back from the notifier).
-async fn wait_for_status(server: &TestServer, what: &str, mut ok: impl FnMut(&Value) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let status = status(server).await;
-        if ok(&status) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {WAIT:?}: {what}; status {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// getAttributes again ends the old IC session's subscription (subscriptionEnded at the old
 /// URL); a 401 from SAP's URL ends only that subscription.
@@ -59,8 +40,14 @@ async fn subscriptions_end_on_a_new_session_and_on_401() {
     .await;
     a1.workmode_event(2, None).await;
     gone.wait_requests(1).await;
-    wait_for_status(&server, "the 401 ends the subscription", |s| {
-        s["subscriptions"].as_array().unwrap().len() == 2
+    // Only the status page shows when SAP's 401 has travelled back from the notifier.
+    let api = &server;
+    common::poll("the 401 ends the subscription", WAIT, || async move {
+        let status = status(api).await;
+        match status["subscriptions"].as_array().unwrap().len() {
+            2 => Ok(()),
+            _ => Err(status.to_string()),
+        }
     })
     .await;
     let mut urls = subscription_urls(&server).await;
