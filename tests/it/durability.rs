@@ -2,7 +2,7 @@
 //! until SAP acknowledged them, and subscriptions survive, whether the connector stops
 //! gracefully or is killed with SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

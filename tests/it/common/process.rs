@@ -1,7 +1,6 @@
 //! The connector binary as a real child process on a config file: its addresses read from
-//! its start line, its stderr lines on a channel, signals sent with kill(1).
-
-#![allow(dead_code)]
+//! its start line, its stderr lines on a channel, signals sent with kill(1); killed when
+//! dropped still running.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -60,6 +59,27 @@ impl Process {
         }
     }
 
+    /// Starts the binary on `dir/ici-connector.toml`: `toml` with the listeners moved to
+    /// port 0 and the spool to `dir/data`, whatever `toml` says.
+    pub fn start_in(dir: &Path, toml: &str) -> Process {
+        let mut config: toml::Table = toml.parse().unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut set = |table: &str, key: &str, value: String| {
+            config
+                .entry(table)
+                .or_insert_with(|| toml::Table::new().into())
+                .as_table_mut()
+                .unwrap_or_else(|| panic!("[{table}] is a table"))
+                .insert(key.into(), value.into());
+        };
+        set("soap", "listen", "127.0.0.1:0".into());
+        set("admin", "listen", "127.0.0.1:0".into());
+        let data = dir.join("data").display().to_string();
+        set("events", "data_dir", data);
+        let path = dir.join("ici-connector.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        Process::start(&path)
+    }
+
     /// Sends a signal by name (`TERM`, `HUP`, ...).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -104,5 +124,16 @@ impl Process {
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+/// A test that fails before stopping its process kills it: a process left running would
+/// keep its ports and the test harness's stdout, and cargo would wait for it.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
