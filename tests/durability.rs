@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::fake_sap::{FakeSap, Mode};
@@ -121,4 +122,401 @@ async fn sigkill_loses_nothing() {
     let second = Process::start(&config);
     expect_all_in_order(&mut fake, count).await;
     second.kill();
+}
+
+// ---- kill -9 in the middle of a burst of call operations ---------------------------------
+
+/// Agents of the burst, one worker each (user, extension).
+const BURST_AGENTS: [(&str, &str); 4] = [
+    ("B1", "2101"),
+    ("B2", "2102"),
+    ("B3", "2103"),
+    ("B4", "2104"),
+];
+/// SOAP operations answered 200 (over all workers) after which the process is killed.
+const KILL_AFTER_ANSWERS: usize = 40;
+
+/// One step of a worker's cycle, and the leg state SAP must hear about once it succeeded.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Dial,
+    RemoteAnswer,
+    Hold,
+    Unhold,
+    Drop,
+}
+
+impl Step {
+    const CYCLE: [Step; 5] = [
+        Step::Dial,
+        Step::RemoteAnswer,
+        Step::Hold,
+        Step::Unhold,
+        Step::Drop,
+    ];
+
+    fn state(self) -> &'static str {
+        match self {
+            Step::Dial => "dialing",
+            Step::RemoteAnswer | Step::Unhold => "connected",
+            Step::Hold => "held",
+            Step::Drop => "dropped",
+        }
+    }
+}
+
+/// What one worker saw: its steps that succeeded, in order, with their call.
+#[derive(Debug, Default)]
+struct WorkerLog {
+    succeeded: Vec<(Step, String)>,
+}
+
+/// A client that reports a broken connection instead of panicking (the process is killed
+/// under it).
+struct Tolerant {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Tolerant {
+    fn new() -> Tolerant {
+        Tolerant {
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+        }
+    }
+
+    /// POSTs `body` to `url`; `None` when the connection broke.
+    async fn post(&self, url: &str, body: String) -> Option<(u16, String)> {
+        use http_body_util::BodyExt;
+        let request = http::Request::post(url)
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"\"")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("an answer or a broken connection within 30 s")
+            .ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// The text of the first `<return>` of a SOAP answer.
+fn return_text(body: &str) -> String {
+    let parsed = ici_connector::soap::parse_request(body.as_bytes()).expect("a SOAP answer");
+    parsed
+        .operation
+        .child("return")
+        .map(|r| r.text.to_string())
+        .unwrap_or_else(|| panic!("no return in {body}"))
+}
+
+/// Cycles dial → remote answer → hold → unhold → drop until a request fails (the process
+/// was killed); counts every SOAP operation answered 200 in `answered`.
+async fn burst_worker(
+    soap: String,
+    admin: String,
+    user: &'static str,
+    answered: Arc<tokio::sync::watch::Sender<usize>>,
+) -> WorkerLog {
+    use common::server::{envelope_as, params};
+    let http = Tolerant::new();
+    let mut log = WorkerLog::default();
+    let mut call = String::new();
+    loop {
+        for step in Step::CYCLE {
+            let result = match step {
+                Step::Dial => {
+                    let body = envelope_as(
+                        user,
+                        "PhoneCall",
+                        "dial",
+                        &params(&[("userId", user), ("address", "+4930555")]),
+                    );
+                    http.post(&soap, body).await
+                }
+                Step::RemoteAnswer => {
+                    let url = format!("{admin}/sim/calls/{call}/answer");
+                    http.post(&url, String::new()).await
+                }
+                Step::Hold | Step::Unhold | Step::Drop => {
+                    let op = match step {
+                        Step::Hold => "hold",
+                        Step::Unhold => "unhold",
+                        _ => "drop",
+                    };
+                    let body = envelope_as(user, "PhoneCall", op, &params(&[("callId", &call)]));
+                    http.post(&soap, body).await
+                }
+            };
+            let Some((status, body)) = result else {
+                return log;
+            };
+            assert_eq!(status, 200, "{step:?} for {user}: {body}");
+            if let Step::Dial = step {
+                call = return_text(&body);
+            }
+            log.succeeded.push((step, call.clone()));
+            if !matches!(step, Step::RemoteAnswer) {
+                answered.send_modify(|n| *n += 1);
+            }
+        }
+    }
+}
+
+/// What one kill -9 in a burst cost.
+#[derive(Debug, Default)]
+struct BurstReport {
+    /// SOAP operations answered 200 before the kill.
+    answered: usize,
+    /// Events of steps that succeeded before the kill and never arrived.
+    lost_events: usize,
+    /// What was lost, for the failure message.
+    lost: Vec<String>,
+    /// Sequence numbers given to two different events, or handed out again after the
+    /// restart.
+    reused: Vec<String>,
+}
+
+/// One run: four agents, their SAP answering 503, a burst of dial/hold/unhold/drop,
+/// SIGKILL right after the `KILL_AFTER_ANSWERS`th answer, restart, SAP back.
+async fn kill_during_burst() -> BurstReport {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [events]\ndata_dir = {:?}\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
+             [switch.sim]\nremote_answer_after = \"off\"\n",
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut fake = FakeSap::start().await;
+    fake.set_mode(Mode::Status(503));
+    let path = |user: &str| format!("/sap/{user}");
+
+    let first = Process::start(&config);
+    for (user, extension) in BURST_AGENTS {
+        first
+            .endpoints
+            .log_in(user, extension, &fake.url_for(&path(user)), "IC-1", 2)
+            .await;
+    }
+    // The sequence numbers handed out so far, as the status page shows them.
+    let admin = format!("http://{}", first.endpoints.admin);
+    let soap = first.endpoints.soap_url();
+    let (stop_polling, polling_stopped) = tokio::sync::watch::channel(false);
+    let poller = tokio::spawn(poll_sequences(admin.clone(), polling_stopped));
+    let answered = Arc::new(tokio::sync::watch::Sender::new(0usize));
+    let workers: Vec<_> = BURST_AGENTS
+        .iter()
+        .map(|&(user, _)| {
+            tokio::spawn(burst_worker(
+                soap.clone(),
+                admin.clone(),
+                user,
+                Arc::clone(&answered),
+            ))
+        })
+        .collect();
+    let mut progress = answered.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        progress.wait_for(|n| *n >= KILL_AFTER_ANSWERS),
+    )
+    .await
+    .expect("the burst makes progress")
+    .unwrap();
+    first.kill();
+    let _ = stop_polling.send(true);
+    let handed_out = poller.await.unwrap();
+    let mut logs = Vec::new();
+    for worker in workers {
+        logs.push(worker.await.unwrap());
+    }
+
+    fake.set_mode(Mode::Ok);
+    let second = Process::start(&config);
+    // The subscriptions the spool kept (all of them, unless subscribeUser was answered before
+    // its record was on disk).
+    let restored: Vec<String> = second.endpoints.status().await["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["app_url"].as_str().unwrap().parse::<http::Uri>().unwrap())
+        .map(|url| url.path().to_string())
+        .collect();
+    // A fresh event per agent, behind everything restored.
+    for (_, extension) in BURST_AGENTS {
+        let (status, body) = second
+            .endpoints
+            .sim(
+                "POST",
+                &format!("/agents/{extension}/state"),
+                json!({"state": "not_ready"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut received: Vec<common::fake_sap::Received> = Vec::new();
+    let mut fresh: std::collections::HashMap<String, u64> = Default::default();
+    while fresh.len() < restored.len() {
+        let event = fake.next_event().await;
+        if event.name == "workmodeChanged" && event.field("workmode").as_deref() == Some("3") {
+            fresh.insert(event.path.clone(), event.sequence.unwrap());
+        }
+        received.push(event);
+    }
+    second.kill();
+
+    let mut report = BurstReport {
+        answered: *answered.borrow(),
+        ..BurstReport::default()
+    };
+    // No number for two different events.
+    let mut bodies: std::collections::HashMap<(String, u64), &str> = Default::default();
+    for event in &received {
+        let key = (event.path.clone(), event.sequence.unwrap());
+        if let Some(other) = bodies.insert(key.clone(), &event.body)
+            && other != event.body
+        {
+            report
+                .reused
+                .push(format!("{key:?} carried two different events"));
+        }
+    }
+    for ((user, _), log) in BURST_AGENTS.iter().zip(&logs) {
+        if !restored.contains(&path(user)) {
+            let events = 1 + log.succeeded.len();
+            report.lost_events += events;
+            report
+                .lost
+                .push(format!("{user}: the subscription and its {events} events"));
+            continue;
+        }
+        let events: Vec<_> = received.iter().filter(|e| e.path == path(user)).collect();
+        // Every step that succeeded shows: each produced one event of its call.
+        let mut expected: std::collections::HashMap<(String, &str), usize> = Default::default();
+        for (step, call) in &log.succeeded {
+            *expected.entry((call.clone(), step.state())).or_default() += 1;
+        }
+        for ((call, state), want) in expected {
+            let mut sequences: Vec<u64> = events
+                .iter()
+                .filter(|e| {
+                    e.field("callId").as_deref() == Some(call.as_str())
+                        && e.field("state").as_deref() == Some(state)
+                })
+                .map(|e| e.sequence.unwrap())
+                .collect();
+            sequences.sort_unstable();
+            sequences.dedup();
+            if sequences.len() < want {
+                report.lost_events += want - sequences.len();
+                report.lost.push(format!(
+                    "{user}: {} of {want} {state} events of {call} arrived",
+                    sequences.len()
+                ));
+            }
+        }
+        // The login's workmodeChanged plus one event per step: numbers up to here were
+        // handed out before the kill, and so was what the status page showed.
+        let mut before_kill = 1 + log.succeeded.len() as u64;
+        if let Some(&shown) = handed_out.get(&path(user)) {
+            before_kill = before_kill.max(shown);
+        }
+        let after = fresh[&path(user)];
+        if after <= before_kill {
+            report.reused.push(format!(
+                "{user}: the first event after the restart has number {after}, \
+                 numbers up to {before_kill} were handed out before the kill"
+            ));
+        }
+    }
+    report
+}
+
+/// Polls the status page until told to stop (or the process is gone); returns the highest
+/// sequence number seen per appURL path.
+async fn poll_sequences(
+    admin: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::collections::HashMap<String, u64> {
+    let http = Tolerant::new();
+    let mut seen = std::collections::HashMap::new();
+    let client = &http.client;
+    loop {
+        if *stop.borrow() {
+            return seen;
+        }
+        let request = http::Request::get(format!("{admin}/api/status"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let answer = tokio::select! {
+            answer = client.request(request) => answer,
+            _ = stop.changed() => return seen,
+        };
+        let Ok(answer) = answer else { return seen };
+        let Ok(body) = http_body_util::BodyExt::collect(answer.into_body()).await else {
+            return seen;
+        };
+        let status: serde_json::Value =
+            serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+        for sub in status["subscriptions"].as_array().into_iter().flatten() {
+            let url = sub["app_url"].as_str().unwrap_or_default();
+            let path = url.parse::<http::Uri>().map(|u| u.path().to_string());
+            if let (Ok(path), Some(sequence)) = (path, sub["sequence"].as_u64()) {
+                let entry = seen.entry(path).or_insert(0);
+                *entry = (*entry).max(sequence);
+            }
+        }
+    }
+}
+
+/// Operations that answered 200 before a kill -9 lose no event, and no sequence number is
+/// used twice: SAP's URL answers 503 throughout the burst, so everything sits in the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_burst_loses_no_confirmed_event_and_reuses_no_number() {
+    let report = kill_during_burst().await;
+    assert!(report.answered >= KILL_AFTER_ANSWERS);
+    assert!(
+        report.lost.is_empty() && report.reused.is_empty(),
+        "{report:#?}"
+    );
+}
+
+/// The figures for the release note: `BURST_RUNS` (default 20) runs of the burst above.
+/// `cargo test --test durability burst_figures -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: about a minute"]
+async fn burst_figures() {
+    let runs: usize = std::env::var("BURST_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let (mut lost, mut reused, mut bad_runs) = (0, 0, 0);
+    for run in 1..=runs {
+        let report = kill_during_burst().await;
+        println!(
+            "run {run}: {} answered, {} events lost, {} numbers reused",
+            report.answered,
+            report.lost_events,
+            report.reused.len()
+        );
+        lost += report.lost_events;
+        reused += report.reused.len();
+        bad_runs += usize::from(!report.lost.is_empty() || !report.reused.is_empty());
+    }
+    println!(
+        "{runs} runs: {lost} events lost, {reused} sequence numbers reused, {bad_runs} runs with a loss or reuse"
+    );
 }

@@ -106,3 +106,14 @@ impl Process {
         self.child.wait().unwrap();
     }
 }
+
+impl Drop for Process {
+    /// A test that fails halfway leaves no connector behind (it would hold the test's
+    /// output open and keep its ports).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
