@@ -96,6 +96,10 @@ fn describe() {
         "failed delivery attempts that will be retried"
     );
     describe_counter!("ici_events_dropped_total", "events that never reached SAP");
+    describe_counter!(
+        "ici_spool_quarantined_total",
+        "damaged spool records moved to quarantine instead of being delivered"
+    );
     describe_histogram!(
         "ici_event_delivery_duration_seconds",
         Unit::Seconds,
@@ -173,6 +177,11 @@ pub fn events_dropped(reason: &'static str, count: u64) {
     if count > 0 {
         metrics::counter!("ici_events_dropped_total", "reason" => reason).increment(count);
     }
+}
+
+/// A damaged record of the spool's `table` was moved to quarantine.
+pub fn spool_record_quarantined(table: &'static str) {
+    metrics::counter!("ici_spool_quarantined_total", "table" => table).increment(1);
 }
 
 /// The whole `/metrics` page: recorded counters and histograms, then the state gauges of

@@ -42,7 +42,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
 pub use outbox::{Outbox, PushError};
-pub use spool::{RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription};
+pub use spool::{
+    RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription, Ticket,
+};
 
 /// The session manager's identifier of one subscription (one appURL of one user or
 /// container). Never reused while the process runs.
@@ -301,7 +303,9 @@ impl Notifier {
             client: Arc::clone(&self.inner.client),
             settings: Arc::clone(&self.inner.settings),
             feedback: self.inner.feedback.clone(),
-            spool: self.inner.spool.clone(),
+            // Its acknowledgements are not the session manager's changes (see
+            // `Spool::last_queued`).
+            spool: self.inner.spool.independent(),
         };
         let active = Arc::clone(&self.inner.active);
         active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
