@@ -534,3 +534,221 @@ async fn burst_figures() {
         "{runs} runs: {lost} events lost, {reused} sequence numbers reused, {bad_runs} runs with a loss or reuse"
     );
 }
+
+// ---- a damaged spool -----------------------------------------------------------------------
+
+/// The spool file inside the data folder of [`process_config`].
+const SPOOL_FILE: &str = "spool.redb";
+
+/// A configuration for a child process with its spool in `dir/data`; returns its path.
+fn process_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [events]\ndata_dir = {:?}\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
+             [switch.sim]\nremote_answer_after = \"off\"\n",
+            dir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Flips the last byte of every copy of `needle` in `file` (redb may keep stale copies in
+/// free pages); returns how many it found.
+fn flip_in_file(file: &std::path::Path, needle: &[u8]) -> usize {
+    let mut bytes = std::fs::read(file).unwrap();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(pos) = bytes[at..].windows(needle.len()).position(|w| w == needle) {
+        let end = at + pos + needle.len();
+        bytes[end - 1] ^= 0x01;
+        found += 1;
+        at = end;
+    }
+    std::fs::write(file, bytes).unwrap();
+    found
+}
+
+/// The stderr lines about quarantined records, as (subscription, sequence) pairs.
+fn quarantine_line(line: &str) -> Option<(String, String)> {
+    if !line.contains("moved to quarantine") || !line.contains("ERROR") {
+        return None;
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some((field("subscription="), field("sequence=")))
+}
+
+/// A byte flipped on disk inside one call's events is caught at start: those events go to
+/// quarantine with an error line naming subscription and sequence, the others are
+/// delivered, and the damaged bytes never reach SAP.
+#[tokio::test]
+async fn a_flipped_byte_in_a_stored_event_is_quarantined_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = process_config(dir.path());
+    let mut fake = FakeSap::start().await;
+    fake.set_mode(Mode::Status(503));
+
+    let first = Process::start(&config);
+    first
+        .endpoints
+        .log_in("A1", "2001", &fake.url, "IC-1", 2)
+        .await;
+    // Three calls from three callers: alerting and dropped each, after the workmode event.
+    for caller in ["+4930111111", "+4930222222", "+4930333333"] {
+        let (status, body) = first
+            .endpoints
+            .sim("POST", "/calls", json!({"from": caller, "to": "2001"}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let call = body["callId"].as_str().unwrap().to_string();
+        let (status, _) = first
+            .endpoints
+            .sim("POST", &format!("/calls/{call}/hangup"), json!(null))
+            .await;
+        assert_eq!(status, 200);
+    }
+    wait_durable(&first.endpoints, 7).await;
+    first.stop();
+
+    let spool = dir.path().join("data").join(SPOOL_FILE);
+    assert!(
+        flip_in_file(&spool, b"4930222222") > 0,
+        "the caller is on disk"
+    );
+    fake.set_mode(Mode::Ok);
+    let second = Process::start(&config);
+    let mut quarantined = vec![
+        quarantine_line(&second.expect_line("moved to quarantine")).unwrap(),
+        quarantine_line(&second.expect_line("moved to quarantine")).unwrap(),
+    ];
+    quarantined.sort();
+    let expected = |s: &str| ("1".to_string(), s.to_string());
+    assert_eq!(quarantined, [expected("4"), expected("5")]);
+    let events = fake.next_events(5).await;
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence.unwrap()).collect();
+    assert_eq!(sequences, [1, 2, 3, 6, 7], "the gap shows what was lost");
+    assert!(events.iter().all(|e| !e.body.contains("493022222")));
+    let metrics = second
+        .endpoints
+        .request(true, "GET", "/metrics", &[], "")
+        .await
+        .body;
+    assert!(
+        metrics.contains("ici_spool_quarantined_total{table=\"events\"} 2"),
+        "{metrics}"
+    );
+    second.stop();
+}
+
+/// A spool of the previous format (bare JSON, as the last release wrote it) with one broken
+/// record: no crash, the record goes to quarantine, the rest is delivered and numbering
+/// continues.
+#[tokio::test]
+async fn a_broken_record_is_quarantined_and_the_rest_delivered() {
+    use ici_connector::soap::{Value, write_call};
+    use redb::TableDefinition;
+    const SUBSCRIPTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("subscriptions");
+    const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+    const AGENTS: TableDefinition<&str, &str> = TableDefinition::new("agents");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = process_config(dir.path());
+    let mut fake = FakeSap::start().await;
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    {
+        let db = redb::Database::create(dir.path().join("data").join(SPOOL_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let subscription = json!({"id": 1, "kind": "user", "target": "A1", "url": fake.url,
+                "app_ids": ["IC-1"], "sequence": 3});
+            txn.open_table(SUBSCRIPTIONS)
+                .unwrap()
+                .insert(1, subscription.to_string().as_bytes())
+                .unwrap();
+            let mut events = txn.open_table(EVENTS).unwrap();
+            for sequence in 1..=3u64 {
+                let body = write_call(
+                    "urn:IciEventInterface",
+                    "workmodeChanged",
+                    &[
+                        ("appIds", Value::text_list(["IC-1".to_string()])),
+                        ("sequence", Value::Int(sequence as i64)),
+                        ("userId", Value::text("A1")),
+                        ("workmode", Value::Int(2)),
+                    ],
+                );
+                let event = json!({"name": "workmodeChanged", "sequence": sequence,
+                    "user": "A1", "call": null, "body": body});
+                events
+                    .insert((1, sequence), event.to_string().as_bytes())
+                    .unwrap();
+            }
+            // What stopped the whole connector ("expected value at line 1 column 1").
+            events.insert((1, 2), &b"\x00garbage"[..]).unwrap();
+            txn.open_table(AGENTS)
+                .unwrap()
+                .insert("A1", "2001")
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    let server = Process::start(&config);
+    let line = server.expect_line("moved to quarantine");
+    assert_eq!(
+        quarantine_line(&line),
+        Some(("1".to_string(), "2".to_string())),
+        "{line}"
+    );
+    let events = fake.next_events(2).await;
+    let sequences: Vec<u64> = events.iter().map(|e| e.sequence.unwrap()).collect();
+    assert_eq!(sequences, [1, 3]);
+    // The subscription and the agent's address survived: a new event continues the
+    // numbering (the previous format had no reservation to skip).
+    server
+        .endpoints
+        .sim("POST", "/agents/2001/state", json!({"state": "not_ready"}))
+        .await;
+    assert_eq!(fake.next_event().await.sequence, Some(4));
+    server.stop();
+}
+
+/// A spool file that holds nothing (0 bytes), or is no spool at all, stops the start with
+/// an error naming the file, instead of a start with no subscriptions.
+#[tokio::test]
+async fn an_empty_or_foreign_spool_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = process_config(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let spool = data.join(SPOOL_FILE);
+    for (content, why) in [
+        (&b""[..], "empty (0 bytes)"),
+        (
+            &b"[events]\ndata_dir = \"data\"\n"[..],
+            "not a redb database",
+        ),
+    ] {
+        std::fs::write(&spool, content).unwrap();
+        let (code, lines) = Process::start_refused(&config);
+        assert_ne!(code, Some(0));
+        let all = lines.join("\n");
+        let named = lines
+            .iter()
+            .any(|l| l.contains(&spool.display().to_string()) && l.contains(why));
+        assert!(named, "no line names {} ({why}):\n{all}", spool.display());
+        assert_eq!(
+            std::fs::read(&spool).unwrap(),
+            content,
+            "the file is left alone"
+        );
+    }
+}

@@ -13,6 +13,29 @@ use super::server::Endpoints;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ici-connector");
 const WAIT: Duration = Duration::from_secs(30);
+/// The line the connector logs once everything (the spool included) is up.
+const RUNNING: &str = "ici-connector running";
+
+/// Spawns the binary on `config`; its stderr lines arrive on the channel.
+fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .arg("--config")
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    // Lines arrive through a channel so a silent process fails the test instead of
+    // hanging it.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
 
 /// A running connector process.
 pub struct Process {
@@ -25,22 +48,7 @@ impl Process {
     /// Starts `ici-connector --config FILE` and waits for its "listening" line (the
     /// listeners should be on port 0).
     pub fn start(config: &Path) -> Process {
-        let mut child = Command::new(BIN)
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        // Lines arrive through a channel so a silent process fails the test instead of
-        // hanging it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (child, lines) = spawn(config);
         let listening = std::iter::from_fn(|| lines.recv_timeout(WAIT).ok())
             .find(|l| l.contains("listening"))
             .expect("the start line reaches stderr (also when logging to files)");
@@ -58,6 +66,28 @@ impl Process {
             lines,
             endpoints,
         }
+    }
+
+    /// Starts `ici-connector --config FILE` expecting it to refuse to run: returns its exit
+    /// code and every stderr line once it has exited. Panics (after killing it) if it comes
+    /// up instead.
+    pub fn start_refused(config: &Path) -> (Option<i32>, Vec<String>) {
+        let (mut child, lines) = spawn(config);
+        let mut seen = Vec::new();
+        // The channel closes when the process has closed stderr, i.e. exited.
+        while let Ok(line) = lines.recv_timeout(WAIT) {
+            if line.contains(RUNNING) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the connector started although it should have refused:\n{}",
+                    seen.join("\n")
+                );
+            }
+            seen.push(line);
+        }
+        let code = child.wait().unwrap().code();
+        (code, seen)
     }
 
     /// Sends a signal by name (`TERM`, `HUP`, ...).
