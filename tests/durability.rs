@@ -276,6 +276,8 @@ async fn burst_worker(
 struct BurstReport {
     /// SOAP operations answered 200 before the kill.
     answered: usize,
+    /// From the start of the burst to the kill.
+    burst: Duration,
     /// Events of steps that succeeded before the kill and never arrived.
     lost_events: usize,
     /// What was lost, for the failure message.
@@ -317,6 +319,7 @@ async fn kill_during_burst() -> BurstReport {
     let (stop_polling, polling_stopped) = tokio::sync::watch::channel(false);
     let poller = tokio::spawn(poll_sequences(admin.clone(), polling_stopped));
     let answered = Arc::new(tokio::sync::watch::Sender::new(0usize));
+    let burst_start = tokio::time::Instant::now();
     let workers: Vec<_> = BURST_AGENTS
         .iter()
         .map(|&(user, _)| {
@@ -336,6 +339,7 @@ async fn kill_during_burst() -> BurstReport {
     .await
     .expect("the burst makes progress")
     .unwrap();
+    let burst = burst_start.elapsed();
     first.kill();
     let _ = stop_polling.send(true);
     let handed_out = poller.await.unwrap();
@@ -380,6 +384,7 @@ async fn kill_during_burst() -> BurstReport {
 
     let mut report = BurstReport {
         answered: *answered.borrow(),
+        burst,
         ..BurstReport::default()
     };
     // No number for two different events.
@@ -518,8 +523,9 @@ async fn burst_figures() {
     for run in 1..=runs {
         let report = kill_during_burst().await;
         println!(
-            "run {run}: {} answered, {} events lost, {} numbers reused",
+            "run {run}: {} answered in {} ms, {} events lost, {} numbers reused",
             report.answered,
+            report.burst.as_millis(),
             report.lost_events,
             report.reused.len()
         );
@@ -589,7 +595,8 @@ fn quarantine_line(line: &str) -> Option<(String, String)> {
 /// A byte flipped on disk inside one call's events is caught at start: those events go to
 /// quarantine with an error line naming subscription and sequence, the others are
 /// delivered, and the damaged bytes never reach SAP.
-#[tokio::test]
+// Several threads: the test blocks on the child's stderr while the fake SAP answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_a_stored_event_is_quarantined_not_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let config = process_config(dir.path());
@@ -651,7 +658,8 @@ async fn a_flipped_byte_in_a_stored_event_is_quarantined_not_delivered() {
 /// A spool of the previous format (bare JSON, as the last release wrote it) with one broken
 /// record: no crash, the record goes to quarantine, the rest is delivered and numbering
 /// continues.
-#[tokio::test]
+// Several threads: the test blocks on the child's stderr while the fake SAP answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_record_is_quarantined_and_the_rest_delivered() {
     use ici_connector::soap::{Value, write_call};
     use redb::TableDefinition;

@@ -24,6 +24,14 @@
 //! still have been processed by SAP, so its retry can deliver the same event twice. Events
 //! are never reordered and never skipped; the per-subscription `sequence` inside each event
 //! body lets SAP (and the tests) recognise a repeat: it carries the same sequence number.
+//!
+//! **Gaps.** A sequence number is never given to two different events, across restarts
+//! too: after a crash numbering resumes above a reservation kept on disk
+//! ([`spool::SEQUENCE_RESERVE`]), so events that were numbered but not yet on disk when
+//! the process died show SAP a gap (it resynchronises with `getCalls`). No event of a SOAP
+//! operation SAP saw answered can be among them: the session manager answers once the
+//! spool has committed them ([`Spool::committed`]). A record damaged on disk is quarantined
+//! at start and leaves a gap as well.
 
 mod backoff;
 mod drain;

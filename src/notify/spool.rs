@@ -298,7 +298,7 @@ impl Spool {
 
     /// Queues a change; never blocks.
     pub fn record(&self, op: SpoolOp) {
-        let _ = self.send(Message::Op(op, None));
+        self.send(Message::Op(op, None));
     }
 
     /// Queues an event; its outbox may send it once it is committed.
@@ -308,23 +308,21 @@ impl Spool {
             sequence: event.sequence,
         };
         let op = SpoolOp::Append(id, StoredEvent::from(event));
-        if let Err(Message::Op(_, Some(durable))) = self.send(Message::Op(op, Some(durable))) {
+        if self.send(Message::Op(op, Some(durable))).is_none() {
             // No spool, or its writer has stopped: the event goes out from memory.
-            durable.shared.mark_durable(durable.sequence);
+            shared.mark_durable(event.sequence);
         }
     }
 
-    /// Hands `message` to the writer with the next ticket; gives it back if there is no
-    /// writer (any more).
-    fn send(&self, message: Message) -> Result<Ticket, Message> {
-        let Some(writer) = &self.writer else {
-            return Err(message);
-        };
+    /// Hands `message` to the writer with the next ticket; `None` if there is no writer
+    /// (any more).
+    fn send(&self, message: Message) -> Option<Ticket> {
+        let writer = self.writer.as_ref()?;
         let mut queue = lock(&writer.queue);
-        queue.tx.send(message).map_err(|e| e.0)?;
+        queue.tx.send(message).ok()?;
         queue.last += 1;
         self.queued.fetch_max(queue.last, Ordering::AcqRel);
-        Ok(queue.last)
+        Some(queue.last)
     }
 }
 

@@ -100,10 +100,19 @@ impl Process {
     }
 
     /// Waits for a stderr line containing `what`.
+    /// Waits at most [`WAIT`] in all, also while other lines keep coming.
     pub fn expect_line(&self, what: &str) -> String {
-        std::iter::from_fn(|| self.lines.recv_timeout(WAIT).ok())
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("no stderr line with {what:?}"))
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        let tail = seen[seen.len().saturating_sub(20)..].join("\n");
+        panic!("no stderr line with {what:?}; the last lines:\n{tail}")
     }
 
     /// The stderr lines still to come, until the process closes stderr.

@@ -29,7 +29,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use super::record::{RecordError, event_key, seal, subscription_key, unseal};
+use super::record::{RecordError, event_key, seal, seal_json, subscription_key, unseal};
 use super::{
     SEQUENCE_RESERVE, SpoolContents, SpoolError, SpoolOp, SpoolStore, StoredEvent,
     StoredSubscription,
@@ -50,6 +50,9 @@ const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine
 const AGENTS_V1: TableDefinition<&str, &str> = TableDefinition::new("agents");
 /// The tables of a format-1 spool, and nothing else.
 const FORMAT_1_TABLES: [&str; 3] = ["subscriptions", "events", "agents"];
+
+/// Why the events of a quarantined subscription follow it.
+const ORPHAN: &str = "its subscription record is missing or damaged";
 
 /// `meta` key: the format number.
 const FORMAT_KEY: &str = "format";
@@ -427,6 +430,34 @@ impl SpoolStore for RedbStore {
     }
 
     fn load(&mut self) -> Result<SpoolContents, SpoolError> {
+        // redb may panic on a file damaged in its structure rather than in a record (it is
+        // read without the integrity check when that failed): refuse it, naming the file.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load_checked()))
+            .unwrap_or_else(|_| {
+                Err(self.err(format!(
+                    "damaged beyond repair (reading it failed); {WHAT_TO_DO}"
+                )))
+            })
+    }
+
+    fn close_clean(&mut self) -> Result<(), SpoolError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(CLEAN_KEY, 1).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn file(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl RedbStore {
+    /// [`SpoolStore::load`]: checks every record, moves the damaged ones to quarantine,
+    /// and clears the graceful-stop flag, in one transaction.
+    fn load_checked(&mut self) -> Result<SpoolContents, SpoolError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut contents = SpoolContents::default();
         {
@@ -462,18 +493,31 @@ impl SpoolStore for RedbStore {
             let mut events_table = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             let mut events: BTreeMap<u64, Vec<StoredEvent>> = BTreeMap::new();
             let mut damaged = Vec::new();
+            // Events whose subscription is gone, per subscription: (count, first, last).
+            let mut orphans: BTreeMap<u64, (usize, u64, u64)> = BTreeMap::new();
             for entry in events_table.iter().map_err(|e| self.err(e))? {
                 let (key, raw) = entry.map_err(|e| self.err(e))?;
                 let ((id, sequence), raw) = (key.value(), raw.value());
-                let decoded = if subs.contains_key(&id) {
-                    decode_event(id, sequence, raw).map_err(|e| e.to_string())
-                } else {
-                    Err("its subscription record is missing or damaged".to_string())
-                };
-                match decoded {
-                    Ok(event) => events.entry(id).or_default().push(event),
-                    Err(reason) => damaged.push(Damage::event(id, sequence, raw, reason)),
+                if !subs.contains_key(&id) {
+                    let mut damage = Damage::event(id, sequence, raw, ORPHAN.to_string());
+                    damage.quiet = true;
+                    let (count, _, last) = orphans.entry(id).or_insert((0, sequence, sequence));
+                    *count += 1;
+                    *last = sequence;
+                    damaged.push(damage);
+                    continue;
                 }
+                match decode_event(id, sequence, raw) {
+                    Ok(event) => events.entry(id).or_default().push(event),
+                    Err(e) => damaged.push(Damage::event(id, sequence, raw, e.to_string())),
+                }
+            }
+            for (subscription, (events, first, last)) in orphans {
+                error!(
+                    file = %self.path.display(),
+                    subscription, events, first, last,
+                    "event spool: the events of a damaged subscription moved to quarantine, they will not be delivered"
+                );
             }
             for damage in damaged {
                 let key = (
@@ -518,19 +562,6 @@ impl SpoolStore for RedbStore {
         txn.commit().map_err(|e| self.err(e))?;
         Ok(contents)
     }
-
-    fn close_clean(&mut self) -> Result<(), SpoolError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.insert(CLEAN_KEY, 1).map_err(|e| self.err(e))?;
-        }
-        txn.commit().map_err(|e| self.err(e))
-    }
-
-    fn file(&self) -> &Path {
-        &self.path
-    }
 }
 
 fn sorted<const N: usize>(names: [&str; N]) -> BTreeSet<String> {
@@ -560,9 +591,9 @@ fn put_subscription(
     record: &SubscriptionRecord,
 ) -> Result<(), String> {
     let id = record.sub.id;
-    let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+    let sealed = seal_json(&subscription_key(id), record).map_err(|e| e.to_string())?;
     table
-        .insert(id, seal(&subscription_key(id), &json).as_slice())
+        .insert(id, sealed.as_slice())
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -572,10 +603,9 @@ fn put_event(
     id: u64,
     event: &StoredEvent,
 ) -> Result<(), String> {
-    let json = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-    let key = event_key(id, event.sequence);
+    let sealed = seal_json(&event_key(id, event.sequence), event).map_err(|e| e.to_string())?;
     table
-        .insert((id, event.sequence), seal(&key, &json).as_slice())
+        .insert((id, event.sequence), sealed.as_slice())
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -619,6 +649,8 @@ struct Damage {
     sequence: Option<u64>,
     raw: Vec<u8>,
     reason: String,
+    /// Logged in a summary by the caller rather than one line each.
+    quiet: bool,
 }
 
 impl Damage {
@@ -630,6 +662,7 @@ impl Damage {
             sequence: None,
             raw: raw.to_vec(),
             reason,
+            quiet: false,
         }
     }
 
@@ -641,6 +674,7 @@ impl Damage {
             sequence: Some(sequence),
             raw: raw.to_vec(),
             reason,
+            quiet: false,
         }
     }
 
@@ -652,6 +686,7 @@ impl Damage {
             sequence: None,
             raw: raw.to_vec(),
             reason,
+            quiet: false,
         }
     }
 }
@@ -676,15 +711,17 @@ impl<'txn> Quarantine<'txn> {
     /// logs it and counts it.
     fn put(&mut self, damage: Damage) -> Result<(), SpoolError> {
         let err = |e: &dyn std::fmt::Display| SpoolError::new(self.file, e);
-        error!(
-            file = %self.file.display(),
-            table = damage.table,
-            subscription = damage.subscription,
-            sequence = damage.sequence,
-            key = %damage.key,
-            reason = %damage.reason,
-            "event spool: damaged record moved to quarantine, it will not be delivered"
-        );
+        if !damage.quiet {
+            error!(
+                file = %self.file.display(),
+                table = damage.table,
+                subscription = damage.subscription,
+                sequence = damage.sequence,
+                key = %damage.key,
+                reason = %damage.reason,
+                "event spool: damaged record moved to quarantine, it will not be delivered"
+            );
+        }
         crate::metrics::spool_record_quarantined(damage.table);
         let mut table = self.txn.open_table(QUARANTINE).map_err(|e| err(&e))?;
         let next = table
