@@ -12,6 +12,29 @@ use super::server::Endpoints;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ici-connector");
 const WAIT: Duration = Duration::from_secs(30);
+/// The line the connector logs once everything (the spool included) is up.
+const RUNNING: &str = "ici-connector running";
+
+/// Spawns the binary on `config`; its stderr lines arrive on the channel.
+fn spawn(config: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .env_remove("RUST_LOG")
+        .arg("--config")
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    // Lines arrive through a channel so a silent process fails the test instead of
+    // hanging it.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
 
 /// A running connector process.
 pub struct Process {
@@ -24,22 +47,7 @@ impl Process {
     /// Starts `ici-connector --config FILE` and waits for its "listening" line (the
     /// listeners should be on port 0).
     pub fn start(config: &Path) -> Process {
-        let mut child = Command::new(BIN)
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        // Lines arrive through a channel so a silent process fails the test instead of
-        // hanging it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (child, lines) = spawn(config);
         let listening = std::iter::from_fn(|| lines.recv_timeout(WAIT).ok())
             .find(|l| l.contains("listening"))
             .expect("the start line reaches stderr (also when logging to files)");
@@ -80,6 +88,28 @@ impl Process {
         Process::start(&path)
     }
 
+    /// Starts `ici-connector --config FILE` expecting it to refuse to run: returns its exit
+    /// code and every stderr line once it has exited. Panics (after killing it) if it comes
+    /// up instead.
+    pub fn start_refused(config: &Path) -> (Option<i32>, Vec<String>) {
+        let (mut child, lines) = spawn(config);
+        let mut seen = Vec::new();
+        // The channel closes when the process has closed stderr, i.e. exited.
+        while let Ok(line) = lines.recv_timeout(WAIT) {
+            if line.contains(RUNNING) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the connector started although it should have refused:\n{}",
+                    seen.join("\n")
+                );
+            }
+            seen.push(line);
+        }
+        let code = child.wait().unwrap().code();
+        (code, seen)
+    }
+
     /// Sends a signal by name (`TERM`, `HUP`, ...).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -90,10 +120,19 @@ impl Process {
     }
 
     /// Waits for a stderr line containing `what`.
+    /// Waits at most [`WAIT`] in all, also while other lines keep coming.
     pub fn expect_line(&self, what: &str) -> String {
-        std::iter::from_fn(|| self.lines.recv_timeout(WAIT).ok())
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("no stderr line with {what:?}"))
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        let tail = seen[seen.len().saturating_sub(20)..].join("\n");
+        panic!("no stderr line with {what:?}; the last lines:\n{tail}")
     }
 
     /// The stderr lines still to come, until the process closes stderr.
