@@ -17,6 +17,7 @@
 //! | `ici_event_delivery_duration_seconds` | histogram | `event` |
 //! | `ici_xml_chars_replaced_total` | counter | | (characters XML 1.0 does not allow, from the switch) |
 //! | `ici_connections_refused_total` | counter | `reason` (`peer_cap`, `max_connections`) |
+//! | `ici_spool_quarantined_total` | counter | `table` (damaged spool records, never delivered) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -107,6 +108,10 @@ fn describe() {
     describe_counter!(
         "ici_xml_chars_replaced_total",
         "characters XML 1.0 does not allow, replaced in what we wrote"
+    );
+    describe_counter!(
+        "ici_spool_quarantined_total",
+        "damaged spool records moved to quarantine instead of being delivered"
     );
     describe_histogram!(
         "ici_event_delivery_duration_seconds",
@@ -213,6 +218,11 @@ pub fn subscription_refused(reason: &'static str) {
 /// A connection got no slot: `reason` is `peer_cap` or `max_connections`.
 pub fn connection_refused(reason: &'static str) {
     metrics::counter!("ici_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// A damaged record of the spool's `table` was moved to quarantine.
+pub fn spool_record_quarantined(table: &'static str) {
+    metrics::counter!("ici_spool_quarantined_total", "table" => table).increment(1);
 }
 
 /// The whole `/metrics` page: recorded counters and histograms, then the state gauges of

@@ -38,6 +38,14 @@
 //! still have been processed by SAP, so its retry can deliver the same event twice. Events
 //! are never reordered and never skipped; the per-subscription `sequence` inside each event
 //! body lets SAP (and the tests) recognise a repeat: it carries the same sequence number.
+//!
+//! **Gaps.** A sequence number is never given to two different events, across restarts
+//! too: after a crash numbering resumes above a reservation kept on disk
+//! ([`spool::SEQUENCE_RESERVE`]), so events that were numbered but not yet on disk when
+//! the process died show SAP a gap (it resynchronises with `getCalls`). No event of a SOAP
+//! operation SAP saw answered can be among them: the session manager answers once the
+//! spool has committed them ([`Spool::committed`]). A record damaged on disk is quarantined
+//! at start and leaves a gap as well.
 
 mod destination;
 mod drain;
@@ -58,7 +66,9 @@ use crate::config::EventsConfig;
 
 pub use destination::{DestinationError, Destinations};
 pub use outbox::{Outbox, PushError};
-pub use spool::{RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription};
+pub use spool::{
+    RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription, Ticket,
+};
 
 /// The session manager's identifier of one subscription (one appURL of one user or
 /// container). Never reused while the process runs.
@@ -356,7 +366,9 @@ impl Notifier {
             client: Arc::clone(&self.inner.client),
             settings: Arc::clone(&self.inner.settings),
             feedback: self.inner.feedback.clone(),
-            spool: self.inner.spool.clone(),
+            // Its acknowledgements are not the session manager's changes (see
+            // `Spool::last_queued`).
+            spool: self.inner.spool.independent(),
         };
         let active = Arc::clone(&self.inner.active);
         active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);

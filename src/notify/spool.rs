@@ -7,19 +7,48 @@
 //! writer thread that commits everything waiting in one transaction (group commit), so the
 //! cost of an fsync is shared by all events that arrived meanwhile and the session manager
 //! never waits for the disk. An outbox only sends an event once its commit is done.
+//!
+//! **Confirmed means durable.** Every change queued gets a [`Ticket`] (its place in the
+//! writer's queue); the writer publishes how far it has committed. The session manager
+//! answers a SOAP operation that changed something only once [`Spool::committed`] says the
+//! changes it queued, the events the switch reported for it included, are on disk. So an
+//! operation SAP saw succeed never loses its events to a crash; what a crash can lose is
+//! only what no answer had confirmed yet.
+//!
+//! **Sequence numbers are never handed out twice.** Each subscription record keeps, beside
+//! the last number used, a reservation [`SEQUENCE_RESERVE`] numbers ahead, written in the
+//! same commit as the events. After a graceful stop numbering continues where it stopped;
+//! after a crash it resumes above the reservation, so events that were numbered but not yet
+//! on disk leave a visible gap instead of their numbers going to other events.
+//!
+//! **Damage is quarantined, never delivered.** Every record is stored in a checksummed
+//! envelope (`record`); the store checks the file at open and moves a record that fails its
+//! checksum or does not decode to a quarantine table, logged with its subscription and
+//! sequence (see [`RedbStore`]). Every error names the spool file.
+
+mod record;
+mod redb_store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tracing::{error, warn};
 
 use super::outbox::Shared;
 use super::{OutboundEvent, SubscriptionId};
+
+pub use record::RecordError;
+pub use redb_store::{FILE_NAME, RedbStore};
+
+/// Sequence numbers reserved beyond the last one on disk. A crash skips at most this many
+/// numbers of a subscription; numbers could only be given twice if the writer fell more
+/// than this many events of one subscription behind the session manager.
+pub const SEQUENCE_RESERVE: u64 = 1000;
 
 /// A subscription as stored (the session manager's view, without its outbox).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +60,8 @@ pub struct StoredSubscription {
     pub target: String,
     pub url: String,
     pub app_ids: Vec<String>,
-    /// The last sequence number handed out (so numbering continues after a restart).
+    /// The last sequence number handed out. Read back from [`SpoolStore::load`] it is the
+    /// number to continue after: above every number a crash may have left unrecorded.
     #[serde(default)]
     pub sequence: u64,
 }
@@ -83,142 +113,51 @@ pub enum SpoolOp {
     Agent(String, Option<String>),
 }
 
-/// Why the spool failed.
+/// Why the spool failed. The message always names the spool file.
 #[derive(Debug, thiserror::Error)]
-#[error("event spool: {0}")]
-pub struct SpoolError(pub String);
+#[error("event spool {file}: {message}")]
+pub struct SpoolError {
+    /// The spool file (or directory) concerned.
+    pub file: String,
+    /// What went wrong.
+    pub message: String,
+}
 
-fn err(e: impl std::fmt::Display) -> SpoolError {
-    SpoolError(e.to_string())
+impl SpoolError {
+    /// An error about `file`.
+    pub fn new(file: &Path, message: impl std::fmt::Display) -> SpoolError {
+        SpoolError {
+            file: file.display().to_string(),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// Storage of the spool. `apply` is one atomic, durable transaction.
 pub trait SpoolStore: Send + 'static {
     fn apply(&mut self, ops: &[SpoolOp]) -> Result<(), SpoolError>;
+
+    /// Everything stored. Each subscription's `sequence` is where numbering continues: the
+    /// last number used after a graceful stop ([`SpoolStore::close_clean`]), the reserved
+    /// one after a crash.
     fn load(&mut self) -> Result<SpoolContents, SpoolError>;
-}
 
-const SUBSCRIPTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("subscriptions");
-const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
-const AGENTS: TableDefinition<&str, &str> = TableDefinition::new("agents");
+    /// Records that every change has been applied and nothing more will come (a graceful
+    /// stop), so the next start may continue numbering without a gap. A store that does
+    /// not implement it always resumes above its reservations.
+    fn close_clean(&mut self) -> Result<(), SpoolError> {
+        Ok(())
+    }
 
-/// The embedded default: one redb file.
-pub struct RedbStore {
-    db: Database,
-}
-
-impl RedbStore {
-    /// Opens (or creates) `dir/spool.redb`, creating `dir` if needed.
-    pub fn open(dir: &Path) -> Result<RedbStore, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let db = Database::create(dir.join("spool.redb")).map_err(err)?;
-        let txn = db.begin_write().map_err(err)?;
-        {
-            txn.open_table(SUBSCRIPTIONS).map_err(err)?;
-            txn.open_table(EVENTS).map_err(err)?;
-            txn.open_table(AGENTS).map_err(err)?;
-        }
-        txn.commit().map_err(err)?;
-        Ok(RedbStore { db })
+    /// Where the store keeps its data, for error messages.
+    fn file(&self) -> &Path {
+        Path::new("(in memory)")
     }
 }
 
-impl SpoolStore for RedbStore {
-    fn apply(&mut self, ops: &[SpoolOp]) -> Result<(), SpoolError> {
-        let txn = self.db.begin_write().map_err(err)?;
-        // The highest sequence appended per subscription in this commit.
-        let mut last_sequence: BTreeMap<SubscriptionId, u64> = BTreeMap::new();
-        {
-            let mut subs = txn.open_table(SUBSCRIPTIONS).map_err(err)?;
-            let mut events = txn.open_table(EVENTS).map_err(err)?;
-            let mut agents = txn.open_table(AGENTS).map_err(err)?;
-            for op in ops {
-                match op {
-                    SpoolOp::PutSubscription(sub) => {
-                        let mut sub = sub.clone();
-                        // Never let the stored sequence go backwards.
-                        if let Some(old) = subs.get(sub.id).map_err(err)? {
-                            let old: StoredSubscription =
-                                serde_json::from_slice(old.value()).map_err(err)?;
-                            sub.sequence = sub.sequence.max(old.sequence);
-                        }
-                        let bytes = serde_json::to_vec(&sub).map_err(err)?;
-                        subs.insert(sub.id, bytes.as_slice()).map_err(err)?;
-                    }
-                    SpoolOp::RemoveSubscription(id) => {
-                        subs.remove(*id).map_err(err)?;
-                        events
-                            .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)
-                            .map_err(err)?;
-                    }
-                    SpoolOp::Append(id, event) => {
-                        let bytes = serde_json::to_vec(event).map_err(err)?;
-                        events
-                            .insert((*id, event.sequence), bytes.as_slice())
-                            .map_err(err)?;
-                        let last = last_sequence.entry(*id).or_insert(0);
-                        *last = (*last).max(event.sequence);
-                    }
-                    SpoolOp::Remove(id, sequence) => {
-                        events.remove((*id, *sequence)).map_err(err)?;
-                    }
-                    SpoolOp::Agent(user, Some(extension)) => {
-                        agents
-                            .insert(user.as_str(), extension.as_str())
-                            .map_err(err)?;
-                    }
-                    SpoolOp::Agent(user, None) => {
-                        agents.remove(user.as_str()).map_err(err)?;
-                    }
-                }
-            }
-            // Once per subscription and commit, not per event: a burst of events to one
-            // agent rewrote its subscription record for each of them.
-            for (id, sequence) in last_sequence {
-                let stored = subs.get(id).map_err(err)?.map(|v| v.value().to_vec());
-                if let Some(stored) = stored {
-                    let mut sub: StoredSubscription =
-                        serde_json::from_slice(&stored).map_err(err)?;
-                    if sequence > sub.sequence {
-                        sub.sequence = sequence;
-                        let bytes = serde_json::to_vec(&sub).map_err(err)?;
-                        subs.insert(id, bytes.as_slice()).map_err(err)?;
-                    }
-                }
-            }
-        }
-        txn.commit().map_err(err)
-    }
-
-    fn load(&mut self) -> Result<SpoolContents, SpoolError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let subs = txn.open_table(SUBSCRIPTIONS).map_err(err)?;
-        let events = txn.open_table(EVENTS).map_err(err)?;
-        let agents = txn.open_table(AGENTS).map_err(err)?;
-        let mut contents = SpoolContents::default();
-        for entry in subs.iter().map_err(err)? {
-            let (id, value) = entry.map_err(err)?;
-            let mut sub: StoredSubscription = serde_json::from_slice(value.value()).map_err(err)?;
-            let id = id.value();
-            let mut stored = Vec::new();
-            for entry in events.range((id, 0)..=(id, u64::MAX)).map_err(err)? {
-                let (_, value) = entry.map_err(err)?;
-                stored.push(serde_json::from_slice::<StoredEvent>(value.value()).map_err(err)?);
-            }
-            if let Some(last) = stored.last() {
-                sub.sequence = sub.sequence.max(last.sequence);
-            }
-            contents.subscriptions.push((sub, stored));
-        }
-        for entry in agents.iter().map_err(err)? {
-            let (user, extension) = entry.map_err(err)?;
-            contents
-                .agents
-                .insert(user.value().to_string(), extension.value().to_string());
-        }
-        Ok(contents)
-    }
-}
+/// The place of a change in the writer's queue: changes are committed in ticket order, so
+/// once the writer has committed ticket `n`, every change with a lower ticket is durable.
+pub type Ticket = u64;
 
 /// A message to the writer thread.
 enum Message {
@@ -233,18 +172,35 @@ struct Durable {
     sequence: u64,
 }
 
+/// The writer's input. Tickets are given out under the same lock as the send, so the
+/// writer receives changes in ticket order.
+struct Queue {
+    last: Ticket,
+    tx: std_mpsc::Sender<Message>,
+}
+
+/// What every handle of one durable spool shares.
+struct Writer {
+    queue: Mutex<Queue>,
+    /// The highest ticket committed (or given up on after a failed commit).
+    committed: watch::Receiver<Ticket>,
+}
+
 /// The handle to the spool's writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Spool {
-    tx: Option<std_mpsc::Sender<Message>>,
+    writer: Option<Arc<Writer>>,
     /// Commits that failed (the events were delivered from memory anyway).
     failures: Arc<AtomicU64>,
+    /// The last ticket queued through this handle and its clones (see
+    /// [`Spool::independent`]).
+    queued: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Spool")
-            .field("durable", &self.tx.is_some())
+            .field("durable", &self.writer.is_some())
             .finish()
     }
 }
@@ -253,8 +209,9 @@ impl Spool {
     /// No spool: events live in memory only (tests of delivery alone).
     pub fn memory() -> Spool {
         Spool {
-            tx: None,
+            writer: None,
             failures: Arc::new(AtomicU64::new(0)),
+            queued: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -262,24 +219,41 @@ impl Spool {
     pub fn start(mut store: impl SpoolStore) -> Result<(Spool, SpoolContents), SpoolError> {
         let contents = store.load()?;
         let (tx, rx) = std_mpsc::channel::<Message>();
+        let (committed_tx, committed) = watch::channel(0);
         let failures = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&failures);
+        let file = store.file().to_path_buf();
         std::thread::Builder::new()
             .name("event-spool".into())
-            .spawn(move || writer(store, rx, counter))
-            .map_err(err)?;
+            .spawn(move || writer(store, rx, committed_tx, counter))
+            .map_err(|e| SpoolError::new(&file, format!("cannot start the writer thread: {e}")))?;
+        let writer = Writer {
+            queue: Mutex::new(Queue { last: 0, tx }),
+            committed,
+        };
         Ok((
             Spool {
-                tx: Some(tx),
+                writer: Some(Arc::new(writer)),
                 failures,
+                queued: Arc::new(AtomicU64::new(0)),
             },
             contents,
         ))
     }
 
+    /// A handle to the same spool whose changes do not count in this one's
+    /// [`Spool::last_queued`]: the drain tasks' acknowledgements are not the session
+    /// manager's changes, and a read-only operation must not wait for them.
+    pub fn independent(&self) -> Spool {
+        Spool {
+            queued: Arc::new(AtomicU64::new(0)),
+            ..self.clone()
+        }
+    }
+
     /// Whether events are kept on disk.
     pub fn is_durable(&self) -> bool {
-        self.tx.is_some()
+        self.writer.is_some()
     }
 
     /// Failed commits so far.
@@ -287,12 +261,36 @@ impl Spool {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// The ticket of the last change queued through this handle or its clones; 0 before the
+    /// first, and always without a durable spool.
+    pub fn last_queued(&self) -> Ticket {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Whether the change with `ticket` (and every one before it) is committed.
+    pub fn is_committed(&self, ticket: Ticket) -> bool {
+        self.writer
+            .as_ref()
+            .is_none_or(|w| *w.committed.borrow() >= ticket)
+    }
+
+    /// Waits until the change with `ticket` (and every one before it) is committed. Also
+    /// returns when the writer has stopped: a failed commit is logged and counted, and the
+    /// events still go out from memory, so waiting longer would only stall SAP.
+    pub async fn committed(&self, ticket: Ticket) {
+        if let Some(writer) = &self.writer {
+            let mut committed = writer.committed.clone();
+            let _ = committed.wait_for(|done| *done >= ticket).await;
+        }
+    }
+
     /// Commits what is queued, closes the store and ends the writer thread; later changes
     /// are ignored. Blocks until done (call it off the async threads).
     pub fn close(&self) {
-        if let Some(tx) = &self.tx {
+        if let Some(writer) = &self.writer {
             let (done, wait) = std_mpsc::channel();
-            if tx.send(Message::Close(done)).is_ok() {
+            let sent = lock(&writer.queue).tx.send(Message::Close(done)).is_ok();
+            if sent {
                 let _ = wait.recv();
             }
         }
@@ -300,27 +298,38 @@ impl Spool {
 
     /// Queues a change; never blocks.
     pub fn record(&self, op: SpoolOp) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Message::Op(op, None));
-        }
+        self.send(Message::Op(op, None));
     }
 
     /// Queues an event; its outbox may send it once it is committed.
     pub(super) fn append(&self, id: SubscriptionId, event: &OutboundEvent, shared: &Arc<Shared>) {
-        match &self.tx {
-            Some(tx) => {
-                let durable = Durable {
-                    shared: Arc::clone(shared),
-                    sequence: event.sequence,
-                };
-                let op = SpoolOp::Append(id, StoredEvent::from(event));
-                if tx.send(Message::Op(op, Some(durable))).is_err() {
-                    shared.mark_durable(event.sequence);
-                }
-            }
-            None => shared.mark_durable(event.sequence),
+        let durable = Durable {
+            shared: Arc::clone(shared),
+            sequence: event.sequence,
+        };
+        let op = SpoolOp::Append(id, StoredEvent::from(event));
+        if self.send(Message::Op(op, Some(durable))).is_none() {
+            // No spool, or its writer has stopped: the event goes out from memory.
+            shared.mark_durable(event.sequence);
         }
     }
+
+    /// Hands `message` to the writer with the next ticket; `None` if there is no writer
+    /// (any more).
+    fn send(&self, message: Message) -> Option<Ticket> {
+        let writer = self.writer.as_ref()?;
+        let mut queue = lock(&writer.queue);
+        queue.tx.send(message).ok()?;
+        queue.last += 1;
+        self.queued.fetch_max(queue.last, Ordering::AcqRel);
+        Some(queue.last)
+    }
+}
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    // Only a send happens under the lock; recover the data rather than spread a poison
+    // panic into the session manager.
+    queue.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Most changes taken into one commit (beyond the first).
@@ -331,10 +340,17 @@ const LINGER_FROM: usize = 16;
 const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// The writer thread: commits everything waiting in one transaction, then tells the
-/// outboxes which events are durable. Ends when every [`Spool`] handle is gone.
-fn writer(mut store: impl SpoolStore, rx: std_mpsc::Receiver<Message>, failures: Arc<AtomicU64>) {
+/// outboxes which events are durable and publishes the last ticket committed. Ends when
+/// every [`Spool`] handle is gone, or at [`Spool::close`] after marking the store clean.
+fn writer(
+    mut store: impl SpoolStore,
+    rx: std_mpsc::Receiver<Message>,
+    committed: watch::Sender<Ticket>,
+    failures: Arc<AtomicU64>,
+) {
     let mut closing = None;
     let mut last_batch = 0usize;
+    let mut received: Ticket = 0;
     while closing.is_none() {
         let Ok(first) = rx.recv() else { break };
         let mut ops = Vec::new();
@@ -369,6 +385,7 @@ fn writer(mut store: impl SpoolStore, rx: std_mpsc::Receiver<Message>, failures:
             }
         }
         last_batch = ops.len();
+        received += ops.len() as Ticket;
         if let Err(e) = store.apply(&ops) {
             failures.fetch_add(1, Ordering::Relaxed);
             // Delivery matters more than the copy on disk: the events still go out from
@@ -378,8 +395,15 @@ fn writer(mut store: impl SpoolStore, rx: std_mpsc::Receiver<Message>, failures:
         for mark in durable {
             mark.shared.mark_durable(mark.sequence);
         }
+        committed.send_replace(received);
     }
     warn_if_failed(&failures);
+    if closing.is_some() && failures.load(Ordering::Relaxed) == 0 {
+        // Every change is on disk: the next start continues numbering without a gap.
+        if let Err(e) = store.close_clean() {
+            error!(error = %e, "event spool: marking the graceful stop failed");
+        }
+    }
     drop(store);
     if let Some(done) = closing {
         let _ = done.send(());
@@ -397,73 +421,77 @@ fn warn_if_failed(failures: &AtomicU64) {
 mod tests {
     use super::*;
 
-    fn event(sequence: u64) -> StoredEvent {
-        StoredEvent {
-            name: "phoneCallChanged".into(),
-            sequence,
-            user: "A".into(),
-            call: Some("c".into()),
-            body: format!("<e>{sequence}</e>"),
+    /// A store in memory that counts commits, so the tests can hold the writer back.
+    struct Gate {
+        applied: std_mpsc::Sender<usize>,
+        open: std_mpsc::Receiver<()>,
+    }
+
+    impl SpoolStore for Gate {
+        fn apply(&mut self, ops: &[SpoolOp]) -> Result<(), SpoolError> {
+            let _ = self.open.recv();
+            let _ = self.applied.send(ops.len());
+            Ok(())
+        }
+        fn load(&mut self) -> Result<SpoolContents, SpoolError> {
+            Ok(SpoolContents::default())
         }
     }
 
-    fn sub(id: u64) -> StoredSubscription {
-        StoredSubscription {
-            id,
-            kind: "user".into(),
-            target: "A".into(),
-            url: "http://sap/".into(),
-            app_ids: vec!["X".into()],
-            sequence: 0,
+    fn agent(user: &str) -> SpoolOp {
+        SpoolOp::Agent(user.into(), Some("2001".into()))
+    }
+
+    #[tokio::test]
+    async fn a_ticket_is_committed_only_after_its_commit() {
+        let (applied_tx, applied) = std_mpsc::channel();
+        let (open, gate) = std_mpsc::channel();
+        let (spool, _) = Spool::start(Gate {
+            applied: applied_tx,
+            open: gate,
+        })
+        .unwrap();
+        assert_eq!(spool.last_queued(), 0);
+        assert!(spool.is_committed(0));
+        spool.record(agent("A"));
+        let ticket = spool.last_queued();
+        assert_eq!(ticket, 1);
+        assert!(
+            !spool.is_committed(ticket),
+            "the writer is held at the gate"
+        );
+        open.send(()).unwrap();
+        spool.committed(ticket).await;
+        assert!(spool.is_committed(ticket));
+        assert_eq!(applied.recv().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_independent_handle_has_its_own_mark() {
+        let (applied_tx, _applied) = std_mpsc::channel();
+        let (open, gate) = std_mpsc::channel();
+        let (spool, _) = Spool::start(Gate {
+            applied: applied_tx,
+            open: gate,
+        })
+        .unwrap();
+        let acks = spool.independent();
+        acks.record(SpoolOp::Remove(1, 1));
+        assert_eq!(spool.last_queued(), 0, "not the session's change");
+        assert_eq!(acks.last_queued(), 1);
+        spool.clone().record(agent("A"));
+        assert_eq!(spool.last_queued(), 2, "clones share the mark");
+        for _ in 0..2 {
+            open.send(()).unwrap();
         }
+        spool.committed(2).await;
     }
 
     #[test]
-    fn survives_reopen_in_order_and_forgets_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut store = RedbStore::open(dir.path()).unwrap();
-            let mut ops = vec![
-                SpoolOp::PutSubscription(sub(1)),
-                SpoolOp::PutSubscription(sub(2)),
-            ];
-            ops.extend((1..=5).map(|s| SpoolOp::Append(1, event(s))));
-            ops.push(SpoolOp::Append(2, event(1)));
-            ops.push(SpoolOp::Agent("A".into(), Some("2001".into())));
-            store.apply(&ops).unwrap();
-            store
-                .apply(&[
-                    SpoolOp::Remove(1, 1),
-                    SpoolOp::Remove(1, 2),
-                    SpoolOp::RemoveSubscription(2),
-                ])
-                .unwrap();
-        }
-        let contents = RedbStore::open(dir.path()).unwrap().load().unwrap();
-        assert_eq!(contents.subscriptions.len(), 1);
-        let (stored, events) = &contents.subscriptions[0];
-        assert_eq!(stored.id, 1);
-        assert_eq!(stored.sequence, 5);
-        let sequences: Vec<u64> = events.iter().map(|e| e.sequence).collect();
-        assert_eq!(sequences, [3, 4, 5]);
-        assert_eq!(contents.agents["A"], "2001");
-    }
-
-    #[test]
-    fn sequence_never_goes_backwards() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = RedbStore::open(dir.path()).unwrap();
-        store
-            .apply(&[
-                SpoolOp::PutSubscription(sub(1)),
-                SpoolOp::Append(1, event(7)),
-                SpoolOp::Remove(1, 7),
-            ])
-            .unwrap();
-        // A later update of the app ids carries an older sequence.
-        store.apply(&[SpoolOp::PutSubscription(sub(1))]).unwrap();
-        let contents = store.load().unwrap();
-        assert_eq!(contents.subscriptions[0].0.sequence, 7);
-        assert!(contents.subscriptions[0].1.is_empty());
+    fn without_a_spool_nothing_waits() {
+        let spool = Spool::memory();
+        spool.record(agent("A"));
+        assert_eq!(spool.last_queued(), 0);
+        assert!(spool.is_committed(u64::MAX));
     }
 }

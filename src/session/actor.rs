@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::config::{AgentsConfig, OverflowPolicy};
 use crate::domain::{AppUrl, AttachedData, UserId, Workmode};
 use crate::notify::{
-    EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushError, SpoolContents, SpoolOp,
-    StoredSubscription,
+    EndReason, Feedback, Notifier, OutboundEvent, Outbox, PushError, Spool, SpoolContents, SpoolOp,
+    StoredSubscription, Ticket,
 };
 use crate::numbers::E164;
 use crate::switch::{
@@ -122,6 +122,10 @@ pub(super) struct Actor {
     /// The actor's own command queue, for tasks that report back (weak: it never keeps
     /// the actor alive).
     myself: mpsc::WeakSender<Command>,
+    /// How answering tasks learn when what an operation changed is on disk.
+    confirm: Confirm,
+    /// The actor's end of [`Confirm::barriers`], taken by [`Actor::run`].
+    barriers: Option<mpsc::Receiver<oneshot::Sender<Ticket>>>,
 }
 
 impl Actor {
@@ -132,6 +136,11 @@ impl Actor {
         wire: Wire,
         myself: mpsc::WeakSender<Command>,
     ) -> Self {
+        let (barriers_tx, barriers) = mpsc::channel(super::COMMAND_QUEUE);
+        let confirm = Confirm {
+            barriers: barriers_tx,
+            spool: notifier.spool().clone(),
+        };
         Actor {
             config,
             link_up: switch.link_up_at_start(),
@@ -150,6 +159,8 @@ impl Actor {
             next_id: 1,
             last_seen: HashMap::new(),
             myself,
+            confirm,
+            barriers: Some(barriers),
         }
     }
 
@@ -166,11 +177,17 @@ impl Actor {
         });
         let mut reaper = tokio::time::interval(period);
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut barriers = self.barriers.take().expect("the actor runs once");
         loop {
             tokio::select! {
                 biased;
                 Some(event) = switch_events.recv() => self.on_switch_event(event),
                 Some(fb) = feedback.recv() => self.on_feedback(fb),
+                // After the switch events: everything the switch reported before a barrier
+                // request was sent has been taken and queued for the spool.
+                Some(barrier) = barriers.recv() => {
+                    let _ = barrier.send(self.notifier.spool().last_queued());
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => break,
@@ -210,16 +227,13 @@ impl Actor {
     // ---- operations ---------------------------------------------------------------------
 
     fn execute(&mut self, operation: Operation, hint: Option<UserId>, reply: Reply) {
-        let result = self.execute_inner(operation, hint.as_ref());
-        match result {
-            Ok(Step::Answer(value)) => {
-                let _ = reply.send(Ok(value));
-            }
-            Ok(Step::Switch(commands)) => self.submit(commands, reply),
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        let before = self.notifier.spool().last_queued();
+        let result = match self.execute_inner(operation, hint.as_ref()) {
+            Ok(Step::Switch(commands)) => return self.submit(commands, reply),
+            Ok(Step::Answer(value)) => Ok(value),
+            Err(e) => Err(e),
+        };
+        self.confirm.answer_after(before, result, reply);
     }
 
     fn execute_inner(
@@ -491,10 +505,12 @@ impl Actor {
     }
 
     /// Sends commands to the switch one after another (stopping at the first failure) and
-    /// answers the SOAP caller from a task, so the actor never waits for the switch.
+    /// answers the SOAP caller from a task once the events they caused are on disk, so the
+    /// actor never waits for the switch or the spool.
     fn submit(&self, commands: Vec<SwitchCommand>, reply: Reply) {
         let switch = Arc::clone(&self.switch);
         let myself = self.myself.clone();
+        let confirm = self.confirm.clone();
         tokio::spawn(async move {
             let mut result = Ok(Answer::Done);
             for command in commands {
@@ -518,6 +534,7 @@ impl Actor {
                     break;
                 }
             }
+            confirm.switch_events_durable().await;
             let _ = reply.send(result);
         });
     }
@@ -1622,6 +1639,51 @@ impl Actor {
 const OVERFLOW_REASON: &str = "event queue overflow";
 /// Why getAttributes ends the user's earlier subscriptions: SAP opened a new IC session.
 const NEW_SESSION_REASON: &str = "new session";
+
+/// Holds a SOAP answer back until what the operation changed is on disk, so an operation
+/// SAP saw succeed never loses its events to a crash. Never makes the actor wait: the
+/// waiting happens in the task that answers.
+#[derive(Clone)]
+struct Confirm {
+    /// Asks the actor for the spool ticket of everything it has queued so far.
+    barriers: mpsc::Sender<oneshot::Sender<Ticket>>,
+    /// The actor's spool handle (its ticket mark counts the actor's changes only).
+    spool: Spool,
+}
+
+impl Confirm {
+    /// Answers an operation the actor ran itself: at once if it queued nothing for the
+    /// spool (reads) or that is committed already, else from a task once it is.
+    fn answer_after(&self, before: Ticket, result: Result<Answer, SessionError>, reply: Reply) {
+        let ticket = self.spool.last_queued();
+        if ticket == before || self.spool.is_committed(ticket) {
+            let _ = reply.send(result);
+            return;
+        }
+        let spool = self.spool.clone();
+        tokio::spawn(async move {
+            spool.committed(ticket).await;
+            let _ = reply.send(result);
+        });
+    }
+
+    /// After the switch answered a command: the adapters report a command's events before
+    /// they answer it, so once the actor has taken those (its loop takes switch events
+    /// before barrier requests) and the spool has committed what it queued, the events are
+    /// durable.
+    async fn switch_events_durable(&self) {
+        if !self.spool.is_durable() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.barriers.send(tx).await.is_err() {
+            return;
+        }
+        if let Ok(ticket) = rx.await {
+            self.spool.committed(ticket).await;
+        }
+    }
+}
 
 /// What an operation leads to.
 enum Step {

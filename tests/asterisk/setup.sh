@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the test PBX for tests/asterisk_flow.rs: a real Asterisk (Debian sid) in a
+# Starts the test PBX for tests/it/asterisk_flow.rs: a real Asterisk (Debian sid) in a
 # debootstrapped chroot, and three baresip phones (2001, 2002 agents; 2003 customer),
 # all on loopback. Idempotent: the chroot is cached and reused, and running processes from
 # an earlier call are stopped and started again so every run begins from a clean PBX.

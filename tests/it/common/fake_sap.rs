@@ -12,7 +12,6 @@
 //! Every request is counted ([`FakeSap::requests`]), also those that fail; only requests
 //! answered 2xx are reported by [`FakeSap::next_event`]. Timeouts here use tokio time: do
 //! not combine with `tokio::time::pause` (the paused clock jumps while sockets wait).
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -97,15 +96,6 @@ impl Received {
             .into_iter()
             .find(|e| e.name == name)
             .map(|e| e.text)
-    }
-
-    /// The texts of all elements named `name`, in document order.
-    pub fn fields(&self, name: &str) -> Vec<String> {
-        elements(&self.body)
-            .into_iter()
-            .filter(|e| e.name == name)
-            .map(|e| e.text)
-            .collect()
     }
 
     /// The `SOAPAction` header as sent (quotes included).

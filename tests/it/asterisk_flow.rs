@@ -4,7 +4,7 @@
 //! Needs root (debootstrap, chroot, mount) and a Debian mirror. Without them the test
 //! prints `SKIPPED: <reason>` and passes, except in CI (`CI` set), where it fails.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -247,6 +247,18 @@ async fn consult_agent2(server: &TestServer, sap: &mut FakeSap, call: &str) -> S
     consult
 }
 
+/// Waits until `/readyz` answers `status`: the link to the PBX is reported by nothing else.
+async fn ready(server: &TestServer, status: u16, what: &str) {
+    common::poll(what, STEP, || async move {
+        let answer = server.request(true, "GET", "/readyz", &[], "").await;
+        match answer.status == status {
+            true => Ok(()),
+            false => Err(format!("{} {}", answer.status, answer.body)),
+        }
+    })
+    .await
+}
+
 fn is(event: &Received, field: &str, value: &str) -> bool {
     event.field(field).as_deref() == Some(value)
 }
@@ -273,10 +285,6 @@ text = "Back office"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     if let Err(reason) = setup(None) {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -286,20 +294,7 @@ async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
         return;
     }
     let _teardown = Teardown;
-    // Timing on a busy 2-core machine (PBX, three SIP phones, the connector and the test
-    // in one box) occasionally loses a step; the scenario then runs once more on a freshly
-    // started PBX, and the first failure is printed. Two failures fail the test.
-    let first = tokio::spawn(scenario()).await;
-    if let Err(failure) = first {
-        let why = failure
-            .try_into_panic()
-            .ok()
-            .and_then(|p| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        println!("RETRY: the first run of the Asterisk scenario failed: {why}");
-        setup(None).expect("restarting the PBX for the second run");
-        scenario().await;
-    }
+    scenario().await;
 }
 
 /// The whole scenario through SAP's side, on a freshly started PBX.
@@ -308,11 +303,7 @@ async fn scenario() {
     let server = TestServer::start(CONFIG).await;
 
     // The adapter logs in and resyncs: /readyz turns ready.
-    let deadline = tokio::time::Instant::now() + STEP;
-    while server.request(true, "GET", "/readyz", &[], "").await.status != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "AMI link never up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ready(&server, 200, "AMI link up").await;
     for (user, path) in [("AGENT1", "/a1"), ("AGENT2", "/a2")] {
         server
             .call(
@@ -579,11 +570,7 @@ async fn scenario() {
 
     // Switchover: Asterisk crashes mid-call (no hangup events), the link goes down...
     setup(Some("--kill-asterisk")).unwrap();
-    let deadline = tokio::time::Instant::now() + STEP;
-    while server.request(true, "GET", "/readyz", &[], "").await.status != 503 {
-        assert!(tokio::time::Instant::now() < deadline, "no LinkDown");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ready(&server, 503, "LinkDown").await;
     let (_, fault) = server
         .call(
             "PhoneCall",

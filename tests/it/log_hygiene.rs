@@ -2,7 +2,7 @@
 //! appId with a line break never starts a line of its own in the log file the real binary
 //! writes, and credentials inside an appURL show neither in the log nor in `/api/status`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -81,28 +81,6 @@ async fn post_as(api: &Endpoints, authorization: &str, body: String) -> (u16, St
     (answer.status, answer.body)
 }
 
-/// The process, killed if the test fails before stopping it (its stdout is the test's:
-/// a process left running would keep the test harness waiting).
-struct Running(Option<Process>);
-
-impl Running {
-    fn endpoints(&self) -> &Endpoints {
-        &self.0.as_ref().expect("running").endpoints
-    }
-
-    fn stop(mut self) {
-        self.0.take().expect("running").stop();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(process) = self.0.take() {
-            process.kill();
-        }
-    }
-}
-
 /// Every line of every log file in `dir`.
 fn log_lines(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
@@ -116,8 +94,8 @@ fn log_lines(dir: &Path) -> Vec<String> {
 
 async fn hostile_peers_cannot_write_the_log(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let process = Running(Some(Process::start(&write_config(dir.path(), format))));
-    let api = process.endpoints();
+    let process = Process::start(&write_config(dir.path(), format));
+    let api = &process.endpoints;
     let ok = basic(SOAP_USER, SOAP_PASSWORD);
 
     // A Basic-auth user name with a line break.

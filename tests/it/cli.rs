@@ -1,7 +1,7 @@
 //! The binary as an admin uses it: --version, check-config, and a real process that is
 //! started, answers, and stops cleanly on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

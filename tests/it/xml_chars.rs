@@ -2,7 +2,7 @@
 //! server: refused on input with a Client fault that changes nothing, never written out,
 //! also when the switch hands them over in a call's attributes.
 
-mod common;
+use crate::common;
 
 use common::fake_sap::FakeSap;
 use common::server::{SoapAnswer, TestServer, envelope_as, params, text_of};

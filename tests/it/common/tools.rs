@@ -1,8 +1,6 @@
 //! External tools the interop tests run (installed by scripts/test.sh). Missing outside CI:
 //! the test says SKIPPED and why. Missing in CI (`CI` set): the test fails.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 
 fn tool(env: &str, fallback: &str) -> Option<PathBuf> {

@@ -3,7 +3,7 @@
 //! port where nothing listens), is not ready, `ici_switch_link_up` is 0, and every failed
 //! attempt is logged with its reason.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -85,31 +85,6 @@ level = "info"
     file
 }
 
-/// The process, killed if the test fails before stopping it (its stdout is the test's:
-/// a process left running would keep the test harness waiting).
-struct Running(Option<Process>);
-
-impl std::ops::Deref for Running {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        self.0.as_ref().expect("running")
-    }
-}
-
-impl Running {
-    fn stop(mut self) {
-        self.0.take().expect("running").stop();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(process) = self.0.take() {
-            process.kill();
-        }
-    }
-}
-
 /// `/readyz` answers 503 naming the down link, and the gauge is 0.
 async fn not_ready(api: &Endpoints) {
     let ready = api.request(true, "GET", "/readyz", &[], "").await;
@@ -132,7 +107,7 @@ async fn not_ready(api: &Endpoints) {
 async fn a_refused_ami_login_is_not_ready_and_logged() {
     let (port, mut logins) = refusing_ami("Authentication failed").await;
     let dir = tempfile::tempdir().unwrap();
-    let process = Running(Some(Process::start(&write_config(dir.path(), port))));
+    let process = Process::start(&write_config(dir.path(), port));
     let api = &process.endpoints;
 
     // Down before the first attempt has ended, down after refused ones, each one logged.
@@ -158,7 +133,7 @@ async fn an_unreachable_ami_is_not_ready_and_logged() {
         listener.local_addr().unwrap().port()
     };
     let dir = tempfile::tempdir().unwrap();
-    let process = Running(Some(Process::start(&write_config(dir.path(), port))));
+    let process = Process::start(&write_config(dir.path(), port));
     for _ in 0..2 {
         let line = process.expect_line("AMI connect failed");
         assert!(line.to_lowercase().contains("connection refused"), "{line}");

@@ -1,8 +1,6 @@
 //! The real connector, started in-process on 127.0.0.1:0, and a small HTTP/SOAP client
 //! that speaks to it over real sockets.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -155,6 +153,7 @@ impl TestServer {
         mut config: Config,
         data: std::sync::Arc<tempfile::TempDir>,
     ) -> TestServer {
+        super::log_to_test_output();
         config.events.data_dir = data.path().to_path_buf();
         config.soap.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();

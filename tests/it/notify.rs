@@ -1,7 +1,7 @@
 //! The notifier against a fake SAP event receiver on real sockets: ordering, retries,
 //! duplicates, the end of SAP's session, the queue bound, and draining after the end.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,12 +26,8 @@ fn settings() -> NotifierSettings {
     }
 }
 
-/// Logs go to the test output when `RUST_LOG` is set, e.g. `RUST_LOG=ici_connector=debug`.
 fn notifier(settings: NotifierSettings) -> (Notifier, mpsc::Receiver<Feedback>) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::log_to_test_output();
     let (feedback, feedback_rx) = mpsc::channel(16);
     (Notifier::new(settings, feedback), feedback_rx)
 }
@@ -75,14 +71,13 @@ fn sequences(events: &[Received]) -> Vec<u64> {
 
 /// Waits for a condition that no channel reports (a count inside the notifier).
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {WAIT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::poll(what, WAIT, || {
+        std::future::ready(match condition() {
+            true => Ok(()),
+            false => Err("not yet".into()),
+        })
+    })
+    .await
 }
 
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {

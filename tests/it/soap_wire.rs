@@ -1,7 +1,7 @@
 //! The SAP-facing listener over real sockets: SAP's own trace, the shapes other SOAP
 //! stacks send, bad input of every kind, limits, WSDL, and interop with zeep and suds.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -10,7 +10,10 @@ use common::tools;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const VENDOR_TRACE: &[u8] = include_bytes!("fixtures/soap/vendor-trace.http");
+const VENDOR_TRACE: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/soap/vendor-trace.http"
+));
 
 /// Sends raw bytes and reads until the server closes (or 10 s pass).
 async fn raw_exchange(server: &TestServer, bytes: &[u8]) -> String {

@@ -3,7 +3,7 @@
 //! supervisor's `listen` / `listenEnd` is the exception. Without the header (a client that
 //! is not an agent's IC session) the connector still finds the call at any agent.
 
-mod common;
+use crate::common;
 
 use common::fake_sap::FakeSap;
 use common::server::{SoapAnswer, TestServer, envelope_as, params, text_of};

@@ -1,9 +1,10 @@
 //! Event delivery through the whole connector: callback outages, queue limits and their
 //! policies, and the ghost-call reaper. Real HTTP both ways, the simulator as the switch.
 
-mod common;
+use crate::common;
 
 use common::fake_sap::{FakeSap, Mode, Received};
+use common::process::Process;
 use common::server::{Endpoints, SoapAnswer, TestServer, envelope, envelope_as, ns, params};
 use ici_connector::config::EventsConfig;
 use serde_json::json;
@@ -227,18 +228,22 @@ async fn a_2xx_with_a_large_body_is_one_delivery() {
 }
 
 /// SAP refusing one event with 400 costs that event (counted, and its sequence number is
-/// a gap), not the subscription: the next event is delivered.
+/// a gap), not the subscription: the next event is delivered. The connector runs as a child
+/// process: the metrics recorder is one per process, and tests beside this one drop events
+/// too.
 #[tokio::test]
 async fn a_400_drops_that_event_and_the_next_one_is_delivered() {
-    let server = TestServer::start(&config("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let process = Process::start_in(dir.path(), &config(""));
+    let server = &process.endpoints;
     let mut fake = FakeSap::start().await;
     fake.set_mode(Mode::Status(400));
     let rejected = r#"ici_events_dropped_total{reason="rejected"}"#;
-    let before = metric(&server, rejected).await;
+    let before = metric(server, rejected).await;
     server.log_in("A1", "2001", &fake.url, "IC-A1", 2).await;
     fake.wait_requests(1).await;
     fake.set_mode(Mode::Ok);
-    let call = ring(&server, "2001").await;
+    let call = ring(server, "2001").await;
     let alerting = fake.next_event().await;
     assert_eq!(
         alerting.sequence,
@@ -247,10 +252,10 @@ async fn a_400_drops_that_event_and_the_next_one_is_delivered() {
     );
     assert_eq!(state(&alerting), "alerting");
     assert_eq!(fake.requests(), 2, "the 400 was not retried");
-    assert_eq!(metric(&server, rejected).await - before, 1.0);
-    hang_up(&server, &call).await;
+    assert_eq!(metric(server, rejected).await - before, 1.0);
+    hang_up(server, &call).await;
     assert_eq!(fake.next_event().await.sequence, Some(3));
-    server.stop().await;
+    process.stop();
 }
 
 /// `subscribeUser` (or `unsubscribeUser`) as SAP sends it.
