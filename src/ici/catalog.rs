@@ -9,8 +9,11 @@
 
 use super::error::IciError;
 
-/// The events are the session manager's vocabulary; the catalog describes them.
-pub use crate::session::EventKind;
+mod kind;
+
+pub use kind::{
+    ContainerOp, EventKind, FolderOp, ItemOp, Kind, LineOp, OpKind, PhoneCallOp, SystemOp, UserOp,
+};
 
 /// An ICI interface: one SOAP namespace, one WSDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,173 +84,6 @@ impl Interface {
             let short = &full[3..full.len() - "Interface".len()];
             name.eq_ignore_ascii_case(full) || name.eq_ignore_ascii_case(short)
         })
-    }
-}
-
-/// Every operation SAP may call, by interface. Lookup yields one; the dispatcher matches
-/// it exhaustively.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    System(SystemOp),
-    User(UserOp),
-    Container(ContainerOp),
-    Item(ItemOp),
-    Line(LineOp),
-    PhoneCall(PhoneCallOp),
-    Folder(FolderOp),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SystemOp {
-    ExchangeProductInformation,
-    GetWorkcenterCapability,
-    GetPresenceQueueInfo,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UserOp {
-    GetAttributes,
-    GetUserAttributes,
-    SetCurrentWorkmode,
-    SetCurrentChannels,
-    SetCurrentQueues,
-    SetAddresses,
-    SubscribeUser,
-    UnsubscribeUser,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ContainerOp {
-    SubscribeContainer,
-    UnsubscribeContainer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ItemOp {
-    Create,
-    Accept,
-    Reroute,
-    SetAttachedData,
-    GetAttachedData,
-    DeleteAttachedData,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LineOp {
-    GetCalls,
-    DropCalls,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PhoneCallOp {
-    Dial,
-    Hold,
-    Unhold,
-    Drop,
-    Transfer,
-    Consult,
-    Conference,
-    Alternate,
-    Reconnect,
-    DropParty,
-    Listen,
-    ListenEnd,
-    GetPhoneCallAttributes,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FolderOp {
-    GetMessages,
-}
-
-/// What a catalog entry is: an operation SAP calls, or an event we send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Request(OpKind),
-    Event(EventKind),
-}
-
-impl OpKind {
-    /// The operation's name on the wire, e.g. `getAttributes`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            OpKind::System(op) => match op {
-                SystemOp::ExchangeProductInformation => "exchangeProductInformation",
-                SystemOp::GetWorkcenterCapability => "getWorkcenterCapability",
-                SystemOp::GetPresenceQueueInfo => "getPresenceQueueInfo",
-            },
-            OpKind::User(op) => match op {
-                UserOp::GetAttributes => "getAttributes",
-                UserOp::GetUserAttributes => "getUserAttributes",
-                UserOp::SetCurrentWorkmode => "setCurrentWorkmode",
-                UserOp::SetCurrentChannels => "setCurrentChannels",
-                UserOp::SetCurrentQueues => "setCurrentQueues",
-                UserOp::SetAddresses => "setAddresses",
-                UserOp::SubscribeUser => "subscribeUser",
-                UserOp::UnsubscribeUser => "unsubscribeUser",
-            },
-            OpKind::Container(op) => match op {
-                ContainerOp::SubscribeContainer => "subscribeContainer",
-                ContainerOp::UnsubscribeContainer => "unsubscribeContainer",
-            },
-            OpKind::Item(op) => match op {
-                ItemOp::Create => "create",
-                ItemOp::Accept => "accept",
-                ItemOp::Reroute => "reroute",
-                ItemOp::SetAttachedData => "setAttachedData",
-                ItemOp::GetAttachedData => "getAttachedData",
-                ItemOp::DeleteAttachedData => "deleteAttachedData",
-            },
-            OpKind::Line(op) => match op {
-                LineOp::GetCalls => "getCalls",
-                LineOp::DropCalls => "dropCalls",
-            },
-            OpKind::PhoneCall(op) => match op {
-                PhoneCallOp::Dial => "dial",
-                PhoneCallOp::Hold => "hold",
-                PhoneCallOp::Unhold => "unhold",
-                PhoneCallOp::Drop => "drop",
-                PhoneCallOp::Transfer => "transfer",
-                PhoneCallOp::Consult => "consult",
-                PhoneCallOp::Conference => "conference",
-                PhoneCallOp::Alternate => "alternate",
-                PhoneCallOp::Reconnect => "reconnect",
-                PhoneCallOp::DropParty => "dropParty",
-                PhoneCallOp::Listen => "listen",
-                PhoneCallOp::ListenEnd => "listenEnd",
-                PhoneCallOp::GetPhoneCallAttributes => "getPhoneCallAttributes",
-            },
-            OpKind::Folder(FolderOp::GetMessages) => "getMessages",
-        }
-    }
-
-    /// The interface the operation belongs to.
-    pub const fn interface(self) -> Interface {
-        match self {
-            OpKind::System(_) => Interface::System,
-            OpKind::User(_) => Interface::User,
-            OpKind::Container(_) => Interface::Container,
-            OpKind::Item(_) => Interface::Item,
-            OpKind::Line(_) => Interface::Line,
-            OpKind::PhoneCall(_) => Interface::PhoneCall,
-            OpKind::Folder(_) => Interface::Folder,
-        }
-    }
-}
-
-impl Kind {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Kind::Request(op) => op.name(),
-            Kind::Event(event) => event.name(),
-        }
-    }
-
-    pub const fn interface(self) -> Interface {
-        match self {
-            Kind::Request(op) => op.interface(),
-            Kind::Event(_) => Interface::Event,
-        }
     }
 }
 
@@ -324,73 +160,7 @@ const fn aka(mut param: Param, aliases: &'static [&'static str]) -> Param {
 }
 
 /// Every parameter of the table below, by name: what the parameter reader is given.
-pub mod param {
-    use super::{Param, Ty, aka, opt, req};
-
-    pub const USER_ID: Param = aka(req("userId", Ty::String), &["user", "userID", "agentId"]);
-    pub const CONTAINER_ID: Param = aka(
-        req("containerId", Ty::String),
-        &["container", "containerID", "lineId"],
-    );
-    pub const ITEM_ID: Param = aka(
-        req("itemId", Ty::String),
-        &["callId", "item", "itemID", "id"],
-    );
-    pub const CALL_ID: Param = aka(
-        req("callId", Ty::String),
-        &["itemId", "call", "callID", "id"],
-    );
-    pub const CONSULT_CALL_ID: Param = aka(
-        req("consultCallId", Ty::String),
-        &["consultItemId", "secondCallId", "otherCallId"],
-    );
-    pub const ADDRESS: Param = aka(
-        req("address", Ty::String),
-        &["destination", "number", "phoneNumber", "to"],
-    );
-    pub const APP_URL: Param = aka(req("appURL", Ty::String), &["appUrl", "url", "URL"]);
-    pub const APP_ID: Param = aka(
-        req("appId", Ty::String),
-        &["applicationId", "appID", "applId", "applID"],
-    );
-    pub const PRODUCT_NAME: Param = opt("productName", Ty::String);
-    pub const PRODUCT_VERSION: Param = opt("productVersion", Ty::String);
-    pub const ICI_VERSION: Param = opt("iciVersion", Ty::String);
-    pub const CHANNEL: Param = opt("channel", Ty::String);
-    pub const WORKMODE: Param = aka(
-        req("workmode", Ty::Int),
-        &["workMode", "workmodeId", "mode"],
-    );
-    pub const REASON: Param = aka(opt("reason", Ty::String), &["reasonCode"]);
-    pub const CHANNELS: Param = aka(req("channels", Ty::StringList), &["channel"]);
-    pub const QUEUES: Param = aka(req("queues", Ty::StringList), &["queue"]);
-    pub const ADDRESSES: Param = aka(req("addresses", Ty::StringList), &["address"]);
-    pub const ATTACHED_DATA: Param = aka(
-        req("attachedData", Ty::String),
-        &["data", "itemAttachedData"],
-    );
-    /// deleteAttachedData's: absent means every application.
-    pub const OPT_ATTACHED_DATA: Param = aka(
-        opt("attachedData", Ty::String),
-        &["data", "itemAttachedData"],
-    );
-    /// dial's: the line to dial from, when no user is named.
-    pub const DIAL_CONTAINER_ID: Param =
-        aka(opt("containerId", Ty::String), &["container", "lineId"]);
-    /// dial's: the agent dialling, when no container is named.
-    pub const DIAL_USER_ID: Param = aka(opt("userId", Ty::String), &["user"]);
-    /// dial's: the item (from `create`) the call is placed for.
-    pub const DIAL_ITEM_ID: Param = aka(opt("itemId", Ty::String), &["item"]);
-
-    // Events.
-    pub const APP_IDS: Param = req("appIds", Ty::StringList);
-    pub const SEQUENCE: Param = req("sequence", Ty::Int);
-    pub const PHONE_CALL: Param = req("phoneCall", Ty::Struct("PhoneCall"));
-    pub const EVENT_ATTACHED_DATA: Param = opt("attachedData", Ty::String);
-    pub const EVENT_USER_ID: Param = req("userId", Ty::String);
-    pub const EVENT_WORKMODE: Param = req("workmode", Ty::Int);
-    pub const EVENT_REASON: Param = opt("reason", Ty::String);
-}
+pub mod param;
 
 use param::*;
 
