@@ -109,12 +109,6 @@ impl AppUrl {
         &self.text
     }
 
-    /// The URL as the status page shows it: credentials inside it (SAP may put them
-    /// there) masked, `http://user:****@host/`. Logs mask them by themselves.
-    pub fn redacted(&self) -> String {
-        crate::logging::redact_credentials(&self.text).into_owned()
-    }
-
     pub fn uri(&self) -> http::Uri {
         self.uri.clone()
     }

@@ -12,8 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::LiveConfig;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::ici::{self, IciError, catalog::Match};
 use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse, ListenerSecurity, Peer};
 use crate::ops::RequestLog;
@@ -82,7 +81,14 @@ impl Soap {
                 .await
             {
                 AuthOutcome::Allowed(name) => user = Some(name),
-                refused => return listener::closing(auth.refusal(&refused, true)),
+                refused => {
+                    // SAP reads faults: the refusal is one.
+                    let refusal = auth.refusal(&refused);
+                    let fault = soap::write_fault(&Fault::client(refusal.text));
+                    let mut response = listener::response(refusal.status, SOAP_CONTENT_TYPE, fault);
+                    refusal.add_header(response.headers_mut());
+                    return listener::closing(response);
+                }
             }
         }
         let path = request.uri().path().to_string();

@@ -627,6 +627,17 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_layer_reads_every_ici_namespace_without_a_copy() {
+        for interface in Interface::ALL {
+            assert!(
+                crate::soap::INTERNED_NAMESPACES.contains(&interface.namespace()),
+                "{}",
+                interface.namespace()
+            );
+        }
+    }
+
+    #[test]
     fn interface_names() {
         assert_eq!(Interface::from_name("user"), Some(Interface::User));
         assert_eq!(

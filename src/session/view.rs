@@ -22,8 +22,9 @@ pub struct Numbers {
 /// Finds ANI and DNIS by the configured attribute lists. For a call the agent placed, the
 /// remote party is the one dialed. Falls back to the first other party.
 pub fn numbers(leg: &LegEvent, config: &NumbersConfig) -> Numbers {
-    let dialed = pick_attribute(&leg.attributes, &config.dialed_attributes).map(str::to_string);
-    let caller = pick_attribute(&leg.attributes, &config.remote_attributes).map(str::to_string);
+    let attribute = |name: &str| leg.attributes.get(name);
+    let dialed = pick_attribute(attribute, &config.dialed_attributes).map(str::to_string);
+    let caller = pick_attribute(attribute, &config.remote_attributes).map(str::to_string);
     let placed_by_agent =
         leg.direction == Direction::Outbound || caller.as_deref() == Some(leg.extension.as_str());
     let remote = if placed_by_agent {

@@ -1,5 +1,6 @@
 //! The status page's snapshot of the session state.
 
+use crate::logging::redact_credentials;
 use crate::switch::LegEvent;
 
 use super::super::view::{
@@ -46,7 +47,8 @@ impl Actor {
                 .map(|s| SubscriptionStatus {
                     id: s.id,
                     target: s.target.to_string(),
-                    app_url: s.url.redacted(),
+                    // SAP may put credentials in it: masked, `http://user:****@host/`.
+                    app_url: redact_credentials(s.url.as_str()).into_owned(),
                     app_ids: s.app_ids.clone(),
                     sequence: s.sequence,
                     queue_depth: s.outbox.depth(),
