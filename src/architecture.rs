@@ -4,7 +4,7 @@
 //! of each file under `src/` (comments, string literals and `#[cfg(test)]` items left out)
 //! is an edge from the file's top-level module to another. Each edge must be listed in
 //! [`ALLOWED`], and the listed graph must have no circle, so a new dependency is a decision
-//! written down here, never an accident.
+//! written down here, never an accident. And no source file grows past [`MAX_LINES`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -551,6 +551,24 @@ fn switch_backends_import_only_the_switch_vocabulary_domain_config_and_backoff()
             }
         }
     }
+}
+
+/// Files of one job each: past this, a file is doing several.
+const MAX_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_over_800_lines() {
+    let src = src_dir();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|path| {
+            let lines = std::fs::read_to_string(path).ok()?.lines().count();
+            (lines > MAX_LINES).then(|| format!("{}: {lines} lines", path.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split by job:\n{}", long.join("\n"));
 }
 
 // The scanner itself: a rule checked by a scanner that misses uses would hold by accident.
