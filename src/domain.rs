@@ -2,7 +2,20 @@
 
 use std::fmt;
 
-use crate::soap::Fault;
+/// A value SAP sent that is not a valid domain value. Each carries what the client sent,
+/// so the fault can name it back; the ICI layer maps it to a SOAP fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid user id {0:?}")]
+    InvalidUserId(String),
+    #[error("unknown workmode {0}")]
+    InvalidWorkmode(i64),
+    #[error("invalid appURL {0:?}")]
+    InvalidAppUrl(String),
+    /// Not an `ItemAttachedData` document; the reason says what is wrong with it.
+    #[error("invalid attached data: {0}")]
+    InvalidAttachedData(String),
+}
 
 /// A SAP user id (the agent). SAP user names are case-insensitive and stored upper-case,
 /// so we upper-case too: `crmfosout` and `CRMFOSOUT` are one agent.
@@ -14,13 +27,13 @@ impl UserId {
     /// refuse anything that could not be a user name.
     const MAX_LEN: usize = 64;
 
-    pub fn parse(raw: &str) -> Result<UserId, Fault> {
+    pub fn parse(raw: &str) -> Result<UserId, DomainError> {
         let raw = raw.trim();
         if raw.is_empty()
             || raw.chars().count() > Self::MAX_LEN
             || raw.chars().any(|c| c.is_control() || c.is_whitespace())
         {
-            return Err(Fault::client("invalid user id").with_detail(format!("{raw:?}")));
+            return Err(DomainError::InvalidUserId(raw.to_string()));
         }
         Ok(UserId(raw.to_uppercase()))
     }
@@ -48,12 +61,12 @@ impl Workmode {
     /// The lowest id `[[workmodes.custom]]` may use; the ones below are SAP's.
     pub const FIRST_CUSTOM: Workmode = Workmode(4);
 
-    pub fn parse(value: i64) -> Result<Workmode, Fault> {
+    pub fn parse(value: i64) -> Result<Workmode, DomainError> {
         u32::try_from(value)
             .ok()
             .filter(|v| *v >= 1)
             .map(Workmode)
-            .ok_or_else(|| Fault::client("unknown workmode").with_detail(value.to_string()))
+            .ok_or(DomainError::InvalidWorkmode(value))
     }
 }
 
@@ -71,38 +84,113 @@ impl fmt::Display for Workmode {
     }
 }
 
-/// SAP's event endpoint for one IC session: an absolute http(s) URL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppUrl(String);
+/// SAP's event endpoint for one IC session: an absolute http(s) URL. Kept parsed too, so
+/// handing it to the notifier cannot fail. Equal, ordered and hashed by its text.
+#[derive(Debug, Clone)]
+pub struct AppUrl {
+    text: String,
+    uri: http::Uri,
+}
 
 impl AppUrl {
-    pub fn parse(raw: &str) -> Result<AppUrl, Fault> {
-        let bad = || Fault::client("invalid appURL").with_detail(format!("{raw:?}"));
+    pub fn parse(raw: &str) -> Result<AppUrl, DomainError> {
+        let bad = || DomainError::InvalidAppUrl(raw.to_string());
         let uri: http::Uri = raw.trim().parse().map_err(|_| bad())?;
         match (uri.scheme_str(), uri.authority()) {
-            (Some("http" | "https"), Some(_)) => Ok(AppUrl(uri.to_string())),
+            (Some("http" | "https"), Some(_)) => Ok(AppUrl {
+                text: uri.to_string(),
+                uri,
+            }),
             _ => Err(bad()),
         }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL as the status page shows it: credentials inside it (SAP may put them
-    /// there) masked, `http://user:****@host/`. Logs mask them by themselves.
-    pub fn redacted(&self) -> String {
-        crate::logging::redact_credentials(&self.0).into_owned()
+        &self.text
     }
 
     pub fn uri(&self) -> http::Uri {
-        self.0.parse().expect("validated in AppUrl::parse")
+        self.uri.clone()
+    }
+}
+
+impl PartialEq for AppUrl {
+    fn eq(&self, other: &AppUrl) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for AppUrl {}
+
+impl std::hash::Hash for AppUrl {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl PartialOrd for AppUrl {
+    fn partial_cmp(&self, other: &AppUrl) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AppUrl {
+    fn cmp(&self, other: &AppUrl) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
     }
 }
 
 impl fmt::Display for AppUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
+    }
+}
+
+/// Item attached data (ICI.md section 6): one `<Application id>` element per SAP
+/// application, in the order the applications were first set. There is no schema below
+/// `Application`, so each one is kept as the exact text SAP (or the IVR) sent and relayed
+/// unchanged; reading and writing the document is the ICI layer's job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachedData {
+    /// (application id, the whole `<Application ...>...</Application>` element as text)
+    applications: Vec<(String, String)>,
+}
+
+impl AttachedData {
+    /// Sets one application's element: replaces the one with the same id, or appends.
+    pub fn set(&mut self, id: String, element: String) {
+        match self.applications.iter_mut().find(|(i, _)| *i == id) {
+            Some(slot) => slot.1 = element,
+            None => self.applications.push((id, element)),
+        }
+    }
+
+    /// Replaces the applications `other` names and adds the new ones (setAttachedData).
+    pub fn merge(&mut self, other: AttachedData) {
+        for (id, element) in other.applications {
+            self.set(id, element);
+        }
+    }
+
+    /// Removes the named applications (deleteAttachedData).
+    pub fn remove(&mut self, ids: &[String]) {
+        self.applications.retain(|(id, _)| !ids.contains(id));
+    }
+
+    /// The application ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.applications.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The applications' elements as text, in order.
+    pub fn elements(&self) -> impl Iterator<Item = &str> {
+        self.applications
+            .iter()
+            .map(|(_, element)| element.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.applications.is_empty()
     }
 }
 

@@ -1,42 +1,41 @@
 //! ici-connector: CTI middleware between SAP CRM's Interaction Center (ICI, SOAP over HTTP)
 //! and a contact-center telephone switch.
 //!
-//! Map of the crate and its data flow:
+//! Data flow: XML only between SAP and `ici`; typed ICI from `ici` to the switch and back.
 //! ```text
-//! SAP ──SOAP──▶ server ─▶ soap::parse_request ─▶ ici::resolve ─▶ session (actor) ─▶ switch adapter
-//!                                                                    ▲                  │
-//!                                                                    └──SwitchEvent─────┘
-//! session ─▶ notify (one ordered outbox per subscription) ──SOAP POST──▶ SAP appURL
+//! SAP ─POST─▶ server ─▶ soap::parse_request ─▶ ici::resolve ─Operation─▶ session ─SwitchCommand─▶ switch
+//! ▲                                                                       │ │ ▲                     │
+//! └─ soap::write_response ◀─ ici::render ◀─Answer─────────────────────────┘ │ └──SwitchEvent────────┘
+//!                                                                           └─IciEvent─▶ ici::render (Wire) ─▶ notify
+//! SAP appURL ◀─POST─ notify: one ordered outbox per subscription, kept in the spool
 //! admin: /healthz /readyz /metrics /status /api/... /sim/...
 //! ```
-//! - [`config`]: TOML file → validated [`config::Config`] that every other module reads.
-//! - [`listener`]: the accept loop both listeners share: connection cap, header timeout,
-//!   graceful shutdown.
-//! - [`server`]: the SAP-facing SOAP listener (limits, `?wsdl`, faults, Basic auth).
-//! - [`tls`]: rustls for the SOAP listener (client certificates, reload without restart)
-//!   and for events to `https://` appURLs.
-//! - [`security`]: source-address allow-lists, Basic auth with a per-peer failure limit,
-//!   counters of refusals.
-//! - [`admin`]: health, readiness, metrics, the status page, capture switch, simulator
-//!   control.
-//! - [`logging`]: log files, levels, the per-user raw SOAP capture, recent problems.
-//! - [`metrics`]: Prometheus counters, histograms and state gauges.
-//! - [`ops`]: the hooks the listeners call to feed metrics and the capture.
-//! - [`reload`]: SIGHUP: what of a changed configuration applies at once, what needs a
-//!   restart.
-//! - [`trace_cmd`]: the `trace` command: one user's story from the log files.
-//! - [`soap`]: the SOAP 1.1 wire layer (pure): request bytes → element tree, envelopes out.
-//! - [`ici`]: the ICI operation catalog and typed operations.
-//! - [`domain`]: validated domain types (`UserId`, `Workmode`, `AppUrl`).
-//! - [`session`]: the session manager actor: agents, interactions (six-cap), subscriptions.
-//! - [`notify`]: event delivery to SAP, ordered per subscription, with retries.
-//! - [`numbers`]: phone numbers: switch parties to SAP's E.164 form, ANI/DNIS attribute
-//!   search, and the number SAP dials as sent to the switch.
-//! - [`switch`]: the switch adapter vocabulary and its implementations (`sim`, `asterisk`
-//!   over AMI).
-//! - [`wsdl`]: WSDL 1.1 documents generated from the `ici` catalog, served on `GET ?wsdl`.
+//! Layer rules (checked by a test, `architecture.rs`, which lists every allowed edge):
+//! - [`soap`] (bytes ⇄ XML values) uses nothing of ours. [`ici`] (catalog, typed requests,
+//!   rendering of answers and events) is the only other module that knows XML.
+//! - [`session`] speaks typed ICI: it takes an `Operation`, returns an `Answer` or a
+//!   `SessionError`, emits `IciEvent`s written by the `Wire` it is given at start; it
+//!   knows the switch vocabulary and the notifier's handle, never `soap`, `ici`, hyper or
+//!   a concrete switch backend.
+//! - [`switch`] backends (`sim`, `asterisk`) use the switch vocabulary, [`domain`],
+//!   [`config`] and the backoff only, never each other.
+//! - [`notify`] owns outbound HTTP and the spool: it delivers rendered envelopes and
+//!   reports back typed `Feedback`.
+//! - Errors: one enum per layer (`DomainError`, `SwitchError`, `SessionError`,
+//!   `IciError`, ...); `IciError::fault` is the one mapping to a SOAP fault, whose detail
+//!   carries only what the client sent or can act on.
+//! - No import circles. Top to bottom: [`admin`], [`server`] → [`listener`] →
+//!   [`security`], [`tls`]; [`server`] → [`ici`] → [`session`] → [`notify`] →
+//!   [`switch`] → [`config`] → [`domain`], [`numbers`], [`soap`].
+//!
+//! The other modules: [`wsdl`] (WSDL files from the catalog), [`metrics`] (Prometheus),
+//! [`logging`] (log files, the per-user SOAP capture), [`ops`] (what the listeners feed
+//! metrics and the capture), [`reload`] (SIGHUP), [`trace_cmd`] (one user's story from the
+//! logs).
 
 pub mod admin;
+#[cfg(test)]
+mod architecture;
 mod backoff;
 pub mod config;
 pub mod domain;
@@ -66,6 +65,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use config::{Config, SwitchKind};
+
+pub use config::LiveConfig;
 
 /// The two bound listeners. Binding is the caller's job, so tests can bind port 0 and
 /// learn the addresses before the server runs.
@@ -119,10 +120,6 @@ pub async fn run(
     run_live(live, listeners, shutdown).await
 }
 
-/// The configuration as it is now: a reload (SIGHUP) publishes a new one here, and the
-/// parts that may change at run time (see [`reload`]) are read from it per request.
-pub type LiveConfig = watch::Receiver<Arc<Config>>;
-
 /// Like [`run`], with a configuration that can change while running.
 pub async fn run_live(
     live: LiveConfig,
@@ -172,14 +169,15 @@ pub async fn run_live(
         feedback_tx,
         spool,
     );
-    let (session, session_task) = session::start(
-        Arc::clone(&config),
-        adapter,
-        event_rx,
-        notifier.clone(),
-        feedback_rx,
+    let (session, session_task) = session::start(session::Parts {
+        config: Arc::clone(&config),
+        switch: adapter,
+        switch_events: event_rx,
+        notifier: notifier.clone(),
+        feedback: feedback_rx,
         restored,
-    );
+        wire: ici::WIRE,
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let counters = Arc::new(security::SecurityCounters::default());

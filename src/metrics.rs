@@ -34,7 +34,6 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::Workmode;
-use crate::session::StatusSnapshot;
 
 /// Histogram buckets in seconds: SOAP answers are sub-millisecond to seconds, event
 /// deliveries milliseconds to the 10 s request timeout.
@@ -106,7 +105,7 @@ fn describe() {
         "subscribe requests refused (appURL not allowed, or a subscription cap reached)"
     );
     describe_counter!(
-        "ici_xml_chars_replaced_total",
+        crate::soap::XML_CHARS_REPLACED,
         "characters XML 1.0 does not allow, replaced in what we wrote"
     );
     describe_counter!(
@@ -121,16 +120,6 @@ fn describe() {
     describe_counter!(
         "ici_connections_refused_total",
         "connections answered 503 at a connection cap"
-    );
-}
-
-/// Characters XML 1.0 does not allow, replaced while writing a message (only values from
-/// the switch can carry them: requests with one are refused).
-pub fn xml_chars_replaced(count: usize) {
-    metrics::counter!("ici_xml_chars_replaced_total").increment(count as u64);
-    tracing::debug!(
-        count,
-        "characters XML 1.0 does not allow replaced in a message"
     );
 }
 
@@ -225,9 +214,25 @@ pub fn spool_record_quarantined(table: &'static str) {
     metrics::counter!("ici_spool_quarantined_total", "table" => table).increment(1);
 }
 
+/// The state the gauges show, read from the session manager at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateGauges {
+    /// The switch's name and whether its link is up.
+    pub switch: &'static str,
+    pub switch_link_up: bool,
+    /// The workmode of every agent SAP knows.
+    pub agent_workmodes: Vec<u32>,
+    /// Interactions SAP sees, and those waiting behind the cap.
+    pub visible: usize,
+    pub waiting: usize,
+    pub subscriptions: usize,
+    /// Events held until SAP takes them.
+    pub spool_events: usize,
+}
+
 /// The whole `/metrics` page: recorded counters and histograms, then the state gauges of
-/// `snapshot` and the spool in `data_dir`.
-pub fn render(snapshot: Option<&StatusSnapshot>, data_dir: &Path) -> String {
+/// `state` and the spool in `data_dir`.
+pub fn render(state: Option<&StateGauges>, data_dir: &Path) -> String {
     let mut out = match install() {
         Some(handle) => {
             handle.run_upkeep();
@@ -235,7 +240,7 @@ pub fn render(snapshot: Option<&StatusSnapshot>, data_dir: &Path) -> String {
         }
         None => String::new(),
     };
-    if let Some(s) = snapshot {
+    if let Some(s) = state {
         gauge_header(
             &mut out,
             "ici_switch_link_up",
@@ -252,16 +257,8 @@ pub fn render(snapshot: Option<&StatusSnapshot>, data_dir: &Path) -> String {
             [Workmode::LOGGED_OFF, Workmode::READY, Workmode::NOT_READY]
                 .map(|w| (w.0, 0))
                 .into();
-        let (mut visible, mut waiting) = (0usize, 0usize);
-        for agent in &s.agents {
-            *workmodes.entry(agent.workmode).or_default() += 1;
-            for i in &agent.interactions {
-                if i.visible {
-                    visible += 1;
-                } else {
-                    waiting += 1;
-                }
-            }
+        for workmode in &s.agent_workmodes {
+            *workmodes.entry(*workmode).or_default() += 1;
         }
         gauge_header(&mut out, "ici_agents", "agents known to SAP by workmode");
         for (workmode, n) in workmodes {
@@ -272,17 +269,24 @@ pub fn render(snapshot: Option<&StatusSnapshot>, data_dir: &Path) -> String {
             "ici_interactions",
             "interactions SAP sees (visible) or that wait behind the cap (waiting)",
         );
-        let _ = writeln!(out, "ici_interactions{{visibility=\"visible\"}} {visible}");
-        let _ = writeln!(out, "ici_interactions{{visibility=\"waiting\"}} {waiting}");
+        let _ = writeln!(
+            out,
+            "ici_interactions{{visibility=\"visible\"}} {}",
+            s.visible
+        );
+        let _ = writeln!(
+            out,
+            "ici_interactions{{visibility=\"waiting\"}} {}",
+            s.waiting
+        );
         gauge_header(&mut out, "ici_subscriptions", "live event subscriptions");
-        let _ = writeln!(out, "ici_subscriptions {}", s.subscriptions.len());
-        let queued: usize = s.subscriptions.iter().map(|s| s.queue_depth).sum();
+        let _ = writeln!(out, "ici_subscriptions {}", s.subscriptions);
         gauge_header(
             &mut out,
             "ici_spool_events",
             "events held (in the spool) until SAP takes them",
         );
-        let _ = writeln!(out, "ici_spool_events {queued}");
+        let _ = writeln!(out, "ici_spool_events {}", s.spool_events);
     }
     gauge_header(&mut out, "ici_spool_bytes", "size of the event spool files");
     let _ = writeln!(out, "ici_spool_bytes {}", dir_size(data_dir));
@@ -301,13 +305,4 @@ fn dir_size(dir: &Path) -> u64 {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum()
-}
-
-/// The `outcome` label of a SOAP request's result.
-pub fn outcome<T>(result: &Result<T, crate::soap::Fault>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(fault) if fault.code == crate::soap::FaultCode::Client => "client_fault",
-        Err(_) => "server_fault",
-    }
 }

@@ -15,8 +15,6 @@
 
 use std::fmt;
 
-use crate::switch::Attributes;
-
 /// A phone number in the form SAP's account lookup accepts: `+` followed by one or more ASCII
 /// digits, never anything else (so `^\+[0-9]+$`, never `++`, never a bare `+`).
 ///
@@ -115,14 +113,17 @@ impl fmt::Display for E164 {
 /// present but blank attribute is skipped, not returned, because an empty ANI would
 /// hide a later attribute that has the number.
 ///
-/// Names match exactly, case-sensitively: attribute names are the switch's identifiers, a
-/// lookup in [`Attributes`] is exact, and guessing at case could pick an unrelated attribute.
-/// `None` when no listed attribute has a value; the caller decides (typically
-/// `E164::normalize("")`, i.e. `+0`).
-pub fn pick_attribute<'a>(attributes: &'a Attributes, names: &[String]) -> Option<&'a str> {
+/// Names match exactly, case-sensitively: attribute names are the switch's identifiers,
+/// `get` (the call's attribute lookup) is exact, and guessing at case could pick an
+/// unrelated attribute. `None` when no listed attribute has a value; the caller decides
+/// (typically `E164::normalize("")`, i.e. `+0`).
+pub fn pick_attribute<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    names: &[String],
+) -> Option<&'a str> {
     names
         .iter()
-        .filter_map(|name| attributes.get(name))
+        .filter_map(|name| get(name))
         .map(|value| value.trim())
         .find(|value| !value.is_empty())
 }
@@ -191,6 +192,7 @@ fn reformat_e164(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::switch::Attributes;
     use proptest::prelude::*;
 
     fn norm(raw: &str) -> String {
@@ -305,18 +307,24 @@ mod tests {
         ]);
         // Blank and missing attributes are skipped; the value comes back trimmed.
         assert_eq!(
-            pick_attribute(&a, &names(&["Missing", "Eic_RemoteTn", "Eic_RemoteId"])),
+            pick_attribute(
+                |n| a.get(n),
+                &names(&["Missing", "Eic_RemoteTn", "Eic_RemoteId"])
+            ),
             Some("sip:555@example.com")
         );
         // Configured order wins over map order.
         assert_eq!(
-            pick_attribute(&a, &names(&["Eic_LocalTn", "Eic_RemoteId"])),
+            pick_attribute(|n| a.get(n), &names(&["Eic_LocalTn", "Eic_RemoteId"])),
             Some("1234")
         );
         // Case-sensitive names.
-        assert_eq!(pick_attribute(&a, &names(&["eic_localtn"])), None);
-        assert_eq!(pick_attribute(&a, &names(&["Eic_RemoteTn"])), None);
-        assert_eq!(pick_attribute(&a, &[]), None);
+        assert_eq!(pick_attribute(|n| a.get(n), &names(&["eic_localtn"])), None);
+        assert_eq!(
+            pick_attribute(|n| a.get(n), &names(&["Eic_RemoteTn"])),
+            None
+        );
+        assert_eq!(pick_attribute(|n| a.get(n), &[]), None);
     }
 
     fn rule(from: &str, to: &str) -> DialPrefix {

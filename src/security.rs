@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use ipnet::IpNet;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -22,8 +22,6 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::{AuthConfig, AuthUser, parse_network};
-use crate::listener::{self, HttpResponse};
-use crate::soap::{self, Fault};
 
 /// Refused attempts since start, by kind (lock-free counters), and the latest refused TLS
 /// handshakes. One shared instance.
@@ -361,10 +359,10 @@ impl BasicAuth {
             .copied()
     }
 
-    /// The answer to a refused request: 401 with `WWW-Authenticate`, 429 when throttled or
-    /// 503 when busy (both with `Retry-After`); the body is a SOAP fault when `soap` (SAP
-    /// reads faults), plain text otherwise.
-    pub fn refusal(&self, outcome: &AuthOutcome, soap: bool) -> HttpResponse {
+    /// What a refused request is answered: 401 with `WWW-Authenticate`, 429 when
+    /// throttled or 503 when busy (both with `Retry-After`). The listener writes the body
+    /// (a SOAP fault for SAP, plain text on the admin listener).
+    pub fn refusal(&self, outcome: &AuthOutcome) -> Refusal {
         let (status, text, retry_after) = match outcome {
             AuthOutcome::Throttled { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -378,31 +376,42 @@ impl BasicAuth {
             ),
             _ => (StatusCode::UNAUTHORIZED, "authentication required", None),
         };
-        let mut response = if soap {
-            listener::response(
-                status,
-                crate::server::SOAP_CONTENT_TYPE,
-                soap::write_fault(&Fault::client(text)),
-            )
-        } else {
-            listener::text(status, format!("{text}\n"))
-        };
-        let headers = response.headers_mut();
-        match retry_after {
-            Some(wait) => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs(wait)),
-                );
-            }
+        let header = match retry_after {
+            Some(wait) => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            )),
             None => {
                 let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm);
-                if let Ok(value) = HeaderValue::from_str(&challenge) {
-                    headers.insert(header::WWW_AUTHENTICATE, value);
-                }
+                HeaderValue::from_str(&challenge)
+                    .ok()
+                    .map(|value| (header::WWW_AUTHENTICATE, value))
             }
+        };
+        Refusal {
+            status,
+            text,
+            header,
         }
-        response
+    }
+}
+
+/// How a request that failed authentication is answered.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// Short and stable: what the body says.
+    pub text: &'static str,
+    /// `Retry-After` or `WWW-Authenticate`.
+    pub header: Option<(HeaderName, HeaderValue)>,
+}
+
+impl Refusal {
+    /// Adds the refusal's header to a response's.
+    pub fn add_header(&self, headers: &mut HeaderMap) {
+        if let Some((name, value)) = &self.header {
+            headers.insert(name.clone(), value.clone());
+        }
     }
 }
 

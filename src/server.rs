@@ -12,14 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::LiveConfig;
-use crate::config::Config;
-use crate::ici::{self, catalog::Match};
+use crate::config::{Config, LiveConfig};
+use crate::ici::{self, IciError, catalog::Match};
 use crate::listener::{self, BodyError, ConnectionLimits, HttpResponse, ListenerSecurity, Peer};
 use crate::ops::RequestLog;
 use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
-use crate::soap::{self, Fault, ParseLimits};
+use crate::soap::{self, Fault, FaultCode, ParseLimits};
 use crate::wsdl;
 
 /// Content type of every SOAP message we write.
@@ -82,7 +81,14 @@ impl Soap {
                 .await
             {
                 AuthOutcome::Allowed(name) => user = Some(name),
-                refused => return listener::closing(auth.refusal(&refused, true)),
+                refused => {
+                    // SAP reads faults: the refusal is one.
+                    let refusal = auth.refusal(&refused);
+                    let fault = soap::write_fault(&Fault::client(refusal.text));
+                    let mut response = listener::response(refusal.status, SOAP_CONTENT_TYPE, fault);
+                    refusal.add_header(response.headers_mut());
+                    return listener::closing(response);
+                }
             }
         }
         let path = request.uri().path().to_string();
@@ -175,17 +181,19 @@ impl Soap {
         let mut log = RequestLog::default();
         let outcome = self.dispatch(&body, &parse_limits, &mut log).await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let kind = crate::metrics::outcome(&outcome);
-        let (status, xml, result) = match outcome {
+        let kind = outcome_label(&outcome);
+        let (status, xml, result, error) = match outcome {
             Ok((namespace, operation, value)) => (
                 StatusCode::OK,
-                soap::write_response(&namespace, &operation, value.as_ref()),
+                soap::write_response(&namespace, operation, value.as_ref()),
                 "ok".to_string(),
+                None,
             ),
-            Err(fault) => (
+            Err(Failed { fault, error }) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 soap::write_fault(&fault),
                 fault.to_string(),
+                error,
             ),
         };
         info!(
@@ -198,6 +206,8 @@ impl Soap {
             op = log.operation.as_deref().unwrap_or("-"),
             call = log.call.as_deref().unwrap_or("-"),
             result = %result,
+            // What went wrong inside, in our words (SAP's fault says less).
+            error = error.as_ref().map(tracing::field::display),
             duration_ms = format_args!("{duration_ms:.2}"),
             "soap request"
         );
@@ -211,31 +221,64 @@ impl Soap {
         body: &[u8],
         limits: &ParseLimits,
         log: &mut RequestLog,
-    ) -> Result<(String, String, Option<soap::Value>), Fault> {
+    ) -> Result<(String, &'static str, Option<soap::Value>), Failed> {
         let request = soap::parse_request_with(body, limits)?;
         log.user = request.headers.user.clone();
         log.operation = Some(request.operation_name().to_string());
-        let (spec, how) = ici::catalog::lookup(request.namespace(), request.operation_name())?;
-        log.known_operation = Some(spec.name);
-        let resolved = ici::resolve_as(&request, spec, how)?;
+        let resolved = ici::resolve(&request).inspect_err(|error| {
+            log.known_operation = error.operation().map(|kind| kind.name());
+        })?;
+        log.known_operation = Some(resolved.kind.name());
         if resolved.how == Match::ByNameOnly {
             warn!(
                 namespace = request.namespace().unwrap_or(""),
-                op = resolved.spec.name,
+                op = resolved.kind.name(),
                 "operation in an unknown namespace accepted by its name"
             );
         }
-        log.call = resolved.operation.call_id().map(str::to_string);
+        log.call = resolved.action.call_id().map(str::to_string);
         // Answer in the namespace the request used, so the client finds its response.
         let namespace = request
             .namespace()
-            .unwrap_or(resolved.spec.interface.namespace())
+            .unwrap_or(resolved.kind.interface().namespace())
             .to_string();
-        let operation = resolved.spec.name.to_string();
+        let operation = resolved.kind;
         let timeout = self.config().limits.request_timeout;
         let value = tokio::time::timeout(timeout, ici::execute(resolved, &self.session))
             .await
-            .map_err(|_| Fault::server("request timed out"))??;
-        Ok((namespace, operation, value))
+            .map_err(|_| IciError::TimedOut { operation })??;
+        Ok((namespace, operation.name(), value))
+    }
+}
+
+/// A request that got a fault: what SAP is told, and what went wrong in our terms when
+/// the ICI layer refused it (for the log).
+struct Failed {
+    fault: Fault,
+    error: Option<IciError>,
+}
+
+impl From<Fault> for Failed {
+    /// The wire layer refused the envelope: its fault is all there is to say.
+    fn from(fault: Fault) -> Failed {
+        Failed { fault, error: None }
+    }
+}
+
+impl From<IciError> for Failed {
+    fn from(error: IciError) -> Failed {
+        Failed {
+            fault: error.fault(),
+            error: Some(error),
+        }
+    }
+}
+
+/// The `outcome` label of a SOAP request's result.
+fn outcome_label<T>(result: &Result<T, Failed>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(failed) if failed.fault.code == FaultCode::Client => "client_fault",
+        Err(_) => "server_fault",
     }
 }

@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::LiveConfig;
+use crate::config::LiveConfig;
 use crate::listener::{self, HttpResponse, ListenerSecurity, Peer};
 use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
@@ -71,7 +71,10 @@ impl Admin {
                 .check(request.headers(), peer.addr.ip(), &self.counters)
                 .await;
             if !matches!(outcome, AuthOutcome::Allowed(_)) {
-                return listener::closing(auth.refusal(&outcome, false));
+                let refusal = auth.refusal(&outcome);
+                let mut response = listener::text(refusal.status, format!("{}\n", refusal.text));
+                refusal.add_header(response.headers_mut());
+                return listener::closing(response);
             }
         }
         let config = self.config.borrow().clone();

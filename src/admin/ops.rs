@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::listener::{self, HttpResponse};
-use crate::session::SessionHandle;
+use crate::metrics::StateGauges;
+use crate::session::{SessionHandle, StatusSnapshot};
 
 /// The answer to `GET/POST /api/capture`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,11 +33,11 @@ pub(super) async fn handle(
     Ok(match (method, request.uri().path()) {
         (Method::GET, "/readyz") => readyz(config, session).await,
         (Method::GET, "/metrics") => {
-            let snapshot = session.snapshot().await;
+            let gauges = session.snapshot().await.map(|s| state_gauges(&s));
             listener::response(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                crate::metrics::render(snapshot.as_ref(), &config.events.data_dir),
+                crate::metrics::render(gauges.as_ref(), &config.events.data_dir),
             )
         }
         (Method::GET, "/status") => listener::response(
@@ -132,4 +133,19 @@ async fn readyz(config: &Config, session: &SessionHandle) -> HttpResponse {
 fn json(value: &impl Serialize) -> HttpResponse {
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
     listener::response(StatusCode::OK, "application/json", body)
+}
+
+/// What the state gauges of `/metrics` show of the session manager's snapshot.
+fn state_gauges(snapshot: &StatusSnapshot) -> StateGauges {
+    let interactions = snapshot.agents.iter().flat_map(|a| &a.interactions);
+    let visible = interactions.clone().filter(|i| i.visible).count();
+    StateGauges {
+        switch: snapshot.switch,
+        switch_link_up: snapshot.switch_link_up,
+        agent_workmodes: snapshot.agents.iter().map(|a| a.workmode).collect(),
+        visible,
+        waiting: interactions.count() - visible,
+        subscriptions: snapshot.subscriptions.len(),
+        spool_events: snapshot.subscriptions.iter().map(|s| s.queue_depth).sum(),
+    }
 }

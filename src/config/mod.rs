@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Workmode;
 use crate::soap::ParseLimits;
 
+/// The configuration as it is now: a reload (SIGHUP) publishes a new one here, and the
+/// parts that may change at run time (see `crate::reload`) are read from it per request.
+pub type LiveConfig = tokio::sync::watch::Receiver<std::sync::Arc<Config>>;
+
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{MASK, Secret};
 pub use security::{

@@ -1,27 +1,26 @@
 //! Reading an operation's parameters by their catalog names and aliases (ICI.md 3.2):
 //! matched by local name, prefixes and `xsi:type` ignored, unknown elements skipped.
 
-use crate::soap::{Element, Fault, Request};
+use crate::soap::{Element, Request};
 
-use super::catalog::{OpSpec, Param};
+use super::catalog::{OpKind, Param};
+use super::error::IciError;
 
-/// The parameters of one request, read against its catalog entry.
+/// The parameters of one request. Each is read by the catalog constant that describes it
+/// (name and aliases), so there is nothing to look up and nothing to get wrong at run time.
 pub struct Args<'a> {
     request: &'a Request,
-    spec: &'static OpSpec,
+    operation: OpKind,
 }
 
 impl<'a> Args<'a> {
-    pub fn new(request: &'a Request, spec: &'static OpSpec) -> Self {
-        Args { request, spec }
+    pub fn new(request: &'a Request, operation: OpKind) -> Self {
+        Args { request, operation }
     }
 
-    fn param(&self, name: &str) -> &'static Param {
-        self.spec
-            .params
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("{} has no parameter {name}", self.spec.name))
+    /// The operation being read, for errors.
+    pub fn operation(&self) -> OpKind {
+        self.operation
     }
 
     /// Every element that carries the parameter (lists may arrive as repeated elements).
@@ -33,14 +32,16 @@ impl<'a> Args<'a> {
             .filter(move |e| e.name == param.name || param.aliases.iter().any(|a| e.name == *a))
     }
 
-    fn missing(&self, param: &Param) -> Fault {
-        Fault::client("missing parameter")
-            .with_detail(format!("{} needs {}", self.spec.name, param.name))
+    /// The error for a required parameter that is absent.
+    pub fn missing(&self, param: &Param) -> IciError {
+        IciError::MissingParameter {
+            operation: self.operation,
+            parameter: param.name,
+        }
     }
 
     /// A text parameter, trimmed; `None` when absent, nil or empty.
-    pub fn opt_text(&self, name: &str) -> Option<&'a str> {
-        let param = self.param(name);
+    pub fn opt_text(&self, param: &'static Param) -> Option<&'a str> {
         self.elements(param)
             .find(|e| !e.nil)
             .map(|e| e.text.trim())
@@ -48,15 +49,13 @@ impl<'a> Args<'a> {
     }
 
     /// A required text parameter.
-    pub fn text(&self, name: &str) -> Result<&'a str, Fault> {
-        self.opt_text(name)
-            .ok_or_else(|| self.missing(self.param(name)))
+    pub fn text(&self, param: &'static Param) -> Result<&'a str, IciError> {
+        self.opt_text(param).ok_or_else(|| self.missing(param))
     }
 
     /// A parameter that carries an XML document: escaped text (the usual case) or, from
     /// clients that embed it, child elements taken verbatim.
-    pub fn opt_document(&self, name: &str) -> Option<String> {
-        let param = self.param(name);
+    pub fn opt_document(&self, param: &'static Param) -> Option<String> {
         let element = self.elements(param).find(|e| !e.nil)?;
         let doc = if element.is_compound() {
             self.request.inner_xml(element).trim().to_string()
@@ -67,27 +66,25 @@ impl<'a> Args<'a> {
     }
 
     /// An integer parameter; `None` when absent.
-    pub fn opt_int(&self, name: &str) -> Result<Option<i64>, Fault> {
-        let param = self.param(name);
-        match self.opt_text(name) {
+    pub fn opt_int(&self, param: &'static Param) -> Result<Option<i64>, IciError> {
+        match self.opt_text(param) {
             None => Ok(None),
-            Some(text) => text.parse().map(Some).map_err(|_| {
-                Fault::client("wrong parameter type")
-                    .with_detail(format!("{}: {text:?} is not an integer", param.name))
+            Some(text) => text.parse().map(Some).map_err(|_| IciError::NotAnInteger {
+                operation: self.operation,
+                parameter: param.name,
+                value: text.to_string(),
             }),
         }
     }
 
     /// A required integer parameter.
-    pub fn int(&self, name: &str) -> Result<i64, Fault> {
-        self.opt_int(name)?
-            .ok_or_else(|| self.missing(self.param(name)))
+    pub fn int(&self, param: &'static Param) -> Result<i64, IciError> {
+        self.opt_int(param)?.ok_or_else(|| self.missing(param))
     }
 
     /// A list of strings: SOAP-encoded (`<item>` children, whatever their name), repeated
     /// elements, or a single value. Empty items are dropped.
-    pub fn list(&self, name: &str) -> Vec<String> {
-        let param = self.param(name);
+    pub fn list(&self, param: &'static Param) -> Vec<String> {
         let mut out = Vec::new();
         for element in self.elements(param).filter(|e| !e.nil) {
             if element.is_compound() {
@@ -104,16 +101,16 @@ impl<'a> Args<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ici::catalog::lookup;
+    use crate::ici::catalog::{lookup, param};
     use crate::soap::parse_request;
 
-    fn request(body: &str) -> (Request, &'static OpSpec) {
+    fn request(body: &str) -> (Request, OpKind) {
         let xml = format!(
             r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>{body}</e:Body></e:Envelope>"#
         );
         let req = parse_request(xml.as_bytes()).unwrap();
-        let (spec, _) = lookup(req.namespace(), req.operation_name()).unwrap();
-        (req, spec)
+        let (kind, _) = lookup(req.namespace(), req.operation_name()).unwrap();
+        (req, kind)
     }
 
     #[test]
@@ -126,8 +123,8 @@ mod tests {
         for shape in shapes {
             let (req, spec) = request(shape);
             let args = Args::new(&req, spec);
-            assert_eq!(args.text("userId").unwrap(), "A");
-            assert_eq!(args.list("channels"), ["phone", "chat"]);
+            assert_eq!(args.text(&param::USER_ID).unwrap(), "A");
+            assert_eq!(args.list(&param::CHANNELS), ["phone", "chat"]);
         }
     }
 
@@ -137,9 +134,12 @@ mod tests {
             r#"<u:setCurrentWorkmode xmlns:u="urn:IciUserInterface"><workmode>two</workmode></u:setCurrentWorkmode>"#,
         );
         let args = Args::new(&req, spec);
-        assert_eq!(args.text("userId").unwrap_err().string, "missing parameter");
         assert_eq!(
-            args.int("workmode").unwrap_err().string,
+            args.text(&param::USER_ID).unwrap_err().fault().string,
+            "missing parameter"
+        );
+        assert_eq!(
+            args.int(&param::WORKMODE).unwrap_err().fault().string,
             "wrong parameter type"
         );
     }
@@ -150,14 +150,18 @@ mod tests {
             r#"<i:setAttachedData xmlns:i="urn:IciItemInterface"><itemId>1</itemId><attachedData>&lt;ItemAttachedData/&gt;</attachedData></i:setAttachedData>"#,
         );
         assert_eq!(
-            Args::new(&req, spec).opt_document("attachedData").unwrap(),
+            Args::new(&req, spec)
+                .opt_document(&param::ATTACHED_DATA)
+                .unwrap(),
             "<ItemAttachedData/>"
         );
         let (req, spec) = request(
             r#"<i:setAttachedData xmlns:i="urn:IciItemInterface"><itemId>1</itemId><attachedData><ItemAttachedData><Application id="A">x</Application></ItemAttachedData></attachedData></i:setAttachedData>"#,
         );
         assert_eq!(
-            Args::new(&req, spec).opt_document("attachedData").unwrap(),
+            Args::new(&req, spec)
+                .opt_document(&param::ATTACHED_DATA)
+                .unwrap(),
             r#"<ItemAttachedData><Application id="A">x</Application></ItemAttachedData>"#
         );
     }

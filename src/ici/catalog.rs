@@ -2,8 +2,18 @@
 //! SAP releases and toolkits use), result type and structure we speak. The dispatcher, the
 //! parameter reader and the WSDL files all derive from this one table, so they cannot
 //! disagree.
+//!
+//! Each operation has a kind ([`OpKind`], [`EventKind`]): the dispatcher matches kinds,
+//! never names, so the compiler checks that every operation is handled; and the parameter
+//! reader is handed the [`param`] constants the table lists, never a name to look up.
 
-use crate::soap::Fault;
+use super::error::IciError;
+
+mod kind;
+
+pub use kind::{
+    ContainerOp, EventKind, FolderOp, ItemOp, Kind, LineOp, OpKind, PhoneCallOp, SystemOp, UserOp,
+};
 
 /// An ICI interface: one SOAP namespace, one WSDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,10 +113,13 @@ pub struct Param {
     pub optional: bool,
 }
 
-/// One operation.
+/// One operation or event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpSpec {
+    pub kind: Kind,
+    /// The kind's interface.
     pub interface: Interface,
+    /// The kind's name.
     pub name: &'static str,
     pub params: &'static [Param],
     /// The result in `<return>`; `None` for operations that only acknowledge.
@@ -146,353 +159,285 @@ const fn aka(mut param: Param, aliases: &'static [&'static str]) -> Param {
     param
 }
 
-const USER_ID: Param = aka(req("userId", Ty::String), &["user", "userID", "agentId"]);
-const CONTAINER_ID: Param = aka(
-    req("containerId", Ty::String),
-    &["container", "containerID", "lineId"],
-);
-const ITEM_ID: Param = aka(
-    req("itemId", Ty::String),
-    &["callId", "item", "itemID", "id"],
-);
-const CALL_ID: Param = aka(
-    req("callId", Ty::String),
-    &["itemId", "call", "callID", "id"],
-);
-const CONSULT_CALL_ID: Param = aka(
-    req("consultCallId", Ty::String),
-    &["consultItemId", "secondCallId", "otherCallId"],
-);
-const ADDRESS: Param = aka(
-    req("address", Ty::String),
-    &["destination", "number", "phoneNumber", "to"],
-);
-const APP_URL: Param = aka(req("appURL", Ty::String), &["appUrl", "url", "URL"]);
-const APP_ID: Param = aka(
-    req("appId", Ty::String),
-    &["applicationId", "appID", "applId", "applID"],
-);
+/// Every parameter of the table below, by name: what the parameter reader is given.
+pub mod param;
+
+use param::*;
 
 const fn op(
-    interface: Interface,
-    name: &'static str,
+    kind: Kind,
     params: &'static [Param],
     returns: Option<Ty>,
     doc: &'static str,
 ) -> OpSpec {
     OpSpec {
-        interface,
-        name,
+        kind,
+        interface: kind.interface(),
+        name: kind.name(),
         params,
         returns,
         doc,
     }
 }
 
-use Interface::*;
+const fn system(op: SystemOp) -> Kind {
+    Kind::Request(OpKind::System(op))
+}
+const fn user(op: UserOp) -> Kind {
+    Kind::Request(OpKind::User(op))
+}
+const fn container(op: ContainerOp) -> Kind {
+    Kind::Request(OpKind::Container(op))
+}
+const fn item(op: ItemOp) -> Kind {
+    Kind::Request(OpKind::Item(op))
+}
+const fn line(op: LineOp) -> Kind {
+    Kind::Request(OpKind::Line(op))
+}
+const fn phone_call(op: PhoneCallOp) -> Kind {
+    Kind::Request(OpKind::PhoneCall(op))
+}
+const fn folder(op: FolderOp) -> Kind {
+    Kind::Request(OpKind::Folder(op))
+}
+const fn event(event: EventKind) -> Kind {
+    Kind::Event(event)
+}
 
 /// Every operation SAP may call (ICI.md section 4) and every event we send (section 5).
 pub static OPERATIONS: &[OpSpec] = &[
     op(
-        System,
-        "exchangeProductInformation",
-        &[
-            opt("productName", Ty::String),
-            opt("productVersion", Ty::String),
-            opt("iciVersion", Ty::String),
-        ],
+        system(SystemOp::ExchangeProductInformation),
+        &[PRODUCT_NAME, PRODUCT_VERSION, ICI_VERSION],
         Some(Ty::Struct("ProductInformation")),
         "Exchange product names and versions; returns ours and the ICI version we speak.",
     ),
     op(
-        System,
-        "getWorkcenterCapability",
+        system(SystemOp::GetWorkcenterCapability),
         &[],
         Some(Ty::Boolean),
         "Whether free seating (workcenters) is on.",
     ),
     op(
-        System,
-        "getPresenceQueueInfo",
-        &[opt("channel", Ty::String)],
+        system(SystemOp::GetPresenceQueueInfo),
+        &[CHANNEL],
         Some(Ty::ListOf("PresenceQueue")),
         "Queue presence for a channel.",
     ),
     op(
-        User,
-        "getAttributes",
+        user(UserOp::GetAttributes),
         &[USER_ID],
         Some(Ty::Struct("UserAttributes")),
         "Channels, queues, workmodes and addresses of an agent; ends earlier subscriptions.",
     ),
     op(
-        User,
-        "getUserAttributes",
+        user(UserOp::GetUserAttributes),
         &[USER_ID],
         Some(Ty::Struct("UserAttributes")),
         "Same as getAttributes.",
     ),
     op(
-        User,
-        "setCurrentWorkmode",
-        &[
-            USER_ID,
-            aka(
-                req("workmode", Ty::Int),
-                &["workMode", "workmodeId", "mode"],
-            ),
-            aka(opt("reason", Ty::String), &["reasonCode"]),
-        ],
+        user(UserOp::SetCurrentWorkmode),
+        &[USER_ID, WORKMODE, REASON],
         None,
         "1 logged off, 2 ready, 3 not ready, 4 and above as configured.",
     ),
     op(
-        User,
-        "setCurrentChannels",
-        &[USER_ID, aka(req("channels", Ty::StringList), &["channel"])],
+        user(UserOp::SetCurrentChannels),
+        &[USER_ID, CHANNELS],
         None,
         "Channels the agent works on (phone, chat, actionitem).",
     ),
     op(
-        User,
-        "setCurrentQueues",
-        &[USER_ID, aka(req("queues", Ty::StringList), &["queue"])],
+        user(UserOp::SetCurrentQueues),
+        &[USER_ID, QUEUES],
         None,
         "Accepted and recorded; the switch assigns queues.",
     ),
     op(
-        User,
-        "setAddresses",
-        &[USER_ID, aka(req("addresses", Ty::StringList), &["address"])],
+        user(UserOp::SetAddresses),
+        &[USER_ID, ADDRESSES],
         None,
         "The agent's extension(s) or workcenter.",
     ),
     op(
-        User,
-        "subscribeUser",
+        user(UserOp::SubscribeUser),
         &[USER_ID, APP_URL, APP_ID],
         None,
         "Start events for this user to appURL.",
     ),
     op(
-        User,
-        "unsubscribeUser",
+        user(UserOp::UnsubscribeUser),
         &[USER_ID, APP_URL, APP_ID],
         None,
         "Stop events for this user to appURL.",
     ),
     op(
-        Container,
-        "subscribeContainer",
+        container(ContainerOp::SubscribeContainer),
         &[CONTAINER_ID, APP_URL, APP_ID],
         None,
         "Start events for the items of a container (an address) to appURL.",
     ),
     op(
-        Container,
-        "unsubscribeContainer",
+        container(ContainerOp::UnsubscribeContainer),
         &[CONTAINER_ID, APP_URL, APP_ID],
         None,
         "Stop events for a container.",
     ),
     op(
-        Item,
-        "create",
+        item(ItemOp::Create),
         &[CONTAINER_ID],
         Some(Ty::String),
         "A new outbound item id, to be used by dial.",
     ),
-    op(Item, "accept", &[ITEM_ID], None, "Answer an alerting item."),
     op(
-        Item,
-        "reroute",
+        item(ItemOp::Accept),
+        &[ITEM_ID],
+        None,
+        "Answer an alerting item.",
+    ),
+    op(
+        item(ItemOp::Reroute),
         &[ITEM_ID],
         None,
         "Reject an alerting ACD item back to its queue; the agent goes to the reject workmode.",
     ),
     op(
-        Item,
-        "setAttachedData",
-        &[
-            ITEM_ID,
-            aka(
-                req("attachedData", Ty::String),
-                &["data", "itemAttachedData"],
-            ),
-        ],
+        item(ItemOp::SetAttachedData),
+        &[ITEM_ID, ATTACHED_DATA],
         None,
         "Replace the named Application elements of the item's attached data.",
     ),
     op(
-        Item,
-        "getAttachedData",
+        item(ItemOp::GetAttachedData),
         &[ITEM_ID],
         Some(Ty::String),
         "The item's attached data document.",
     ),
     op(
-        Item,
-        "deleteAttachedData",
-        &[
-            ITEM_ID,
-            aka(
-                opt("attachedData", Ty::String),
-                &["data", "itemAttachedData"],
-            ),
-        ],
+        item(ItemOp::DeleteAttachedData),
+        &[ITEM_ID, OPT_ATTACHED_DATA],
         None,
         "Remove the named Application elements (all of them when none is named).",
     ),
     op(
-        Line,
-        "getCalls",
+        line(LineOp::GetCalls),
         &[CONTAINER_ID],
         Some(Ty::ListOf("PhoneCall")),
         "The live calls of an address or agent.",
     ),
     op(
-        Line,
-        "dropCalls",
+        line(LineOp::DropCalls),
         &[CONTAINER_ID],
         None,
         "Drop every live call of an address or agent.",
     ),
     op(
-        PhoneCall,
-        "dial",
-        &[
-            aka(opt("containerId", Ty::String), &["container", "lineId"]),
-            aka(opt("userId", Ty::String), &["user"]),
-            ADDRESS,
-            aka(opt("itemId", Ty::String), &["item"]),
-        ],
+        phone_call(PhoneCallOp::Dial),
+        &[DIAL_CONTAINER_ID, DIAL_USER_ID, ADDRESS, DIAL_ITEM_ID],
         Some(Ty::String),
         "Outbound call; returns the call id.",
     ),
     op(
-        PhoneCall,
-        "hold",
+        phone_call(PhoneCallOp::Hold),
         &[CALL_ID],
         None,
         "Hold a connected call.",
     ),
     op(
-        PhoneCall,
-        "unhold",
+        phone_call(PhoneCallOp::Unhold),
         &[CALL_ID],
         None,
         "Retrieve a held call.",
     ),
     op(
-        PhoneCall,
-        "drop",
+        phone_call(PhoneCallOp::Drop),
         &[CALL_ID],
         None,
         "Hang up the agent's side.",
     ),
     op(
-        PhoneCall,
-        "transfer",
+        phone_call(PhoneCallOp::Transfer),
         &[CALL_ID, ADDRESS],
         None,
         "Blind transfer.",
     ),
     op(
-        PhoneCall,
-        "consult",
+        phone_call(PhoneCallOp::Consult),
         &[CALL_ID, ADDRESS],
         Some(Ty::String),
         "Hold the call and call address; returns the consultation call id.",
     ),
     op(
-        PhoneCall,
-        "conference",
+        phone_call(PhoneCallOp::Conference),
         &[CALL_ID, CONSULT_CALL_ID],
         None,
         "Join the held call and the consultation call.",
     ),
     op(
-        PhoneCall,
-        "alternate",
+        phone_call(PhoneCallOp::Alternate),
         &[CALL_ID, CONSULT_CALL_ID],
         None,
         "Swap between the held and the connected call.",
     ),
     op(
-        PhoneCall,
-        "reconnect",
+        phone_call(PhoneCallOp::Reconnect),
         &[CALL_ID, CONSULT_CALL_ID],
         None,
         "Drop the consultation call and retrieve the held one.",
     ),
     op(
-        PhoneCall,
-        "dropParty",
+        phone_call(PhoneCallOp::DropParty),
         &[CALL_ID, ADDRESS],
         None,
         "Remove one party from a conference.",
     ),
     op(
-        PhoneCall,
-        "listen",
+        phone_call(PhoneCallOp::Listen),
         &[CALL_ID, USER_ID],
         None,
         "Supervisor silent monitoring.",
     ),
     op(
-        PhoneCall,
-        "listenEnd",
+        phone_call(PhoneCallOp::ListenEnd),
         &[CALL_ID, USER_ID],
         None,
         "End silent monitoring.",
     ),
     op(
-        PhoneCall,
-        "getPhoneCallAttributes",
+        phone_call(PhoneCallOp::GetPhoneCallAttributes),
         &[CALL_ID],
         Some(Ty::Struct("PhoneCall")),
         "The call object.",
     ),
     op(
-        Folder,
-        "getMessages",
+        folder(FolderOp::GetMessages),
         &[CONTAINER_ID],
         Some(Ty::ListOf("Message")),
         "Messages of a folder; empty, there is no mail channel.",
     ),
     op(
-        Event,
-        "phoneCallChanged",
-        &[
-            req("appIds", Ty::StringList),
-            req("sequence", Ty::Int),
-            req("phoneCall", Ty::Struct("PhoneCall")),
-            opt("attachedData", Ty::String),
-        ],
+        event(EventKind::PhoneCallChanged),
+        &[APP_IDS, SEQUENCE, PHONE_CALL, EVENT_ATTACHED_DATA],
         None,
         "A call of the subscribed user or container changed.",
     ),
     op(
-        Event,
-        "workmodeChanged",
+        event(EventKind::WorkmodeChanged),
         &[
-            req("appIds", Ty::StringList),
-            req("sequence", Ty::Int),
-            req("userId", Ty::String),
-            req("workmode", Ty::Int),
-            opt("reason", Ty::String),
+            APP_IDS,
+            SEQUENCE,
+            EVENT_USER_ID,
+            EVENT_WORKMODE,
+            EVENT_REASON,
         ],
         None,
         "The agent's workmode changed on the switch.",
     ),
     op(
-        Event,
-        "subscriptionEnded",
-        &[
-            req("appIds", Ty::StringList),
-            req("sequence", Ty::Int),
-            opt("reason", Ty::String),
-        ],
+        event(EventKind::SubscriptionEnded),
+        &[APP_IDS, SEQUENCE, EVENT_REASON],
         None,
         "We end this subscription; no further events follow.",
     ),
@@ -596,20 +541,25 @@ pub enum Match {
 }
 
 /// Finds the SAP-facing operation for an operation element.
-pub fn lookup(namespace: Option<&str>, name: &str) -> Result<(&'static OpSpec, Match), Fault> {
-    let known = OPERATIONS.iter().filter(|o| o.interface != Event);
+pub fn lookup(namespace: Option<&str>, name: &str) -> Result<(OpKind, Match), IciError> {
+    let known = OPERATIONS.iter().filter_map(|o| match o.kind {
+        Kind::Request(kind) => Some(kind),
+        Kind::Event(_) => None,
+    });
     if let Some(interface) = namespace.and_then(Interface::from_namespace)
-        && let Some(spec) = known
+        && let Some(kind) = known
             .clone()
-            .find(|o| o.interface == interface && o.name == name)
+            .find(|k| k.interface() == interface && k.name() == name)
     {
-        return Ok((spec, Match::Exact));
+        return Ok((kind, Match::Exact));
     }
-    let mut by_name = known.filter(|o| o.name == name);
+    let mut by_name = known.filter(|k| k.name() == name);
     match (by_name.next(), by_name.next()) {
-        (Some(spec), None) => Ok((spec, Match::ByNameOnly)),
-        _ => Err(Fault::client("unknown operation")
-            .with_detail(format!("{{{}}}{name}", namespace.unwrap_or("")))),
+        (Some(kind), None) => Ok((kind, Match::ByNameOnly)),
+        _ => Err(IciError::UnknownOperation {
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }),
     }
 }
 
@@ -644,15 +594,32 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_looks_up_to_its_own_kind() {
+        for spec in OPERATIONS {
+            if let Kind::Request(kind) = spec.kind {
+                let namespace = Some(spec.interface.namespace());
+                assert_eq!(lookup(namespace, spec.name).unwrap(), (kind, Match::Exact));
+                assert_eq!((kind.name(), kind.interface()), (spec.name, spec.interface));
+            }
+        }
+    }
+
+    #[test]
     fn lookup_by_namespace_and_by_unique_name() {
-        let (spec, how) = lookup(Some("urn:IciUserInterface"), "getAttributes").unwrap();
-        assert_eq!((spec.interface, how), (User, Match::Exact));
-        let (spec, how) = lookup(Some("urn:somethingElse"), "hold").unwrap();
-        assert_eq!((spec.interface, how), (PhoneCall, Match::ByNameOnly));
+        let (kind, how) = lookup(Some("urn:IciUserInterface"), "getAttributes").unwrap();
+        assert_eq!((kind.interface(), how), (Interface::User, Match::Exact));
+        let (kind, how) = lookup(Some("urn:somethingElse"), "hold").unwrap();
+        assert_eq!(
+            (kind.interface(), how),
+            (Interface::PhoneCall, Match::ByNameOnly)
+        );
         let (_, how) = lookup(None, "dial").unwrap();
         assert_eq!(how, Match::ByNameOnly);
         assert_eq!(
-            lookup(Some("urn:x"), "frobnicate").unwrap_err().string,
+            lookup(Some("urn:x"), "frobnicate")
+                .unwrap_err()
+                .fault()
+                .string,
             "unknown operation"
         );
         // Events are ours to send, never an operation SAP may call.
@@ -660,11 +627,22 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_layer_reads_every_ici_namespace_without_a_copy() {
+        for interface in Interface::ALL {
+            assert!(
+                crate::soap::INTERNED_NAMESPACES.contains(&interface.namespace()),
+                "{}",
+                interface.namespace()
+            );
+        }
+    }
+
+    #[test]
     fn interface_names() {
-        assert_eq!(Interface::from_name("user"), Some(User));
+        assert_eq!(Interface::from_name("user"), Some(Interface::User));
         assert_eq!(
             Interface::from_name("IciPhoneCallInterface"),
-            Some(PhoneCall)
+            Some(Interface::PhoneCall)
         );
         assert_eq!(Interface::from_name("nope"), None);
     }

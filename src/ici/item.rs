@@ -1,43 +1,37 @@
 //! Item interface: outbound item ids, accept, reroute, and item attached data.
 
-use crate::session::AttachedData;
-use crate::soap::Fault;
-
 use super::args::Args;
-use super::{Operation, text_arg};
+use super::catalog::{ItemOp, param};
+use super::error::IciError;
+use super::{Operation, attached, invalid, text_arg};
 
-pub(super) fn parse(name: &str, args: &Args<'_>) -> Result<Operation, Fault> {
-    Ok(match name {
-        "create" => Operation::Create {
-            container: text_arg(args, "containerId")?,
+pub(super) fn parse(op: ItemOp, args: &Args<'_>) -> Result<Operation, IciError> {
+    let item = || text_arg(args, &param::ITEM_ID);
+    let attached = |document: &str| attached::parse(document).map_err(invalid(args));
+    Ok(match op {
+        ItemOp::Create => Operation::Create {
+            container: text_arg(args, &param::CONTAINER_ID)?,
         },
-        "accept" => Operation::Accept {
-            item: text_arg(args, "itemId")?,
-        },
-        "reroute" => Operation::Reroute {
-            item: text_arg(args, "itemId")?,
-        },
-        "setAttachedData" => {
-            let item = text_arg(args, "itemId")?;
-            let document = args.opt_document("attachedData").ok_or_else(|| {
-                Fault::client("missing parameter").with_detail("setAttachedData needs attachedData")
-            })?;
+        ItemOp::Accept => Operation::Accept { item: item()? },
+        ItemOp::Reroute => Operation::Reroute { item: item()? },
+        ItemOp::SetAttachedData => {
+            let item = item()?;
+            let document = args
+                .opt_document(&param::ATTACHED_DATA)
+                .ok_or_else(|| args.missing(&param::ATTACHED_DATA))?;
             Operation::SetAttachedData {
                 item,
-                data: AttachedData::parse(&document)?,
+                data: attached(&document)?,
             }
         }
-        "getAttachedData" => Operation::GetAttachedData {
-            item: text_arg(args, "itemId")?,
-        },
-        "deleteAttachedData" => {
-            let item = text_arg(args, "itemId")?;
+        ItemOp::GetAttachedData => Operation::GetAttachedData { item: item()? },
+        ItemOp::DeleteAttachedData => {
+            let item = item()?;
             let applications = args
-                .opt_document("attachedData")
-                .map(|doc| AttachedData::parse(&doc).map(|d| d.ids()))
+                .opt_document(&param::OPT_ATTACHED_DATA)
+                .map(|doc| attached(&doc).map(|d| d.ids()))
                 .transpose()?;
             Operation::DeleteAttachedData { item, applications }
         }
-        other => unreachable!("{other} is not an Item operation"),
     })
 }

@@ -1,57 +1,57 @@
 //! PhoneCall interface: dial and everything an agent does with a call.
 
-use crate::soap::Fault;
-
 use super::args::Args;
+use super::catalog::{PhoneCallOp, param};
+use super::error::IciError;
 use super::{Operation, opt_user_arg, text_arg, user_arg};
 
-pub(super) fn parse(name: &str, args: &Args<'_>) -> Result<Operation, Fault> {
-    let call = || text_arg(args, "callId");
-    let address = || text_arg(args, "address");
-    let consult = || text_arg(args, "consultCallId");
-    Ok(match name {
-        "dial" => Operation::Dial {
-            container: args.opt_text("containerId").map(str::to_string),
-            user: opt_user_arg(args, "userId")?,
+pub(super) fn parse(op: PhoneCallOp, args: &Args<'_>) -> Result<Operation, IciError> {
+    let call = || text_arg(args, &param::CALL_ID);
+    let address = || text_arg(args, &param::ADDRESS);
+    let consult = || text_arg(args, &param::CONSULT_CALL_ID);
+    let user = || user_arg(args, &param::USER_ID);
+    Ok(match op {
+        PhoneCallOp::Dial => Operation::Dial {
+            container: args.opt_text(&param::DIAL_CONTAINER_ID).map(str::to_string),
+            user: opt_user_arg(args, &param::DIAL_USER_ID)?,
             address: address()?,
-            item: args.opt_text("itemId").map(str::to_string),
+            item: args.opt_text(&param::DIAL_ITEM_ID).map(str::to_string),
         },
-        "hold" => Operation::Hold { call: call()? },
-        "unhold" => Operation::Unhold { call: call()? },
-        "drop" => Operation::Drop { call: call()? },
-        "transfer" => Operation::Transfer {
+        PhoneCallOp::Hold => Operation::Hold { call: call()? },
+        PhoneCallOp::Unhold => Operation::Unhold { call: call()? },
+        PhoneCallOp::Drop => Operation::Drop { call: call()? },
+        PhoneCallOp::Transfer => Operation::Transfer {
             call: call()?,
             address: address()?,
         },
-        "consult" => Operation::Consult {
+        PhoneCallOp::Consult => Operation::Consult {
             call: call()?,
             address: address()?,
         },
-        "conference" => Operation::Conference {
+        PhoneCallOp::Conference => Operation::Conference {
             call: call()?,
             consult: consult()?,
         },
-        "alternate" => Operation::Alternate {
+        PhoneCallOp::Alternate => Operation::Alternate {
             call: call()?,
             consult: consult()?,
         },
-        "reconnect" => Operation::Reconnect {
+        PhoneCallOp::Reconnect => Operation::Reconnect {
             call: call()?,
             consult: consult()?,
         },
-        "dropParty" => Operation::DropParty {
+        PhoneCallOp::DropParty => Operation::DropParty {
             call: call()?,
             address: address()?,
         },
-        "listen" => Operation::Listen {
+        PhoneCallOp::Listen => Operation::Listen {
             call: call()?,
-            user: user_arg(args, "userId")?,
+            user: user()?,
         },
-        "listenEnd" => Operation::ListenEnd {
+        PhoneCallOp::ListenEnd => Operation::ListenEnd {
             call: call()?,
-            user: user_arg(args, "userId")?,
+            user: user()?,
         },
-        "getPhoneCallAttributes" => Operation::GetPhoneCallAttributes { call: call()? },
-        other => unreachable!("{other} is not a PhoneCall operation"),
+        PhoneCallOp::GetPhoneCallAttributes => Operation::GetPhoneCallAttributes { call: call()? },
     })
 }

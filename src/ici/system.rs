@@ -1,17 +1,16 @@
 //! System interface: product information, workcenter capability, queue presence.
 
-use crate::soap::Fault;
-
-use super::Operation;
 use super::args::Args;
+use super::catalog::{SystemOp, param};
+use super::error::IciError;
+use super::{Action, Operation};
 
-pub(super) fn parse(name: &str, args: &Args<'_>) -> Result<Operation, Fault> {
-    Ok(match name {
-        "exchangeProductInformation" => Operation::ExchangeProductInformation,
-        "getWorkcenterCapability" => Operation::GetWorkcenterCapability,
-        "getPresenceQueueInfo" => Operation::GetPresenceQueueInfo {
-            channel: args.opt_text("channel").map(str::to_string),
-        },
-        other => unreachable!("{other} is not a System operation"),
+pub(super) fn parse(op: SystemOp, args: &Args<'_>) -> Result<Action, IciError> {
+    Ok(match op {
+        SystemOp::ExchangeProductInformation => Action::ProductInformation,
+        SystemOp::GetWorkcenterCapability => Action::Session(Operation::GetWorkcenterCapability),
+        SystemOp::GetPresenceQueueInfo => Action::Session(Operation::GetPresenceQueueInfo {
+            channel: args.opt_text(&param::CHANNEL).map(str::to_string),
+        }),
     })
 }

@@ -2,50 +2,51 @@
 //! and subscriptions to events.
 
 use crate::domain::{AppUrl, Workmode};
-use crate::soap::Fault;
 
 use super::args::Args;
-use super::{Operation, Target, text_arg, user_arg};
+use super::catalog::{ContainerOp, UserOp, param};
+use super::error::IciError;
+use super::{Operation, Target, invalid, text_arg, user_arg};
 
-pub(super) fn parse(name: &str, args: &Args<'_>) -> Result<Operation, Fault> {
-    Ok(match name {
-        "getAttributes" | "getUserAttributes" => Operation::GetAttributes {
-            user: user_arg(args, "userId")?,
+pub(super) fn parse(op: UserOp, args: &Args<'_>) -> Result<Operation, IciError> {
+    let user = || user_arg(args, &param::USER_ID);
+    Ok(match op {
+        UserOp::GetAttributes | UserOp::GetUserAttributes => {
+            Operation::GetAttributes { user: user()? }
+        }
+        UserOp::SetCurrentWorkmode => Operation::SetCurrentWorkmode {
+            user: user()?,
+            workmode: Workmode::parse(args.int(&param::WORKMODE)?).map_err(invalid(args))?,
+            reason: args.opt_text(&param::REASON).map(str::to_string),
         },
-        "setCurrentWorkmode" => Operation::SetCurrentWorkmode {
-            user: user_arg(args, "userId")?,
-            workmode: Workmode::parse(args.int("workmode")?)?,
-            reason: args.opt_text("reason").map(str::to_string),
+        UserOp::SetCurrentChannels => Operation::SetCurrentChannels {
+            user: user()?,
+            channels: args.list(&param::CHANNELS),
         },
-        "setCurrentChannels" => Operation::SetCurrentChannels {
-            user: user_arg(args, "userId")?,
-            channels: args.list("channels"),
+        UserOp::SetCurrentQueues => Operation::SetCurrentQueues {
+            user: user()?,
+            queues: args.list(&param::QUEUES),
         },
-        "setCurrentQueues" => Operation::SetCurrentQueues {
-            user: user_arg(args, "userId")?,
-            queues: args.list("queues"),
+        UserOp::SetAddresses => Operation::SetAddresses {
+            user: user()?,
+            addresses: args.list(&param::ADDRESSES),
         },
-        "setAddresses" => Operation::SetAddresses {
-            user: user_arg(args, "userId")?,
-            addresses: args.list("addresses"),
-        },
-        "subscribeUser" | "unsubscribeUser" => subscription(
-            name == "subscribeUser",
-            Target::User(user_arg(args, "userId")?),
-            args,
-        )?,
-        "subscribeContainer" | "unsubscribeContainer" => subscription(
-            name == "subscribeContainer",
-            Target::Container(text_arg(args, "containerId")?),
-            args,
-        )?,
-        other => unreachable!("{other} is not a User/Container operation"),
+        UserOp::SubscribeUser => subscription(true, Target::User(user()?), args)?,
+        UserOp::UnsubscribeUser => subscription(false, Target::User(user()?), args)?,
     })
 }
 
-fn subscription(subscribe: bool, target: Target, args: &Args<'_>) -> Result<Operation, Fault> {
-    let url = AppUrl::parse(args.text("appURL")?)?;
-    let app_id = text_arg(args, "appId")?;
+pub(super) fn parse_container(op: ContainerOp, args: &Args<'_>) -> Result<Operation, IciError> {
+    let target = Target::Container(text_arg(args, &param::CONTAINER_ID)?);
+    match op {
+        ContainerOp::SubscribeContainer => subscription(true, target, args),
+        ContainerOp::UnsubscribeContainer => subscription(false, target, args),
+    }
+}
+
+fn subscription(subscribe: bool, target: Target, args: &Args<'_>) -> Result<Operation, IciError> {
+    let url = AppUrl::parse(args.text(&param::APP_URL)?).map_err(invalid(args))?;
+    let app_id = text_arg(args, &param::APP_ID)?;
     Ok(if subscribe {
         Operation::Subscribe {
             target,

@@ -134,8 +134,8 @@ impl Default for NotifierSettings {
     }
 }
 
-/// One event, ready to go on the wire. The session manager writes the SOAP envelope; the
-/// notifier only carries it.
+/// One event, ready to go on the wire. The ICI layer writes the SOAP envelope (the session
+/// manager calls it, see `session::Wire`); the notifier only carries it.
 #[derive(Debug, Clone)]
 pub struct OutboundEvent {
     /// The ICI event operation, e.g. `"phoneCallChanged"`; it names the `SOAPAction`.

@@ -1,12 +1,12 @@
-//! Errors of the session manager, mapped to SOAP faults in one place.
+//! Errors of the session manager. They say what went wrong in the session's own terms;
+//! the ICI layer decides what SAP is told (`ici::IciError::fault`).
 
 use crate::notify::DestinationError;
-use crate::soap::Fault;
 use crate::switch::{Capability, SwitchError};
 
 /// Why the session manager refused or could not do an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IciError {
+pub enum SessionError {
     #[error("unknown user {0}")]
     UnknownUser(String),
     #[error("unknown call {0}")]
@@ -25,7 +25,7 @@ pub enum IciError {
     InvalidAddress(String),
     /// The call is not in a state that allows the operation.
     #[error("call {call} is {state}")]
-    InvalidState { call: String, state: String },
+    InvalidState { call: String, state: &'static str },
     #[error("{capability} is not supported by the {switch} switch")]
     NotSupported {
         capability: Capability,
@@ -46,46 +46,4 @@ pub enum IciError {
     /// The session manager is gone (shutting down).
     #[error("shutting down")]
     ShuttingDown,
-}
-
-impl IciError {
-    /// The SOAP fault for this error; `operation` names the ICI operation for messages such
-    /// as "hold is not supported by the asterisk switch".
-    pub fn to_fault(&self, operation: &str) -> Fault {
-        let detail = self.to_string();
-        let fault = match self {
-            IciError::UnknownUser(_) => Fault::client("unknown user"),
-            IciError::UnknownCall(_) | IciError::Switch(SwitchError::UnknownCall(_)) => {
-                Fault::client("unknown call")
-            }
-            IciError::UnknownItem(_) => Fault::client("unknown item"),
-            IciError::UnknownContainer(_) => Fault::client("unknown container"),
-            IciError::NoAddress(_) => Fault::client("no address"),
-            IciError::UnknownWorkmode(_) => Fault::client("unknown workmode"),
-            IciError::UnknownReason(_) => Fault::client("unknown reason"),
-            IciError::InvalidAddress(_) => Fault::client("invalid address"),
-            IciError::InvalidState { .. } | IciError::Switch(SwitchError::InvalidState(_)) => {
-                Fault::client("invalid call state")
-            }
-            IciError::NotSupported { switch, .. } => Fault::client(format!(
-                "{operation} is not supported by the {switch} switch"
-            )),
-            IciError::Switch(SwitchError::NotSupported(_)) => {
-                Fault::client(format!("{operation} is not supported by this switch"))
-            }
-            IciError::Switch(SwitchError::UnknownExtension(_)) => Fault::client("unknown address"),
-            IciError::Switch(SwitchError::Unavailable(_)) => Fault::server("switch unavailable"),
-            IciError::Switch(SwitchError::Rejected(_)) => {
-                Fault::server("switch rejected the request")
-            }
-            IciError::AppUrl(DestinationError::Unresolved { .. }) => {
-                Fault::server("appURL host not resolvable")
-            }
-            IciError::AppUrl(_) => Fault::client("appURL refused"),
-            IciError::TooManySubscriptionsFor { .. } => Fault::client("too many subscriptions"),
-            IciError::TooManySubscriptions { .. } => Fault::server("too many subscriptions"),
-            IciError::ShuttingDown => Fault::server("shutting down"),
-        };
-        fault.with_detail(detail)
-    }
 }

@@ -8,8 +8,10 @@
 //! switch adapter with the SOAP caller's reply, events go to per-subscription outboxes.
 
 mod actor;
-mod attached;
+mod answer;
 mod error;
+mod event;
+mod operation;
 mod view;
 mod workmodes;
 
@@ -19,13 +21,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::domain::UserId;
-use crate::ici::Operation;
 use crate::notify::{Feedback, Notifier, SpoolContents};
-use crate::soap::Value;
 use crate::switch::{SwitchAdapter, SwitchEvent};
 
-pub use attached::AttachedData;
-pub use error::IciError;
+pub use answer::{
+    Answer, AttributesView, PhoneCallView, PresenceQueueView, ReasonView, WorkmodeView,
+};
+pub use error::SessionError;
+pub use event::{EventKind, IciEvent, Wire};
+pub use operation::{Operation, Target};
 pub use view::{AgentStatus, InteractionStatus, StatusSnapshot, SubscriptionStatus};
 
 /// Depth of the command queue from the SOAP listener; a full queue makes callers wait
@@ -44,7 +48,7 @@ enum Command {
     Execute {
         operation: Operation,
         user_header: Option<UserId>,
-        reply: oneshot::Sender<Result<Option<Value>, IciError>>,
+        reply: oneshot::Sender<Result<Answer, SessionError>>,
     },
     Snapshot {
         reply: oneshot::Sender<StatusSnapshot>,
@@ -73,7 +77,7 @@ impl SessionHandle {
         &self,
         operation: Operation,
         user_header: Option<UserId>,
-    ) -> Result<Option<Value>, IciError> {
+    ) -> Result<Answer, SessionError> {
         if let Operation::Subscribe { url, .. } = &operation
             && let Err(refused) = self.notifier.check_destination(&url.uri()).await
         {
@@ -90,8 +94,8 @@ impl SessionHandle {
                 reply,
             })
             .await
-            .map_err(|_| IciError::ShuttingDown)?;
-        rx.await.map_err(|_| IciError::ShuttingDown)?
+            .map_err(|_| SessionError::ShuttingDown)?;
+        rx.await.map_err(|_| SessionError::ShuttingDown)?
     }
 
     /// Puts a reloaded configuration in force (workmode mapping, numbers, caps).
@@ -107,20 +111,35 @@ impl SessionHandle {
     }
 }
 
-/// Starts the actor. `switch_events` is the receiving end of the channel whose sender the
-/// switch adapter got in its [`crate::switch::EventSink`]. The task ends when every handle
-/// is dropped; dropping its subscriptions lets their outboxes drain. `restored` is what the
-/// event spool kept from the previous run.
-pub fn start(
-    config: Arc<Config>,
-    switch: Arc<dyn SwitchAdapter>,
-    switch_events: mpsc::Receiver<SwitchEvent>,
-    notifier: Notifier,
-    feedback: mpsc::Receiver<Feedback>,
-    restored: SpoolContents,
-) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+/// What the session manager is started with.
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub switch: Arc<dyn SwitchAdapter>,
+    /// The receiving end of the channel whose sender the switch adapter got in its
+    /// [`crate::switch::EventSink`].
+    pub switch_events: mpsc::Receiver<SwitchEvent>,
+    pub notifier: Notifier,
+    pub feedback: mpsc::Receiver<Feedback>,
+    /// What the event spool kept from the previous run.
+    pub restored: SpoolContents,
+    /// How events become envelopes and switch data becomes attached data.
+    pub wire: Wire,
+}
+
+/// Starts the actor. The task ends when every handle is dropped; dropping its
+/// subscriptions lets their outboxes drain.
+pub fn start(parts: Parts) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+    let Parts {
+        config,
+        switch,
+        switch_events,
+        notifier,
+        feedback,
+        restored,
+        wire,
+    } = parts;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let mut actor = actor::Actor::new(config, switch, notifier.clone(), tx.downgrade());
+    let mut actor = actor::Actor::new(config, switch, notifier.clone(), wire, tx.downgrade());
     actor.restore(restored);
     let task = tokio::spawn(actor.run(rx, switch_events, feedback));
     (SessionHandle { tx, notifier }, task)

@@ -1,15 +1,16 @@
 //! What SAP and the status page see of the session state: the ICI phone call object
 //! (ICI.md section 5) and a serialisable snapshot.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::config::NumbersConfig;
-use crate::domain::UserId;
+use crate::domain::{AttachedData, UserId};
 use crate::numbers::{E164, pick_attribute};
-use crate::soap::Value;
 use crate::switch::{Direction, LegEvent};
 
-use super::AttachedData;
+use super::answer::PhoneCallView;
 
 /// The remote party's and the dialed number, raw as the switch gave them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -21,8 +22,9 @@ pub struct Numbers {
 /// Finds ANI and DNIS by the configured attribute lists. For a call the agent placed, the
 /// remote party is the one dialed. Falls back to the first other party.
 pub fn numbers(leg: &LegEvent, config: &NumbersConfig) -> Numbers {
-    let dialed = pick_attribute(&leg.attributes, &config.dialed_attributes).map(str::to_string);
-    let caller = pick_attribute(&leg.attributes, &config.remote_attributes).map(str::to_string);
+    let attribute = |name: &str| leg.attributes.get(name);
+    let dialed = pick_attribute(attribute, &config.dialed_attributes).map(str::to_string);
+    let caller = pick_attribute(attribute, &config.remote_attributes).map(str::to_string);
     let placed_by_agent =
         leg.direction == Direction::Outbound || caller.as_deref() == Some(leg.extension.as_str());
     let remote = if placed_by_agent {
@@ -36,40 +38,32 @@ pub fn numbers(leg: &LegEvent, config: &NumbersConfig) -> Numbers {
 }
 
 /// How SAP sees a number: E.164 when configured (ICI.md 7), raw otherwise.
-fn for_sap(raw: Option<&str>, config: &NumbersConfig) -> Value {
-    match raw {
-        None => Value::Nil,
-        Some(raw) if config.e164 => Value::text(E164::normalize(raw).as_str()),
-        Some(raw) => Value::text(raw),
-    }
+fn for_sap(raw: Option<&str>, config: &NumbersConfig) -> Option<String> {
+    let raw = raw?;
+    Some(if config.e164 {
+        E164::normalize(raw).as_str().to_string()
+    } else {
+        raw.to_string()
+    })
 }
 
-/// The PhoneCall structure (catalog type `PhoneCall`) for one agent's leg of a call.
+/// The PhoneCall object for one agent's leg of a call.
 pub fn phone_call(
     user: &UserId,
-    leg: &LegEvent,
-    attached: Option<&AttachedData>,
+    leg: &Arc<LegEvent>,
+    attached: Option<&Arc<AttachedData>>,
     config: &NumbersConfig,
-) -> Value {
+) -> PhoneCallView {
     let numbers = numbers(leg, config);
-    Value::Struct(vec![
-        ("callId", Value::text(&leg.call)),
-        ("containerId", Value::text(&leg.extension)),
-        ("userId", Value::text(user.as_str())),
-        ("state", Value::text(leg.state.as_str())),
-        ("direction", Value::text(leg.direction.as_str())),
-        ("remoteAddress", for_sap(numbers.remote.as_deref(), config)),
-        ("remoteAddressRaw", Value::opt_text(numbers.remote)),
-        ("dialedAddress", for_sap(numbers.dialed.as_deref(), config)),
-        ("dialedAddressRaw", Value::opt_text(numbers.dialed)),
-        ("queue", Value::opt_text(leg.queue.clone())),
-        ("parties", Value::text_list(leg.parties.iter().cloned())),
-        (
-            "attachedData",
-            Value::opt_text(attached.filter(|a| !a.is_empty()).map(AttachedData::to_xml)),
-        ),
-        ("reason", Value::opt_text(leg.cause.clone())),
-    ])
+    PhoneCallView {
+        user: user.clone(),
+        leg: Arc::clone(leg),
+        remote: for_sap(numbers.remote.as_deref(), config),
+        remote_raw: numbers.remote,
+        dialed: for_sap(numbers.dialed.as_deref(), config),
+        dialed_raw: numbers.dialed,
+        attached: attached.filter(|a| !a.is_empty()).cloned(),
+    }
 }
 
 /// One interaction on the status page.

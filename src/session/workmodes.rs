@@ -3,22 +3,22 @@
 
 use crate::config::WorkmodesConfig;
 use crate::domain::Workmode;
-use crate::soap::Value;
 use crate::switch::AgentState;
 
-use super::error::IciError;
+use super::answer::{ReasonView, WorkmodeView};
+use super::error::SessionError;
 
 /// The switch state for a workmode SAP asked for.
 pub fn to_switch(
     config: &WorkmodesConfig,
     workmode: Workmode,
     reason: Option<String>,
-) -> Result<AgentState, IciError> {
+) -> Result<AgentState, SessionError> {
     if let Some(reason) = &reason
         && !config.reasons.is_empty()
         && !config.reasons.iter().any(|r| r.code == *reason)
     {
-        return Err(IciError::UnknownReason(reason.clone()));
+        return Err(SessionError::UnknownReason(reason.clone()));
     }
     Ok(match workmode {
         Workmode::LOGGED_OFF => AgentState::LoggedOut,
@@ -27,7 +27,7 @@ pub fn to_switch(
         Workmode(id) => AgentState::Custom {
             state: config
                 .custom_by_id(id)
-                .ok_or(IciError::UnknownWorkmode(id))?
+                .ok_or(SessionError::UnknownWorkmode(id))?
                 .switch_state
                 .clone(),
         },
@@ -52,44 +52,40 @@ pub fn from_switch(config: &WorkmodesConfig, state: &AgentState) -> (Workmode, O
 
 /// The workmode list for getAttributes: the fixed three, then the custom ones (hidden when
 /// not selectable, unless `view_non_selectable`).
-pub fn list(config: &WorkmodesConfig) -> Value {
+pub fn list(config: &WorkmodesConfig) -> Vec<WorkmodeView> {
     let fixed = [
         (WorkmodesConfig::LOGGED_OFF, "Logged off"),
         (WorkmodesConfig::READY, "Ready"),
         (WorkmodesConfig::NOT_READY, "Not ready"),
     ]
     .into_iter()
-    .map(|(id, text)| workmode_value(id, text, true));
+    .map(|(id, text)| workmode_view(id, text, true));
     let custom = config
         .custom
         .iter()
         .filter(|c| c.selectable || config.view_non_selectable)
-        .map(|c| workmode_value(c.id, &c.text, c.selectable));
-    Value::List(fixed.chain(custom).collect())
+        .map(|c| workmode_view(c.id, &c.text, c.selectable));
+    fixed.chain(custom).collect()
 }
 
 /// The not-ready reasons for getAttributes.
-pub fn reasons(config: &WorkmodesConfig) -> Value {
-    Value::List(
-        config
-            .reasons
-            .iter()
-            .map(|r| {
-                Value::Struct(vec![
-                    ("code", Value::text(&r.code)),
-                    ("text", Value::text(&r.text)),
-                ])
-            })
-            .collect(),
-    )
+pub fn reasons(config: &WorkmodesConfig) -> Vec<ReasonView> {
+    config
+        .reasons
+        .iter()
+        .map(|r| ReasonView {
+            code: r.code.clone(),
+            text: r.text.clone(),
+        })
+        .collect()
 }
 
-fn workmode_value(id: u32, text: &str, selectable: bool) -> Value {
-    Value::Struct(vec![
-        ("id", Value::Int(id.into())),
-        ("text", Value::text(text)),
-        ("selectable", Value::Bool(selectable)),
-    ])
+fn workmode_view(id: u32, text: &str, selectable: bool) -> WorkmodeView {
+    WorkmodeView {
+        id,
+        text: text.to_string(),
+        selectable,
+    }
 }
 
 #[cfg(test)]
@@ -135,11 +131,11 @@ mod tests {
         }
         assert_eq!(
             to_switch(&c, Workmode(9), None),
-            Err(IciError::UnknownWorkmode(9))
+            Err(SessionError::UnknownWorkmode(9))
         );
         assert!(matches!(
             to_switch(&c, Workmode(3), Some("XXX".into())),
-            Err(IciError::UnknownReason(_))
+            Err(SessionError::UnknownReason(_))
         ));
         let unmapped = AgentState::Custom {
             state: "Gone".into(),
@@ -152,10 +148,7 @@ mod tests {
 
     #[test]
     fn non_selectable_hidden_unless_asked() {
-        let count = |c: &WorkmodesConfig| match list(c) {
-            Value::List(items) => items.len(),
-            _ => unreachable!(),
-        };
+        let count = |c: &WorkmodesConfig| list(c).len();
         let mut c = config();
         assert_eq!(count(&c), 4);
         c.view_non_selectable = true;

@@ -13,10 +13,10 @@ mod write;
 
 pub use fault::{Fault, FaultCode};
 pub use parse::{
-    Element, Headers, ParseLimits, Request, SOAP11_ENV, SOAP12_ENV, XSI, parse_request,
-    parse_request_with,
+    Element, Headers, INTERNED_NAMESPACES, ParseLimits, Request, SOAP11_ENV, SOAP12_ENV, XSI,
+    parse_request, parse_request_with,
 };
-pub use write::{Value, write_call, write_fault, write_response};
+pub use write::{Value, XML_CHARS_REPLACED, write_call, write_fault, write_response};
 
 #[cfg(test)]
 mod tests {

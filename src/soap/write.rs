@@ -45,6 +45,10 @@ impl Value {
     }
 }
 
+/// The counter of characters replaced while writing (through the `metrics` facade; the
+/// connector's metrics module describes it).
+pub const XML_CHARS_REPLACED: &str = "ici_xml_chars_replaced_total";
+
 const ENVELOPE_OPEN: &str = concat!(
     r#"<?xml version="1.0" encoding="UTF-8"?>"#,
     r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" "#,
@@ -102,11 +106,15 @@ pub fn write_fault(fault: &Fault) -> String {
 /// Escapes text for XML, with every character XML 1.0 does not allow replaced by
 /// [`chars::REPLACEMENT`]. Requests with such characters are refused, so only values from
 /// the switch (call attributes, AMI variables) can bring one; each replacement is counted
-/// (`ici_xml_chars_replaced_total`), so the one write path that may change a value shows.
+/// ([`XML_CHARS_REPLACED`]), so the one write path that may change a value shows.
 fn escape(text: &str) -> Cow<'_, str> {
     let (clean, replaced) = chars::replace_invalid(text);
     if replaced > 0 {
-        crate::metrics::xml_chars_replaced(replaced);
+        ::metrics::counter!(XML_CHARS_REPLACED).increment(replaced as u64);
+        tracing::debug!(
+            count = replaced,
+            "characters XML 1.0 does not allow replaced in a message"
+        );
     }
     match clean {
         Cow::Borrowed(text) => quick_xml::escape::escape(text),

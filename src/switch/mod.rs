@@ -111,6 +111,21 @@ pub enum AgentState {
     Custom { state: String },
 }
 
+/// `ready`, `not ready (BRK)`, `custom state Lunch`: for logs.
+impl fmt::Display for AgentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentState::LoggedOut => f.write_str("logged out"),
+            AgentState::Ready => f.write_str("ready"),
+            AgentState::NotReady { reason: None } => f.write_str("not ready"),
+            AgentState::NotReady {
+                reason: Some(reason),
+            } => write!(f, "not ready ({reason})"),
+            AgentState::Custom { state } => write!(f, "custom state {state}"),
+        }
+    }
+}
+
 /// A command to the switch. Extensions name the agent device acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchCommand {
@@ -217,6 +232,67 @@ impl SwitchCommand {
             SwitchCommand::Listen { .. } | SwitchCommand::ListenEnd { .. } => Capability::Listen,
             SwitchCommand::Reroute { .. } => Capability::Reroute,
             SwitchCommand::SetCallData { .. } => Capability::AttachData,
+        }
+    }
+}
+
+/// What a command asks, as a person would say it: `hold sim-1 at 2001`. Call data is named
+/// by its key only: its value may be a customer's data.
+impl fmt::Display for SwitchCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use SwitchCommand::*;
+        match self {
+            SetAgentState {
+                extension,
+                state,
+                queues,
+            } => {
+                write!(f, "set {extension} {state}")?;
+                if !queues.is_empty() {
+                    write!(f, " in {}", queues.join(", "))?;
+                }
+                Ok(())
+            }
+            MakeCall {
+                extension,
+                destination,
+                correlation,
+            } => write!(f, "call {destination} from {extension} for {correlation}"),
+            Answer { call, extension } => write!(f, "answer {call} at {extension}"),
+            Hold { call, extension } => write!(f, "hold {call} at {extension}"),
+            Retrieve { call, extension } => write!(f, "retrieve {call} at {extension}"),
+            Clear { call, extension } => write!(f, "clear {call} at {extension}"),
+            SingleStepTransfer {
+                call,
+                extension,
+                destination,
+            } => write!(f, "transfer {call} from {extension} to {destination}"),
+            Consult {
+                call,
+                extension,
+                destination,
+            } => write!(f, "consult {destination} from {extension}, holding {call}"),
+            Conference {
+                held,
+                consult,
+                extension,
+            } => write!(f, "conference {held} with {consult} at {extension}"),
+            TransferConsult {
+                held,
+                consult,
+                extension,
+            } => write!(f, "transfer {held} to {consult} at {extension}"),
+            DropParty {
+                call,
+                extension,
+                party,
+            } => write!(f, "drop {party} from {call} at {extension}"),
+            Listen { call, supervisor } => write!(f, "listen to {call} from {supervisor}"),
+            ListenEnd { call, supervisor } => {
+                write!(f, "stop listening to {call} from {supervisor}")
+            }
+            Reroute { call, extension } => write!(f, "reroute {call} from {extension}"),
+            SetCallData { call, key, .. } => write!(f, "set call data {key} on {call}"),
         }
     }
 }
@@ -355,6 +431,40 @@ pub enum SwitchEvent {
     LinkDown { reason: String },
 }
 
+/// `call sim-1 at 2001 alerting (inbound, queue support)`: for logs. A leg's attributes
+/// (the caller's data) are left out.
+impl fmt::Display for LegEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "call {} at {} {} ({}",
+            self.call,
+            self.extension,
+            self.state.as_str(),
+            self.direction.as_str()
+        )?;
+        if let Some(queue) = &self.queue {
+            write!(f, ", queue {queue}")?;
+        }
+        if let Some(cause) = &self.cause {
+            write!(f, ", {cause}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// `agent at 2001 ready`, `link up with 3 calls`: for logs.
+impl fmt::Display for SwitchEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwitchEvent::Leg(leg) => leg.fmt(f),
+            SwitchEvent::Agent { extension, state } => write!(f, "agent at {extension} {state}"),
+            SwitchEvent::LinkUp { calls } => write!(f, "link up with {} calls", calls.len()),
+            SwitchEvent::LinkDown { reason } => write!(f, "link down: {reason}"),
+        }
+    }
+}
+
 /// Where an adapter reports events: the session manager's input, in order.
 #[derive(Debug, Clone)]
 pub struct EventSink {
@@ -392,5 +502,89 @@ pub trait SwitchAdapter: Send + Sync + 'static {
     /// `ici_switch_link_up` never claim a link that is not there.
     fn link_up_at_start(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg() -> LegEvent {
+        LegEvent {
+            call: "sim-1".into(),
+            extension: "2001".into(),
+            state: LegState::Alerting,
+            direction: Direction::Inbound,
+            queue: Some("support".into()),
+            parties: vec!["555".into()],
+            attributes: Attributes::new(),
+            correlation: None,
+            cause: None,
+        }
+    }
+
+    #[test]
+    fn commands_read_as_a_person_says_them() {
+        let shown = |c: SwitchCommand| c.to_string();
+        assert_eq!(
+            shown(SwitchCommand::Hold {
+                call: "sim-1".into(),
+                extension: "2001".into()
+            }),
+            "hold sim-1 at 2001"
+        );
+        assert_eq!(
+            shown(SwitchCommand::SetAgentState {
+                extension: "2001".into(),
+                state: AgentState::NotReady {
+                    reason: Some("BRK".into())
+                },
+                queues: vec!["support".into(), "sales".into()],
+            }),
+            "set 2001 not ready (BRK) in support, sales"
+        );
+        assert_eq!(
+            shown(SwitchCommand::MakeCall {
+                extension: "2001".into(),
+                destination: "+4930".into(),
+                correlation: "dial-3".into(),
+            }),
+            "call +4930 from 2001 for dial-3"
+        );
+        // Call data by its key only: the value may be the customer's.
+        let data = shown(SwitchCommand::SetCallData {
+            call: "sim-1".into(),
+            key: "Sap_Cad".into(),
+            value: "<PIN>1234</PIN>".into(),
+        });
+        assert_eq!(data, "set call data Sap_Cad on sim-1");
+    }
+
+    #[test]
+    fn events_and_states_read_as_the_domain_names_them() {
+        assert_eq!(
+            SwitchEvent::Leg(Arc::new(leg())).to_string(),
+            "call sim-1 at 2001 alerting (inbound, queue support)"
+        );
+        let mut dropped = leg();
+        dropped.state = LegState::Dropped;
+        dropped.queue = None;
+        dropped.cause = Some("abandoned".into());
+        assert_eq!(
+            dropped.to_string(),
+            "call sim-1 at 2001 dropped (inbound, abandoned)"
+        );
+        let agent = SwitchEvent::Agent {
+            extension: "2001".into(),
+            state: AgentState::Custom {
+                state: "Lunch".into(),
+            },
+        };
+        assert_eq!(agent.to_string(), "agent at 2001 custom state Lunch");
+        let up = SwitchEvent::LinkUp {
+            calls: vec![leg(), leg()],
+        };
+        assert_eq!(up.to_string(), "link up with 2 calls");
+        assert_eq!(AgentState::LoggedOut.to_string(), "logged out");
     }
 }

@@ -118,7 +118,7 @@ impl SwitchAdapter for AsteriskSwitch {
             Err(TrySendError::Full(r)) => (r, "asterisk adapter queue full"),
             Err(TrySendError::Closed(r)) => (r, "asterisk adapter stopped"),
         };
-        tracing::warn!(command = ?request.command, why, "switch command refused");
+        tracing::warn!(command = %request.command, why, "switch command refused");
         let _ = request
             .reply
             .send(Err(SwitchError::Unavailable(why.to_owned())));

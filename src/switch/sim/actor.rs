@@ -31,7 +31,7 @@ pub(super) async fn run(mut sim: Sim, mut rx: mpsc::Receiver<Msg>, events: Event
         match msg {
             Msg::Command(request) => {
                 let result = sim.command(request.command.clone());
-                tracing::debug!(command = ?request.command, ?result, "sim command");
+                tracing::debug!(command = %request.command, ?result, "sim command");
                 sim.flush(&events).await;
                 let _ = request.reply.send(result);
             }

@@ -232,7 +232,7 @@ impl SwitchAdapter for SimSwitch {
             Err(TrySendError::Full(())) => "simulator queue full",
             Err(TrySendError::Closed(())) => "simulator stopped",
         };
-        tracing::warn!(command = ?request.command, why, "switch command refused");
+        tracing::warn!(command = %request.command, why, "switch command refused");
         let _ = request
             .reply
             .send(Err(SwitchError::Unavailable(why.to_owned())));

@@ -205,7 +205,7 @@ impl<'a> Link<'a> {
             self.on_originate_response(&message, model);
         }
         for event in model.apply(&message) {
-            debug!(?event, "switch event");
+            debug!(%event, "switch event");
             if !events.send(event).await {
                 return Err(End::Stop);
             }

@@ -1,0 +1,100 @@
+//! Item interface: outbound item ids, accept, reroute, and item attached data.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::domain::{AttachedData, UserId, Workmode};
+use crate::switch::{Capability, LegState, SwitchCommand};
+
+use super::super::workmodes;
+use super::super::{Answer, SessionError};
+use super::Actor;
+use super::execute::{Step, answer, done, expect_state};
+
+impl Actor {
+    /// create: an item id for a call `dial` places later.
+    pub(super) fn create(&mut self) -> Result<Step, SessionError> {
+        let item = format!("item-{}", self.next_id());
+        self.pending_items.insert(item.clone(), Instant::now());
+        answer(Answer::Id(item))
+    }
+
+    pub(super) fn accept(&self, item: &str, hint: Option<&UserId>) -> Result<Step, SessionError> {
+        self.on_leg_in(
+            item,
+            hint,
+            Capability::Answer,
+            &[LegState::Alerting],
+            |leg| SwitchCommand::Answer {
+                call: leg.call.clone(),
+                extension: leg.extension.clone(),
+            },
+        )
+    }
+
+    pub(super) fn reroute(
+        &mut self,
+        item: &str,
+        hint: Option<&UserId>,
+    ) -> Result<Step, SessionError> {
+        self.require(Capability::Reroute)?;
+        let (user, leg) = self.find_leg(item, hint)?;
+        expect_state(&leg, &[LegState::Alerting])?;
+        let mut commands = vec![SwitchCommand::Reroute {
+            call: leg.call.clone(),
+            extension: leg.extension.clone(),
+        }];
+        // The reject workmode keeps the call from coming straight back (applied after the
+        // reroute succeeded, as the vendor does).
+        if let Some(reject) = self.config.workmodes.reject
+            && self.require(Capability::AgentState).is_ok()
+        {
+            let state = workmodes::to_switch(&self.config.workmodes, Workmode(reject), None)?;
+            commands.push(SwitchCommand::SetAgentState {
+                extension: leg.extension.clone(),
+                state,
+                queues: self.login_queues(&user),
+            });
+        }
+        Ok(Step::Switch(commands))
+    }
+
+    pub(super) fn set_attached_data(
+        &mut self,
+        item: &str,
+        data: AttachedData,
+        hint: Option<&UserId>,
+    ) -> Result<Step, SessionError> {
+        let key = self.item_key(item, hint)?;
+        Arc::make_mut(self.attached.entry(key).or_default()).merge(data);
+        done()
+    }
+
+    pub(super) fn get_attached_data(
+        &self,
+        item: &str,
+        hint: Option<&UserId>,
+    ) -> Result<Step, SessionError> {
+        let key = self.item_key(item, hint)?;
+        let data = self.attached.get(&key).cloned().unwrap_or_default();
+        answer(Answer::AttachedData(data))
+    }
+
+    /// deleteAttachedData: the named applications, or all of them (`None`).
+    pub(super) fn delete_attached_data(
+        &mut self,
+        item: &str,
+        applications: Option<Vec<String>>,
+        hint: Option<&UserId>,
+    ) -> Result<Step, SessionError> {
+        let key = self.item_key(item, hint)?;
+        if let Some(data) = self.attached.get_mut(&key) {
+            match applications {
+                Some(ids) => Arc::make_mut(data).remove(&ids),
+                None => *data = Arc::default(),
+            }
+        }
+        done()
+    }
+}

@@ -1,0 +1,224 @@
+//! The session actor: its state and its one loop. What it does is spread over one file per
+//! job, each an `impl Actor` block:
+//! - [`execute`]: running an operation and answering it (the dispatch, switch commands);
+//! - the handlers per ICI interface, mirroring `ici/`: [`system`], [`user`], [`item`],
+//!   [`line`], [`phonecall`];
+//! - [`lookups`]: agents, containers, legs and items by the ids SAP names;
+//! - [`interactions`]: the interaction table fed by switch events (the six-cap, the
+//!   reaper, resynchronisation);
+//! - [`subscriptions`]: subscriptions, publishing events, the spool's records of them;
+//! - [`status`]: the status page's snapshot.
+
+mod execute;
+mod interactions;
+mod item;
+mod line;
+mod lookups;
+mod phonecall;
+mod status;
+mod subscriptions;
+mod system;
+mod user;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::domain::{AppUrl, AttachedData, UserId, Workmode};
+use crate::notify::{Feedback, Notifier, Outbox, Ticket};
+use crate::switch::{LegEvent, SwitchAdapter, SwitchEvent};
+
+use super::{Command, Target, Wire};
+
+use execute::Confirm;
+
+/// Checks for interactions past `[agents] max_interaction_age` per that age, so one is
+/// ended at most a tenth of the age late.
+const REAP_CHECKS_PER_AGE: u32 = 10;
+/// The reaper's shortest period, so a tiny age (tests) does not keep the actor busy.
+const REAP_PERIOD_MIN: Duration = Duration::from_millis(10);
+/// The reaper's longest period: a ghost call is ended at most a minute late, and a check a
+/// minute costs nothing.
+const REAP_PERIOD_MAX: Duration = Duration::from_secs(60);
+
+/// One agent (SAP user).
+#[derive(Debug)]
+struct Agent {
+    user: UserId,
+    extension: Option<String>,
+    workmode: Workmode,
+    reason: Option<String>,
+    channels: Vec<String>,
+    queues: Vec<String>,
+    /// Interactions SAP sees, in arrival order (at most `max_interactions`). Each is the
+    /// switch's last snapshot of the leg, shared with the adapter rather than copied.
+    visible: Vec<Arc<LegEvent>>,
+    /// Interactions waiting behind the cap, oldest first; SAP has never heard of them.
+    waiting: VecDeque<Arc<LegEvent>>,
+}
+
+/// A leg's identity, its call and extension, as a key of [`Actor::last_seen`]. It holds the
+/// snapshot the agent's interaction holds too, rather than a copy of the two strings.
+#[derive(Debug, Clone)]
+struct LegKey(Arc<LegEvent>);
+
+impl PartialEq for LegKey {
+    fn eq(&self, other: &LegKey) -> bool {
+        self.0.call == other.0.call && self.0.extension == other.0.extension
+    }
+}
+
+impl Eq for LegKey {}
+
+impl std::hash::Hash for LegKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.call.hash(state);
+        self.0.extension.hash(state);
+    }
+}
+
+/// One subscription: events for a user or container, to one appURL.
+struct Subscription {
+    id: u64,
+    target: Target,
+    url: AppUrl,
+    app_ids: Vec<String>,
+    sequence: u64,
+    outbox: Outbox,
+}
+
+pub(super) struct Actor {
+    config: Arc<Config>,
+    switch: Arc<dyn SwitchAdapter>,
+    notifier: Notifier,
+    wire: Wire,
+    link_up: bool,
+    agents: BTreeMap<UserId, Agent>,
+    by_extension: HashMap<String, UserId>,
+    /// Attached data by call id (or by item id before its call exists). Shared with the
+    /// views that carry it; changed copy-on-write.
+    attached: HashMap<String, Arc<AttachedData>>,
+    /// Item id (from `create`) → the call placed for it.
+    aliases: HashMap<String, String>,
+    /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
+    pending_items: HashMap<String, Instant>,
+    /// Attached-data keys no live call had at the last reaper tick (removed if still so at
+    /// the next one: a blind transfer re-alerts within that time).
+    orphans: HashSet<String>,
+    /// Consultations asked for: consulting extension → the call it holds. The consultation
+    /// call inherits that call's attached data (warm transfer screen pop).
+    consults: HashMap<String, String>,
+    subscriptions: Vec<Subscription>,
+    /// Positions in `subscriptions` by [`sub_key`] of their target, so that an event finds
+    /// its subscriptions without visiting all of them. Rebuilt when one is removed.
+    sub_index: HashMap<String, Vec<usize>>,
+    next_id: u64,
+    /// When each visible or waiting leg (call, extension) last changed, for the
+    /// `max_interaction_age` reaper.
+    last_seen: HashMap<LegKey, Instant>,
+    /// The actor's own command queue, for tasks that report back (weak: it never keeps
+    /// the actor alive).
+    myself: mpsc::WeakSender<Command>,
+    /// How answering tasks learn when what an operation changed is on disk.
+    confirm: Confirm,
+    /// The actor's end of [`Confirm::barriers`], taken by [`Actor::run`].
+    barriers: Option<mpsc::Receiver<oneshot::Sender<Ticket>>>,
+}
+
+impl Actor {
+    pub(super) fn new(
+        config: Arc<Config>,
+        switch: Arc<dyn SwitchAdapter>,
+        notifier: Notifier,
+        wire: Wire,
+        myself: mpsc::WeakSender<Command>,
+    ) -> Self {
+        let (confirm, barriers) = Confirm::new(notifier.spool().clone());
+        Actor {
+            config,
+            link_up: switch.link_up_at_start(),
+            switch,
+            notifier,
+            wire,
+            agents: BTreeMap::new(),
+            by_extension: HashMap::new(),
+            attached: HashMap::new(),
+            aliases: HashMap::new(),
+            pending_items: HashMap::new(),
+            orphans: HashSet::new(),
+            consults: HashMap::new(),
+            subscriptions: Vec::new(),
+            sub_index: HashMap::new(),
+            next_id: 1,
+            last_seen: HashMap::new(),
+            myself,
+            confirm,
+            barriers: Some(barriers),
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut switch_events: mpsc::Receiver<SwitchEvent>,
+        mut feedback: mpsc::Receiver<Feedback>,
+    ) {
+        let max_age = self.config.agents.max_interaction_age;
+        // Without a maximum age the reaper's branch is off and its timer never polled.
+        let period = max_age.map_or(REAP_PERIOD_MAX, |age| {
+            (age / REAP_CHECKS_PER_AGE).clamp(REAP_PERIOD_MIN, REAP_PERIOD_MAX)
+        });
+        let mut reaper = tokio::time::interval(period);
+        reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut barriers = self.barriers.take().expect("the actor runs once");
+        loop {
+            tokio::select! {
+                biased;
+                Some(event) = switch_events.recv() => self.on_switch_event(event),
+                Some(fb) = feedback.recv() => self.on_feedback(fb),
+                // After the switch events: everything the switch reported before a barrier
+                // request was sent has been taken and queued for the spool.
+                Some(barrier) = barriers.recv() => {
+                    let _ = barrier.send(self.notifier.spool().last_queued());
+                }
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = reaper.tick(), if max_age.is_some() => {
+                    self.reap_older_than(max_age.unwrap_or_default());
+                }
+            }
+        }
+        debug!("session manager stopped");
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Execute {
+                operation,
+                user_header,
+                reply,
+            } => self.execute(operation, user_header, reply),
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Reap { call } => self.end_call(&call, "unknown to the switch"),
+            Command::Reconfigure(config) => {
+                info!("session manager: reloaded configuration in force");
+                self.config = config;
+            }
+        }
+    }
+}
