@@ -26,6 +26,7 @@ mod cli;
 mod config_fixtures;
 mod delivery;
 mod durability;
+mod golden;
 mod log_hygiene;
 mod notify;
 mod ops;

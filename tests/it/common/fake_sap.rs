@@ -81,6 +81,8 @@ pub struct Received {
     pub headers: HeaderMap,
     /// The request body as text (lossy UTF-8).
     pub body: String,
+    /// The request body exactly as received, for byte-for-byte comparisons.
+    pub raw: Bytes,
     /// Local name of the first element inside the SOAP Body (the event operation).
     pub name: String,
     /// The text of the first `sequence` element, as a number.
@@ -316,12 +318,11 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> io::Result<Res
         return Err(io::Error::other("fake SAP refuses"));
     }
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let raw = body.collect().await.map_err(io::Error::other)?.to_bytes();
     let report = || {
         let _ = state
             .events
-            .send(received(path.clone(), parts.headers.clone(), body.clone()));
+            .send(received(path.clone(), parts.headers.clone(), raw.clone()));
     };
     let mut body_bytes = None;
     let mut retry_after = None;
@@ -432,7 +433,8 @@ impl Body for FakeBody {
     }
 }
 
-fn received(path: String, headers: HeaderMap, body: String) -> Received {
+fn received(path: String, headers: HeaderMap, raw: Bytes) -> Received {
+    let body = String::from_utf8_lossy(&raw).into_owned();
     let elements = elements(&body);
     let name = elements
         .iter()
@@ -452,6 +454,7 @@ fn received(path: String, headers: HeaderMap, body: String) -> Received {
         path,
         headers,
         body,
+        raw,
         name,
         sequence,
         app_ids,
