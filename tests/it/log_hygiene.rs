@@ -31,33 +31,11 @@ fn cheap_hash(password: &str) -> String {
 }
 
 fn write_config(dir: &Path, format: &str) -> std::path::PathBuf {
-    let file = dir.join("ici-connector.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[soap]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[switch.sim]
-remote_answer_after = "off"
-[events]
-data_dir = {data:?}
-[logging]
-level = "info"
-directory = {logs:?}
-format = "{format}"
-[[auth.soap_users]]
-name = "{SOAP_USER}"
-password_hash = "{hash}"
-"#,
-            data = dir.join("data").display().to_string(),
-            logs = dir.join("logs").display().to_string(),
-            hash = cheap_hash(SOAP_PASSWORD),
-        ),
-    )
-    .unwrap();
-    file
+    let auth = format!(
+        "[[auth.soap_users]]\nname = \"{SOAP_USER}\"\npassword_hash = \"{}\"",
+        cheap_hash(SOAP_PASSWORD)
+    );
+    common::write_config(dir, format, &auth)
 }
 
 fn basic(user: &str, password: &str) -> String {

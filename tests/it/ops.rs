@@ -47,33 +47,6 @@ async fn sim_call(server: &Endpoints, sap: &mut FakeSap, user: &str, extension: 
     call
 }
 
-fn write_config(dir: &Path, format: &str, extra: &str) -> std::path::PathBuf {
-    let file = dir.join("ici-connector.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[soap]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[switch.sim]
-remote_answer_after = "off"
-[events]
-data_dir = {data:?}
-[logging]
-level = "info"
-directory = {logs:?}
-format = "{format}"
-{extra}
-"#,
-            data = dir.join("data").display().to_string(),
-            logs = dir.join("logs").display().to_string(),
-        ),
-    )
-    .unwrap();
-    file
-}
-
 fn trace(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .arg("trace")
@@ -136,7 +109,7 @@ fn debug_forms_are_recognised() {
 
 async fn trace_tells_the_story(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), format, "capture_users = [\"AGENT1\"]");
+    let config = common::write_config(dir.path(), format, "capture_users = [\"AGENT1\"]");
     let process = Process::start(&config);
     let mut sap = FakeSap::start().await;
     let mut other = FakeSap::start().await;
@@ -217,7 +190,7 @@ async fn trace_tells_a_sim_call_from_json_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_levels_and_capture_and_refuses_a_bad_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "text", "");
+    let config = common::write_config(dir.path(), "text", "");
     let process = Process::start(&config);
     let capture = async || {
         let answer = process

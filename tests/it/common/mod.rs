@@ -41,3 +41,33 @@ pub fn log_to_test_output() {
         .with_test_writer()
         .try_init();
 }
+
+/// Writes `dir/ici-connector.toml` for a connector run as a child process: listeners on
+/// port 0, the spool in `dir/data`, logs in `dir/logs` in `format`, then `extra` (more
+/// `[logging]` keys, or further tables).
+pub fn write_config(dir: &std::path::Path, format: &str, extra: &str) -> std::path::PathBuf {
+    let file = dir.join("ici-connector.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[soap]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[switch.sim]
+remote_answer_after = "off"
+[events]
+data_dir = {data:?}
+[logging]
+level = "info"
+directory = {logs:?}
+format = "{format}"
+{extra}
+"#,
+            data = dir.join("data").display().to_string(),
+            logs = dir.join("logs").display().to_string(),
+        ),
+    )
+    .unwrap();
+    file
+}
