@@ -42,7 +42,8 @@ mod settle;
 mod tests;
 mod views;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -193,6 +194,7 @@ enum ControlRequest {
     RemoteAnswer(CallRef, oneshot::Sender<Result<(), SimError>>),
     RemoteHangup(CallRef, oneshot::Sender<Result<(), SimError>>),
     SetAgentState(Extension, AgentState, oneshot::Sender<Result<(), SimError>>),
+    SetLink(LinkChange, oneshot::Sender<Result<(), SimError>>),
     ListCalls(oneshot::Sender<Vec<SimCallView>>),
     ListAgents(oneshot::Sender<Vec<SimAgentView>>),
 }
@@ -202,14 +204,32 @@ enum ControlRequest {
 /// tests. Events go to `events`; the task ends when both handles (and their clones) are gone.
 pub fn start(settings: SimSettings, events: EventSink) -> (SimSwitch, SimControl) {
     let (tx, rx) = mpsc::channel(SIM_QUEUE_DEPTH);
+    let extensions = Arc::new(settings.extensions.iter().cloned().collect());
     tokio::spawn(actor::run(model::Sim::new(settings), rx, events));
-    (SimSwitch { tx: tx.clone() }, SimControl { tx })
+    let switch = SimSwitch {
+        tx: tx.clone(),
+        extensions,
+    };
+    (switch, SimControl { tx })
 }
 
 /// The simulator as a [`SwitchAdapter`]: the session manager's way in.
 #[derive(Debug, Clone)]
 pub struct SimSwitch {
     tx: mpsc::Sender<Msg>,
+    /// The configured extensions: the workcenters an agent may name with setAddresses.
+    extensions: Arc<BTreeSet<String>>,
+}
+
+/// The simulated link to the connector going down or coming back
+/// ([`SimControl::set_link`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The link drops: the connector is told `LinkDown` with this reason, commands are
+    /// refused as unavailable, and nothing that happens on the switch is reported.
+    Down { reason: String },
+    /// The link is back: the connector is told every agent's state and every live leg.
+    Up,
 }
 
 impl SwitchAdapter for SimSwitch {
@@ -221,6 +241,12 @@ impl SwitchAdapter for SimSwitch {
     /// exercised without a PBX.
     fn capabilities(&self) -> &[Capability] {
         &Capability::ALL
+    }
+
+    /// The configured extensions (`[switch.sim] extensions`); agents logging in on the
+    /// phone at another one still create it on the switch.
+    fn knows_extension(&self, extension: &str) -> Option<bool> {
+        Some(self.extensions.contains(extension))
     }
 
     /// Reserves a place in the queue before building the message: a refusal then still
@@ -289,6 +315,12 @@ impl SimControl {
     ) -> Result<(), SimError> {
         self.ask(|r| ControlRequest::SetAgentState(extension.to_owned(), state, r))
             .await?
+    }
+
+    /// Drops or restores the switch link (a PBX restart, a network cut). Unchanged when
+    /// the link is already so.
+    pub async fn set_link(&self, change: LinkChange) -> Result<(), SimError> {
+        self.ask(|r| ControlRequest::SetLink(change, r)).await?
     }
 
     /// Every live call, oldest first (empty if the simulator stopped).
