@@ -1,10 +1,10 @@
 use super::*;
 
-/// `[tls]`, `[auth]` and `[access]`.
-mod security;
 /// What agents are shown and put in when SAP or the switch goes away, and who holds a
 /// workcenter.
 mod presence;
+/// `[tls]`, `[auth]` and `[access]`.
+mod security;
 
 /// The problems of `doc`, as `key: message` lines; panics when it is valid.
 fn errors(doc: &str) -> ConfigErrors {

@@ -6,7 +6,10 @@ fn presence_defaults() {
     assert_eq!(c.agents.on_session_lost, SessionLostAction::NotReady);
     assert_eq!(c.agents.session_lost_reason, "IC_SESSION_LOST");
     assert_eq!(c.agents.workcenter_in_use, WorkcenterInUse::Refuse);
-    assert_eq!(c.workmodes.switch_unavailable, Some(WorkmodesConfig::NOT_READY));
+    assert_eq!(
+        c.workmodes.switch_unavailable,
+        Some(WorkmodesConfig::NOT_READY)
+    );
 }
 
 #[test]

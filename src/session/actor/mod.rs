@@ -104,6 +104,8 @@ pub(super) struct Actor {
     notifier: Notifier,
     wire: Wire,
     link_up: bool,
+    /// Why the switch link is down, while it is (for the status page).
+    link_down_reason: Option<String>,
     agents: BTreeMap<UserId, Agent>,
     by_extension: HashMap<String, UserId>,
     /// Attached data by call id (or by item id before its call exists). Shared with the
@@ -148,6 +150,7 @@ impl Actor {
         Actor {
             config,
             link_up: switch.link_up_at_start(),
+            link_down_reason: None,
             switch,
             notifier,
             wire,

@@ -101,6 +101,7 @@ impl Actor {
     pub(super) fn on_link_down(&mut self, reason: &str) {
         warn!(%reason, "switch link down");
         self.link_up = false;
+        self.link_down_reason = Some(reason.to_string());
         let Some(id) = self.config.workmodes.switch_unavailable else {
             return;
         };
@@ -134,6 +135,7 @@ impl Actor {
     /// The switch link is back: every agent is shown its own workmode again (as the switch
     /// reported it meanwhile); agent events that follow show any later change.
     pub(super) fn end_outage(&mut self) {
+        self.link_down_reason = None;
         let users: Vec<UserId> = self
             .agents
             .values()

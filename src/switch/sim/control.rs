@@ -130,12 +130,10 @@ pub async fn handle(
         | ["calls", _, "answer" | "hangup"]
         | ["agents"]
         | ["agents", _, "state"]
-        | ["link"] => {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on /sim{path}"),
-            )
-        }
+        | ["link"] => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on /sim{path}"),
+        ),
         _ => error(StatusCode::NOT_FOUND, format!("no such path /sim{path}")),
     }
 }

@@ -110,7 +110,13 @@ async fn a_lost_ic_session_can_log_out_or_keep_the_agent() {
     a1.fake.set_mode(Mode::Refuse);
     for _ in 0..3 {
         let call = ring(&server, json!({"from": "4711", "to": "2001"})).await;
-        sim(&server, "POST", &format!("/calls/{call}/hangup"), Value::Null).await;
+        sim(
+            &server,
+            "POST",
+            &format!("/calls/{call}/hangup"),
+            Value::Null,
+        )
+        .await;
     }
     wait_switch_state(&server, "2001", "logged_out").await;
     server.stop().await;
@@ -137,9 +143,7 @@ selectable = false
 /// meanwhile is dropped.
 #[tokio::test]
 async fn a_switch_outage_is_shown_to_sap_and_restored() {
-    let config = format!(
-        "{BASE}{SWITCH_UNAVAILABLE}[workmodes]\nswitch_unavailable = 9\n"
-    );
+    let config = format!("{BASE}{SWITCH_UNAVAILABLE}[workmodes]\nswitch_unavailable = 9\n");
     let server = TestServer::start(&config).await;
     let attributes = server
         .call("User", "getAttributes", &[("userId", "NOBODY")])
@@ -163,12 +167,18 @@ async fn a_switch_outage_is_shown_to_sap_and_restored() {
     a1.call_event(&call, "alerting").await;
 
     let (code, _) = server
-        .sim("POST", "/link", json!({"up": false, "reason": "maintenance"}))
+        .sim(
+            "POST",
+            "/link",
+            json!({"up": false, "reason": "maintenance"}),
+        )
         .await;
     assert_eq!(code, 200);
     a1.workmode_event(9, None).await;
     a2.workmode_event(9, None).await;
-    assert_eq!(status(&server).await["switch_link_up"], false);
+    let down = status(&server).await;
+    assert_eq!(down["switch_link_up"], false, "{down}");
+    assert_eq!(down["switch_link_reason"], "maintenance", "{down}");
     let refused = a1
         .op(
             &server,
@@ -180,7 +190,13 @@ async fn a_switch_outage_is_shown_to_sap_and_restored() {
     assert_eq!(refused.fault().1, "switch unavailable", "{}", refused.body);
 
     // Meanwhile on the switch: the caller gives up, A2 presses ready.
-    sim(&server, "POST", &format!("/calls/{call}/hangup"), Value::Null).await;
+    sim(
+        &server,
+        "POST",
+        &format!("/calls/{call}/hangup"),
+        Value::Null,
+    )
+    .await;
     sim(
         &server,
         "POST",
@@ -194,7 +210,9 @@ async fn a_switch_outage_is_shown_to_sap_and_restored() {
     a1.workmode_event(2, None).await;
     a1.call_event(&call, "dropped").await;
     a2.workmode_event(2, None).await;
-    assert_eq!(status(&server).await["switch_link_up"], true);
+    let up = status(&server).await;
+    assert_eq!(up["switch_link_up"], true, "{up}");
+    assert_eq!(up["switch_link_reason"], Value::Null, "{up}");
     a1.op(
         &server,
         "User",
@@ -241,11 +259,7 @@ async fn a_held_or_unknown_workcenter_is_refused() {
         .ok();
     let taken = server.post(set("A2", "2001")).await;
     fault(&taken, "address in use");
-    assert!(
-        taken.body.contains("2001 is held by A1"),
-        "{}",
-        taken.body
-    );
+    assert!(taken.body.contains("2001 is held by A1"), "{}", taken.body);
     let unknown = server.post(set("A2", "2999")).await;
     fault(&unknown, "unknown address");
     assert!(unknown.body.contains("2999"), "{}", unknown.body);
