@@ -12,8 +12,9 @@
 //! resulting [`SwitchEvent`](super::SwitchEvent)s on the [`EventSink`], awaiting each send, before it answers.
 //!
 //! Behaviour worth knowing (the choices a real switch would leave to configuration):
-//! - Extensions named in [`SimSettings`] exist from the start; `SetAgentState` for an unknown
-//!   extension creates it (free seating). Anything dialled that is neither an extension nor a
+//! - Extensions named in [`SimSettings`] exist from the start, and are the ones the adapter
+//!   says it knows (`setAddresses` takes no other); `SetAgentState` for an unknown extension
+//!   creates it (free seating). Anything dialled that is neither an extension nor a
 //!   queue number is an external party: it produces no events, and answers an outbound call
 //!   after [`SimSettings::remote_answer_after`] (or only through [`SimControl::remote_answer`]).
 //! - A direct call to an extension alerts whatever the agent's state, even logged out: the
@@ -28,6 +29,10 @@
 //! - Hold, consultation and blind transfer need a two-party call (`Connected`); a
 //!   `Conferenced` leg can only be cleared or drop parties. Conference and consultation
 //!   transfer need the consultation call answered.
+//! - The link to the connector can be dropped and restored ([`SimControl::set_link`],
+//!   `POST /sim/link`): while it is down commands are refused as unavailable and nothing is
+//!   reported, though calls and agents go on; back up, every agent's state and then
+//!   `LinkUp` with every live leg, as a real switch's resynchronisation.
 //! - A blind transfer to an external number connects at once (the simulator does not model
 //!   the far end ringing after a transfer); to a queue number, the call waits in that queue.
 
