@@ -96,14 +96,12 @@ async fn graceful_restart_keeps_undelivered_events_and_the_subscription() {
 async fn sigkill_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    // setAddresses takes only extensions the switch has.
-    let extensions: Vec<&str> = BURST_AGENTS.iter().map(|(_, ext)| *ext).collect();
     std::fs::write(
         &config,
         format!(
             "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [events]\ndata_dir = {:?}\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
-             [switch.sim]\nremote_answer_after = \"off\"\nextensions = {extensions:?}\n",
+             [switch.sim]\nremote_answer_after = \"off\"\n",
             dir.path().join("data").display().to_string()
         ),
     )
