@@ -439,6 +439,43 @@ pub struct AgentsConfig {
     /// switch forgot to report. Default `"12h"`; `"off"` disables it.
     #[serde(with = "serde_util::duration_or_off")]
     pub max_interaction_age: Option<Duration>,
+    /// What the switch is told when an agent's IC session is lost (SAP's appURL answers
+    /// 401/404, `unsubscribeUser`, or the subscription ends on overflow) and the agent has
+    /// no other subscription: an agent left ready would keep getting ACD calls whose screen
+    /// never pops. Default `"not_ready"` (with `session_lost_reason`).
+    pub on_session_lost: SessionLostAction,
+    /// The not-ready reason code recorded on the switch with `on_session_lost =
+    /// "not_ready"`. Default `"IC_SESSION_LOST"`.
+    pub session_lost_reason: String,
+    /// `setAddresses` for an extension another logged-in agent holds: `"refuse"` (default:
+    /// a fault names the holder, so a mistyped extension never moves someone else's calls)
+    /// or `"take_over"` (the holder's subscriptions end with `subscriptionEnded`).
+    pub workcenter_in_use: WorkcenterInUse,
+}
+
+/// `[agents] on_session_lost`: the agent's state on the switch after its IC session is lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLostAction {
+    /// Not ready with `session_lost_reason`: logged in, but no ACD call rings.
+    #[default]
+    NotReady,
+    /// Logged out of the switch's queues.
+    LoggedOut,
+    /// Left as it is.
+    Keep,
+}
+
+/// `[agents] workcenter_in_use`: `setAddresses` for an extension another logged-in agent
+/// holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkcenterInUse {
+    /// Refused with a fault naming the holder.
+    #[default]
+    Refuse,
+    /// Taken: the holder loses the extension and its subscriptions end.
+    TakeOver,
 }
 
 impl Default for AgentsConfig {
@@ -451,6 +488,9 @@ impl Default for AgentsConfig {
             accept_unlisted_users: true,
             max_interaction_age: Some(Duration::from_secs(12 * 3600)),
             users: BTreeMap::new(),
+            on_session_lost: SessionLostAction::NotReady,
+            session_lost_reason: AgentsConfig::SESSION_LOST_REASON.into(),
+            workcenter_in_use: WorkcenterInUse::Refuse,
         }
     }
 }
@@ -460,6 +500,8 @@ impl AgentsConfig {
     /// slots, so at most six interactions per agent reach SAP and a seventh waits on the
     /// switch. The upper bound (and default) of `max_interactions`, which may only lower it.
     pub const MAX_INTERACTIONS: u8 = 6;
+    /// Default of `session_lost_reason`.
+    pub const SESSION_LOST_REASON: &'static str = "IC_SESSION_LOST";
 }
 
 /// One entry of `[agents.users]`.
@@ -497,6 +539,14 @@ pub struct WorkmodesConfig {
     /// `[[workmodes.reasons]]`: not-ready reason codes offered with workmode 3.
     /// Default none.
     pub reasons: Vec<NotReadyReason>,
+    /// Workmode SAP is shown (`workmodeChanged`) for every agent while the switch link is
+    /// down, so agents see why their buttons fail; their own workmode is shown again when
+    /// the link is back. 3 (the default) is not ready with reason
+    /// [`WorkmodesConfig::SWITCH_UNAVAILABLE_REASON`]; a custom id (best with
+    /// `selectable = false`) shows its own text and is always listed; `"off"`: SAP is not
+    /// told.
+    #[serde(with = "serde_util::workmode_or_off")]
+    pub switch_unavailable: Option<u32>,
 }
 
 impl Default for WorkmodesConfig {
@@ -508,6 +558,7 @@ impl Default for WorkmodesConfig {
             view_non_selectable: false,
             custom: Vec::new(),
             reasons: Vec::new(),
+            switch_unavailable: Some(WorkmodesConfig::NOT_READY),
         }
     }
 }
@@ -521,6 +572,8 @@ impl WorkmodesConfig {
     pub const NOT_READY: u32 = Workmode::NOT_READY.0;
     /// Lowest id of a custom workmode ([`Workmode::FIRST_CUSTOM`]).
     pub const FIRST_CUSTOM: u32 = Workmode::FIRST_CUSTOM.0;
+    /// The not-ready reason shown with `switch_unavailable = 3`.
+    pub const SWITCH_UNAVAILABLE_REASON: &'static str = "SWITCH_UNAVAILABLE";
 
     /// The custom workmode with this id.
     pub fn custom_by_id(&self, id: u32) -> Option<&CustomWorkmode> {

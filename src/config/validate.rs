@@ -492,6 +492,21 @@ fn agents(config: &Config, known_queues: Option<&BTreeSet<String>>, p: &mut Prob
         }
         check_queue_refs(&format!("{key}.queues"), &entry.queues, known_queues, p);
     }
+    if a.on_session_lost == super::SessionLostAction::NotReady {
+        let reason = &a.session_lost_reason;
+        if reason.trim().is_empty() {
+            p.add(
+                "agents.session_lost_reason",
+                "must not be empty with on_session_lost = \"not_ready\"",
+            );
+        } else if reason.chars().any(char::is_control) {
+            // It goes to the switch as a protocol field (an AMI header on Asterisk).
+            p.add(
+                "agents.session_lost_reason",
+                "must not contain control characters (line breaks, tabs)",
+            );
+        }
+    }
 }
 
 fn workmodes(w: &WorkmodesConfig, p: &mut Problems) {
@@ -529,6 +544,19 @@ fn workmodes(w: &WorkmodesConfig, p: &mut Problems) {
                 ),
             );
         }
+    }
+    match w.switch_unavailable {
+        Some(WorkmodesConfig::READY) => p.add(
+            "workmodes.switch_unavailable",
+            "must not be 2 (ready): agents cannot take calls while the switch link is down",
+        ),
+        Some(id) if !w.is_defined(id) => p.add(
+            "workmodes.switch_unavailable",
+            format!(
+                "workmode {id} is neither 1, 3 nor a workmodes.custom id (use \"{OFF}\" for none)"
+            ),
+        ),
+        _ => {}
     }
     let mut codes = HashMap::new();
     for (i, reason) in w.reasons.iter().enumerate() {

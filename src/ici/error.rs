@@ -125,6 +125,10 @@ fn session_fault(operation: OpKind, error: &SessionError) -> Fault {
         E::InvalidAddress(address) => {
             Fault::client("invalid address").with_detail(address.as_str())
         }
+        // The holder is named so the agent (or the help desk) knows whom to ask.
+        E::AddressInUse { address, holder } => {
+            Fault::client("address in use").with_detail(format!("{address} is held by {holder}"))
+        }
         E::InvalidState { state, .. } => Fault::client("invalid call state").with_detail(*state),
         E::Switch(SwitchError::InvalidState(_)) => Fault::client("invalid call state"),
         E::NotSupported { capability, switch } => Fault::client(format!(
@@ -196,6 +200,10 @@ mod tests {
             E::UnknownWorkmode(9),
             E::UnknownReason(client()),
             E::InvalidAddress(client()),
+            E::AddressInUse {
+                address: client(),
+                holder: client(),
+            },
             E::InvalidState {
                 call: client(),
                 state: "held",

@@ -23,6 +23,10 @@ pub enum SessionError {
     UnknownReason(String),
     #[error("invalid address {0:?}")]
     InvalidAddress(String),
+    /// setAddresses named a workcenter another logged-in agent holds (`[agents]
+    /// workcenter_in_use = "refuse"`).
+    #[error("address {address} is held by {holder}")]
+    AddressInUse { address: String, holder: String },
     /// The call is not in a state that allows the operation.
     #[error("call {call} is {state}")]
     InvalidState { call: String, state: &'static str },

@@ -111,6 +111,8 @@ pub struct SubscriptionStatus {
 pub struct StatusSnapshot {
     pub switch: &'static str,
     pub switch_link_up: bool,
+    /// Why the switch link went down, while it is down (none before its first report).
+    pub switch_link_reason: Option<String>,
     pub agents: Vec<AgentStatus>,
     pub subscriptions: Vec<SubscriptionStatus>,
 }

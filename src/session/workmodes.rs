@@ -51,7 +51,7 @@ pub fn from_switch(config: &WorkmodesConfig, state: &AgentState) -> (Workmode, O
 }
 
 /// The workmode list for getAttributes: the fixed three, then the custom ones (hidden when
-/// not selectable, unless `view_non_selectable`).
+/// not selectable, unless `view_non_selectable` or it is `switch_unavailable`).
 pub fn list(config: &WorkmodesConfig) -> Vec<WorkmodeView> {
     let fixed = [
         (WorkmodesConfig::LOGGED_OFF, "Logged off"),
@@ -63,7 +63,10 @@ pub fn list(config: &WorkmodesConfig) -> Vec<WorkmodeView> {
     let custom = config
         .custom
         .iter()
-        .filter(|c| c.selectable || config.view_non_selectable)
+        .filter(|c| {
+            // SAP must know the text of the workmode it is shown during a switch outage.
+            c.selectable || config.view_non_selectable || config.switch_unavailable == Some(c.id)
+        })
         .map(|c| workmode_view(c.id, &c.text, c.selectable));
     fixed.chain(custom).collect()
 }
@@ -153,5 +156,8 @@ mod tests {
         assert_eq!(count(&c), 4);
         c.view_non_selectable = true;
         assert_eq!(count(&c), 5);
+        c.view_non_selectable = false;
+        c.switch_unavailable = Some(5);
+        assert_eq!(count(&c), 5, "the outage workmode is always listed");
     }
 }

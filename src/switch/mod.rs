@@ -503,6 +503,13 @@ pub trait SwitchAdapter: Send + Sync + 'static {
     fn link_up_at_start(&self) -> bool {
         true
     }
+
+    /// Whether the switch has this extension (device): `Some(false)` makes `setAddresses`
+    /// refuse it, so a mistyped workcenter fails at login instead of leaving an agent
+    /// without calls. `None`: the adapter cannot tell, and any address is taken.
+    fn knows_extension(&self, _extension: &str) -> Option<bool> {
+        None
+    }
 }
 
 #[cfg(test)]

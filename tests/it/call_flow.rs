@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 mod calls;
 mod interactions;
+mod presence;
 mod refusals;
 mod subscriptions;
 mod workmodes;

@@ -292,12 +292,14 @@ struct BurstReport {
 async fn kill_during_burst() -> BurstReport {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
+    // setAddresses takes only extensions the switch has.
+    let extensions: Vec<&str> = BURST_AGENTS.iter().map(|(_, ext)| *ext).collect();
     std::fs::write(
         &config,
         format!(
             "[soap]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [events]\ndata_dir = {:?}\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
-             [switch.sim]\nremote_answer_after = \"off\"\n",
+             [switch.sim]\nremote_answer_after = \"off\"\nextensions = {extensions:?}\n",
             dir.path().join("data").display().to_string()
         ),
     )

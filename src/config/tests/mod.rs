@@ -1,5 +1,8 @@
 use super::*;
 
+/// What agents are shown and put in when SAP or the switch goes away, and who holds a
+/// workcenter.
+mod presence;
 /// `[tls]`, `[auth]` and `[access]`.
 mod security;
 

@@ -25,11 +25,11 @@ impl Actor {
         match event {
             SwitchEvent::Leg(leg) => self.on_leg(leg),
             SwitchEvent::Agent { extension, state } => self.on_agent_state(&extension, &state),
-            SwitchEvent::LinkUp { calls } => self.resync(calls),
-            SwitchEvent::LinkDown { reason } => {
-                warn!(%reason, "switch link down");
-                self.link_up = false;
+            SwitchEvent::LinkUp { calls } => {
+                self.end_outage();
+                self.resync(calls);
             }
+            SwitchEvent::LinkDown { reason } => self.on_link_down(&reason),
         }
     }
 
@@ -192,6 +192,11 @@ impl Actor {
         let Some(agent) = self.agents.get_mut(&user) else {
             return;
         };
+        if let Some(own) = agent.outage.as_mut() {
+            // SAP sees `switch_unavailable` until the link is back; then this one.
+            *own = (workmode, reason);
+            return;
+        }
         if agent.workmode == workmode && agent.reason == reason {
             return;
         }

@@ -7,6 +7,8 @@
 //! - [`interactions`]: the interaction table fed by switch events (the six-cap, the
 //!   reaper, resynchronisation);
 //! - [`subscriptions`]: subscriptions, publishing events, the spool's records of them;
+//! - [`outages`]: what happens when the other side goes away: an agent whose IC session
+//!   is lost, every agent while the switch link is down, a workcenter held by another;
 //! - [`status`]: the status page's snapshot.
 
 mod execute;
@@ -14,6 +16,7 @@ mod interactions;
 mod item;
 mod line;
 mod lookups;
+mod outages;
 mod phonecall;
 mod status;
 mod subscriptions;
@@ -53,6 +56,9 @@ struct Agent {
     extension: Option<String>,
     workmode: Workmode,
     reason: Option<String>,
+    /// While the switch link is down and SAP is shown `switch_unavailable`: the agent's
+    /// own workmode and reason, kept up to date and shown again when the link is back.
+    outage: Option<(Workmode, Option<String>)>,
     channels: Vec<String>,
     queues: Vec<String>,
     /// Interactions SAP sees, in arrival order (at most `max_interactions`). Each is the
@@ -98,6 +104,8 @@ pub(super) struct Actor {
     notifier: Notifier,
     wire: Wire,
     link_up: bool,
+    /// Why the switch link is down, while it is (for the status page).
+    link_down_reason: Option<String>,
     agents: BTreeMap<UserId, Agent>,
     by_extension: HashMap<String, UserId>,
     /// Attached data by call id (or by item id before its call exists). Shared with the
@@ -142,6 +150,7 @@ impl Actor {
         Actor {
             config,
             link_up: switch.link_up_at_start(),
+            link_down_reason: None,
             switch,
             notifier,
             wire,

@@ -30,6 +30,7 @@ impl Actor {
         StatusSnapshot {
             switch: self.switch.name(),
             switch_link_up: self.link_up,
+            switch_link_reason: self.link_down_reason.clone(),
             agents: self
                 .agents
                 .values()

@@ -18,6 +18,8 @@ use super::{Actor, Subscription};
 
 /// Why a subscription whose outbox overflowed ends (told to SAP in subscriptionEnded).
 const OVERFLOW_REASON: &str = "event queue overflow";
+/// Why an agent's IC session counts as lost when SAP unsubscribed its last subscription.
+const UNSUBSCRIBED_REASON: &str = "SAP unsubscribed";
 /// Why getAttributes ends the user's earlier subscriptions: SAP opened a new IC session.
 pub(super) const NEW_SESSION_REASON: &str = "new session";
 
@@ -202,6 +204,7 @@ impl Actor {
                 info!(subscription = sub.id, "unsubscribed");
                 let id = sub.id;
                 self.forget_subscription(id);
+                self.subscription_lost(target, UNSUBSCRIBED_REASON);
             } else {
                 let stored = stored(sub);
                 self.notifier
@@ -317,20 +320,30 @@ impl Actor {
                 reason = "overflow",
                 "event queue full: ending the subscription"
             );
+            let mut target = None;
             if let Some(sub) = self.subscriptions.iter_mut().find(|s| s.id == id) {
                 let ended = IciEvent::SubscriptionEnded {
                     reason: OVERFLOW_REASON,
                 };
                 let ended = event_for(wire, sub, user.to_string(), None, &ended);
                 let _ = sub.outbox.push_final(ended);
+                target = Some(sub.target.clone());
             }
             self.forget_subscription(id);
+            if let Some(target) = target {
+                self.subscription_lost(&target, OVERFLOW_REASON);
+            }
         }
     }
 
     pub(super) fn on_feedback(&mut self, feedback: Feedback) {
         match feedback {
             Feedback::Ended { id, reason } => {
+                let target = self
+                    .subscriptions
+                    .iter()
+                    .find(|s| s.id == id)
+                    .map(|s| s.target.clone());
                 match &reason {
                     EndReason::SessionGone { status } => {
                         info!(
@@ -341,6 +354,9 @@ impl Actor {
                     other => warn!(subscription = id, reason = %other, "subscription ended"),
                 }
                 self.forget_subscription(id);
+                if let Some(target) = target {
+                    self.subscription_lost(&target, &reason.to_string());
+                }
             }
         }
     }

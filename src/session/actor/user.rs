@@ -101,14 +101,19 @@ impl Actor {
         done()
     }
 
-    /// setAddresses: the first address is the agent's extension.
+    /// setAddresses: the first address is the agent's extension, if the switch knows it and
+    /// no other logged-in agent holds it (see `claim_workcenter`).
     pub(super) fn set_addresses(
         &mut self,
         user: &UserId,
         addresses: Vec<String>,
     ) -> Result<Step, SessionError> {
         self.ensure_agent(user)?;
-        self.set_extension(user, addresses.into_iter().next());
+        let address = addresses.into_iter().next();
+        if let Some(address) = &address {
+            self.claim_workcenter(user, address)?;
+        }
+        self.set_extension(user, address);
         done()
     }
 

@@ -10,8 +10,11 @@ use tokio::time::{Duration, Instant};
 
 use super::model::{OpResult, Sim, Timer};
 use super::views::call_view;
-use super::{ControlRequest, Msg, SimError};
-use crate::switch::{EventSink, SwitchError};
+use super::{ControlRequest, LinkChange, Msg, SimError};
+use crate::switch::{EventSink, LegEvent, SwitchError, SwitchEvent};
+
+/// Why commands are refused while the simulated link is down.
+const LINK_DOWN: &str = "switch link down";
 
 /// The actor loop: one message or due timer at a time; events out before each answer.
 pub(super) async fn run(mut sim: Sim, mut rx: mpsc::Receiver<Msg>, events: EventSink) {
@@ -29,6 +32,12 @@ pub(super) async fn run(mut sim: Sim, mut rx: mpsc::Receiver<Msg>, events: Event
             }
         };
         match msg {
+            Msg::Command(request) if !sim.link_up => {
+                tracing::warn!(command = %request.command, "switch command refused: link down");
+                let _ = request
+                    .reply
+                    .send(Err(SwitchError::Unavailable(LINK_DOWN.to_owned())));
+            }
             Msg::Command(request) => {
                 let result = sim.command(request.command.clone());
                 tracing::debug!(command = %request.command, ?result, "sim command");
@@ -83,6 +92,10 @@ impl Sim {
                 self.flush(events).await;
                 let _ = reply.send(Ok(()));
             }
+            ControlRequest::SetLink(change, reply) => {
+                self.set_link(change, events).await;
+                let _ = reply.send(Ok(()));
+            }
             ControlRequest::ListCalls(reply) => {
                 let _ = reply.send(self.calls.values().map(|c| call_view(c)).collect());
             }
@@ -92,7 +105,48 @@ impl Sim {
         }
     }
 
+    /// The link goes down (`LinkDown`) or comes back: every agent's state, then `LinkUp`
+    /// with every live leg, as a real switch's resynchronisation reports them.
+    async fn set_link(&mut self, change: LinkChange, events: &EventSink) {
+        let up = change == LinkChange::Up;
+        if up == self.link_up {
+            return;
+        }
+        self.link_up = up;
+        let mut report = Vec::new();
+        match change {
+            LinkChange::Down { reason } => {
+                tracing::info!(%reason, "sim link down");
+                report.push(SwitchEvent::LinkDown { reason });
+            }
+            LinkChange::Up => {
+                tracing::info!("sim link up");
+                report.extend(self.agents.iter().map(|(ext, agent)| SwitchEvent::Agent {
+                    extension: ext.clone(),
+                    state: agent.state.clone(),
+                }));
+                let mut legs: Vec<_> = self.sent.iter().collect();
+                legs.sort_by(|a, b| a.0.cmp(b.0));
+                let calls = legs
+                    .into_iter()
+                    .map(|(_, leg)| LegEvent::clone(leg))
+                    .collect();
+                report.push(SwitchEvent::LinkUp { calls });
+            }
+        }
+        for event in report {
+            if !events.send(event).await {
+                tracing::debug!("switch event dropped: the session manager is gone");
+            }
+        }
+    }
+
     async fn flush(&mut self, events: &EventSink) {
+        if !self.link_up {
+            // The connector hears of it at the resynchronisation.
+            self.out.clear();
+            return;
+        }
         for event in std::mem::take(&mut self.out) {
             if !events.send(event).await {
                 tracing::debug!("switch event dropped: the session manager is gone");

@@ -14,6 +14,7 @@
 //! | `GET` | `/sim/calls` | – | 200 `{"calls": [...]}` |
 //! | `GET` | `/sim/agents` | – | 200 `{"agents": [...]}` |
 //! | `POST` | `/sim/agents/{ext}/state` | `{"state": "ready"\|"not_ready"\|"logged_out"\|"custom", "reason"?, "custom"?}` | 200 `{"extension", "state"}` |
+//! | `POST` | `/sim/link` | `{"up": false, "reason"?}` or `{"up": true}` | 200 `{"up"}` (the switch link drops or comes back) |
 //!
 //! Errors answer `{"error": "..."}`: 400 for a malformed body or an unknown destination,
 //! 404 for an unknown call or path, 405 for a wrong method, 409 when the call's state does
@@ -41,6 +42,10 @@
 //! curl -X POST http://127.0.0.1:8081/sim/agents/1001/state \
 //!   -d '{"state": "not_ready", "reason": "lunch"}'
 //!
+//! # The switch link drops (SAP's agents see the switch_unavailable workmode) and comes back
+//! curl -X POST http://127.0.0.1:8081/sim/link -d '{"up": false, "reason": "maintenance"}'
+//! curl -X POST http://127.0.0.1:8081/sim/link -d '{"up": true}'
+//!
 //! # What the switch sees: calls (with the numbers it dialled) and agents
 //! curl http://127.0.0.1:8081/sim/calls
 //! curl http://127.0.0.1:8081/sim/agents
@@ -53,7 +58,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CreateCall, SimControl, SimError};
+use super::{CreateCall, LinkChange, SimControl, SimError};
 use crate::switch::AgentState;
 
 /// Body of `POST /calls`.
@@ -77,6 +82,17 @@ struct StateBody {
     reason: Option<String>,
     custom: Option<String>,
 }
+
+/// Body of `POST /link`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    up: bool,
+    reason: Option<String>,
+}
+
+/// The reason `LinkDown` carries when `POST /link` names none.
+const DEFAULT_LINK_DOWN_REASON: &str = "dropped through the simulator's control API";
 
 /// Serve one control request. `path` is the part after `/sim` (a query string is ignored);
 /// the answer is a status and a JSON body for the admin listener to write.
@@ -109,12 +125,15 @@ pub async fn handle(
         ["agents", ext, "state"] if method == Method::POST => {
             set_agent_state(control, ext, body).await
         }
-        ["calls"] | ["calls", _, "answer" | "hangup"] | ["agents"] | ["agents", _, "state"] => {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on /sim{path}"),
-            )
-        }
+        ["link"] if method == Method::POST => set_link(control, body).await,
+        ["calls"]
+        | ["calls", _, "answer" | "hangup"]
+        | ["agents"]
+        | ["agents", _, "state"]
+        | ["link"] => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on /sim{path}"),
+        ),
         _ => error(StatusCode::NOT_FOUND, format!("no such path /sim{path}")),
     }
 }
@@ -168,6 +187,23 @@ async fn set_agent_state(control: &SimControl, ext: &str, body: &[u8]) -> (Statu
         result.map(|()| json!({ "extension": ext, "state": body.state })),
         StatusCode::OK,
     )
+}
+
+async fn set_link(control: &SimControl, body: &[u8]) -> (StatusCode, Value) {
+    let body: LinkBody = match serde_json::from_slice(body) {
+        Ok(body) => body,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")),
+    };
+    let change = if body.up {
+        LinkChange::Up
+    } else {
+        let reason = body
+            .reason
+            .unwrap_or_else(|| DEFAULT_LINK_DOWN_REASON.to_owned());
+        LinkChange::Down { reason }
+    };
+    let result = control.set_link(change).await;
+    answer(result.map(|()| json!({ "up": body.up })), StatusCode::OK)
 }
 
 fn answer(result: Result<Value, SimError>, ok: StatusCode) -> (StatusCode, Value) {

@@ -12,8 +12,9 @@
 //! resulting [`SwitchEvent`](super::SwitchEvent)s on the [`EventSink`], awaiting each send, before it answers.
 //!
 //! Behaviour worth knowing (the choices a real switch would leave to configuration):
-//! - Extensions named in [`SimSettings`] exist from the start; `SetAgentState` for an unknown
-//!   extension creates it (free seating). Anything dialled that is neither an extension nor a
+//! - Extensions named in [`SimSettings`] exist from the start, and are the ones the adapter
+//!   says it knows (`setAddresses` takes no other); `SetAgentState` for an unknown extension
+//!   creates it (free seating). Anything dialled that is neither an extension nor a
 //!   queue number is an external party: it produces no events, and answers an outbound call
 //!   after [`SimSettings::remote_answer_after`] (or only through [`SimControl::remote_answer`]).
 //! - A direct call to an extension alerts whatever the agent's state, even logged out: the
@@ -28,6 +29,10 @@
 //! - Hold, consultation and blind transfer need a two-party call (`Connected`); a
 //!   `Conferenced` leg can only be cleared or drop parties. Conference and consultation
 //!   transfer need the consultation call answered.
+//! - The link to the connector can be dropped and restored ([`SimControl::set_link`],
+//!   `POST /sim/link`): while it is down commands are refused as unavailable and nothing is
+//!   reported, though calls and agents go on; back up, every agent's state and then
+//!   `LinkUp` with every live leg, as a real switch's resynchronisation.
 //! - A blind transfer to an external number connects at once (the simulator does not model
 //!   the far end ringing after a transfer); to a queue number, the call waits in that queue.
 
@@ -42,7 +47,8 @@ mod settle;
 mod tests;
 mod views;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -193,6 +199,7 @@ enum ControlRequest {
     RemoteAnswer(CallRef, oneshot::Sender<Result<(), SimError>>),
     RemoteHangup(CallRef, oneshot::Sender<Result<(), SimError>>),
     SetAgentState(Extension, AgentState, oneshot::Sender<Result<(), SimError>>),
+    SetLink(LinkChange, oneshot::Sender<Result<(), SimError>>),
     ListCalls(oneshot::Sender<Vec<SimCallView>>),
     ListAgents(oneshot::Sender<Vec<SimAgentView>>),
 }
@@ -202,14 +209,32 @@ enum ControlRequest {
 /// tests. Events go to `events`; the task ends when both handles (and their clones) are gone.
 pub fn start(settings: SimSettings, events: EventSink) -> (SimSwitch, SimControl) {
     let (tx, rx) = mpsc::channel(SIM_QUEUE_DEPTH);
+    let extensions = Arc::new(settings.extensions.iter().cloned().collect());
     tokio::spawn(actor::run(model::Sim::new(settings), rx, events));
-    (SimSwitch { tx: tx.clone() }, SimControl { tx })
+    let switch = SimSwitch {
+        tx: tx.clone(),
+        extensions,
+    };
+    (switch, SimControl { tx })
 }
 
 /// The simulator as a [`SwitchAdapter`]: the session manager's way in.
 #[derive(Debug, Clone)]
 pub struct SimSwitch {
     tx: mpsc::Sender<Msg>,
+    /// The configured extensions: the workcenters an agent may name with setAddresses.
+    extensions: Arc<BTreeSet<String>>,
+}
+
+/// The simulated link to the connector going down or coming back
+/// ([`SimControl::set_link`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The link drops: the connector is told `LinkDown` with this reason, commands are
+    /// refused as unavailable, and nothing that happens on the switch is reported.
+    Down { reason: String },
+    /// The link is back: the connector is told every agent's state and every live leg.
+    Up,
 }
 
 impl SwitchAdapter for SimSwitch {
@@ -221,6 +246,12 @@ impl SwitchAdapter for SimSwitch {
     /// exercised without a PBX.
     fn capabilities(&self) -> &[Capability] {
         &Capability::ALL
+    }
+
+    /// The configured extensions (`[switch.sim] extensions`); agents logging in on the
+    /// phone at another one still create it on the switch.
+    fn knows_extension(&self, extension: &str) -> Option<bool> {
+        Some(self.extensions.contains(extension))
     }
 
     /// Reserves a place in the queue before building the message: a refusal then still
@@ -289,6 +320,12 @@ impl SimControl {
     ) -> Result<(), SimError> {
         self.ask(|r| ControlRequest::SetAgentState(extension.to_owned(), state, r))
             .await?
+    }
+
+    /// Drops or restores the switch link (a PBX restart, a network cut). Unchanged when
+    /// the link is already so.
+    pub async fn set_link(&self, change: LinkChange) -> Result<(), SimError> {
+        self.ask(|r| ControlRequest::SetLink(change, r)).await?
     }
 
     /// Every live call, oldest first (empty if the simulator stopped).

@@ -241,6 +241,10 @@ pub(super) struct Sim {
     pub(super) timers: BTreeMap<(Instant, u64), Timer>,
     pub(super) next_timer: u64,
     pub(super) remote_answer_after: Option<Duration>,
+    /// Whether the link to the connector is up: while it is down, commands are refused and
+    /// events are not sent (the switch goes on; the connector learns the outcome when the
+    /// link is back).
+    pub(super) link_up: bool,
 }
 
 /// The sequence number in a call id (`sim-7` → 7).
@@ -278,6 +282,7 @@ impl Sim {
             timers: BTreeMap::new(),
             next_timer: 0,
             remote_answer_after: settings.remote_answer_after,
+            link_up: true,
         }
     }
 

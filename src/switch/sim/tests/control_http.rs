@@ -144,3 +144,25 @@ async fn control_http_routes() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(h.drain().is_empty());
 }
+
+#[tokio::test]
+async fn control_http_link() {
+    let mut h = harness(settings());
+    let (status, body) = http(&h, Method::POST, "/link", json!({"up": false})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"up": false})));
+    let reason = "dropped through the simulator's control API";
+    assert_eq!(
+        h.drain_short(),
+        [format!("LinkDown {{ reason: {reason:?} }}")]
+    );
+    let (status, _) = http(&h, Method::GET, "/link", Value::Null).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, body) = http(&h, Method::POST, "/link", json!({"down": true})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = http(&h, Method::POST, "/link", json!({"up": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(matches!(
+        h.drain().last(),
+        Some(SwitchEvent::LinkUp { calls }) if calls.is_empty()
+    ));
+}

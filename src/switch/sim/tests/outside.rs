@@ -106,3 +106,62 @@ async fn without_a_delay_only_the_control_api_answers() {
     ));
     assert!(h.drain().is_empty());
 }
+
+/// The link drops: `LinkDown`, commands refused, nothing reported while the switch goes on.
+/// Back up: every agent's state, then `LinkUp` with the live legs only.
+#[tokio::test]
+async fn the_link_drops_and_comes_back_with_the_switch_as_it_is_then() {
+    let mut h = harness(settings());
+    let ended = h.talking("+1", "100").await;
+    let lasting = h.talking("+2", "101").await;
+    let down = LinkChange::Down {
+        reason: "maintenance".into(),
+    };
+    h.control.set_link(down.clone()).await.unwrap();
+    assert_eq!(h.drain_short(), ["LinkDown { reason: \"maintenance\" }"]);
+    h.control.set_link(down).await.unwrap();
+    assert!(h.drain().is_empty(), "already down: nothing new");
+
+    let refused = h
+        .cmd(C::Hold {
+            call: lasting.clone(),
+            extension: "101".into(),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(SwitchError::Unavailable(_))),
+        "{refused:?}"
+    );
+    h.control.remote_hangup(&ended).await.unwrap();
+    h.control
+        .set_agent_state("102", AgentState::Ready)
+        .await
+        .unwrap();
+    assert!(h.drain().is_empty(), "nothing is reported while down");
+
+    h.control.set_link(LinkChange::Up).await.unwrap();
+    let events = h.drain();
+    let (last, agents) = events.split_last().unwrap();
+    assert_eq!(
+        agents.iter().map(short).collect::<Vec<_>>(),
+        [
+            "agent 100 LoggedOut",
+            "agent 101 LoggedOut",
+            "agent 102 Ready",
+            "agent 200 LoggedOut"
+        ]
+    );
+    let SwitchEvent::LinkUp { calls } = last else {
+        panic!("LinkUp last, got {last:?}");
+    };
+    let legs: Vec<(&str, &str, LegState)> = calls
+        .iter()
+        .map(|l| (l.call.as_str(), l.extension.as_str(), l.state))
+        .collect();
+    assert_eq!(legs, [(lasting.as_str(), "101", LegState::Connected)]);
+    h.ok(C::Hold {
+        call: lasting,
+        extension: "101".into(),
+    })
+    .await;
+}
