@@ -63,7 +63,8 @@ fn defaults() {
         [SimQueue {
             name: "support".into(),
             number: "600".into(),
-            members: vec![]
+            members: vec![],
+            wrap_up: None,
         }]
     );
     assert_eq!(c.agents.max_interactions, 6);

@@ -14,7 +14,7 @@ use crate::switch::{AgentState, Direction, LegEvent, LegState, SwitchEvent};
 use super::super::IciEvent;
 use super::super::workmodes;
 use super::{Actor, LegKey};
-use crate::domain::UserId;
+use crate::domain::{UserId, Workmode};
 
 /// Call attribute an IVR sets with item attached data before the agent gets the call
 /// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
@@ -25,6 +25,7 @@ impl Actor {
         match event {
             SwitchEvent::Leg(leg) => self.on_leg(leg),
             SwitchEvent::Agent { extension, state } => self.on_agent_state(&extension, &state),
+            SwitchEvent::WrapUp { extension, active } => self.on_wrap_up(&extension, active),
             SwitchEvent::LinkUp { calls } => self.resync(calls),
             SwitchEvent::LinkDown { reason } => {
                 warn!(%reason, "switch link down");
@@ -189,7 +190,45 @@ impl Actor {
             return;
         };
         let (workmode, reason) = workmodes::from_switch(&self.config.workmodes, state);
+        if let Some(agent) = self.agents.get_mut(&user) {
+            // A state set during wrap-up ends it (the switch reported that first).
+            agent.before_wrap_up = None;
+        }
+        self.show_workmode(&user, extension, workmode, reason);
+    }
+
+    /// After-call work lies over the agent's workmode: SAP sees the wrap-up workmode while
+    /// it lasts, then the workmode it saw before.
+    fn on_wrap_up(&mut self, extension: &str, active: bool) {
+        let Some(user) = self.by_extension.get(extension).cloned() else {
+            return;
+        };
+        let wrap_up = workmodes::wrap_up(&self.config.workmodes);
         let Some(agent) = self.agents.get_mut(&user) else {
+            return;
+        };
+        let (workmode, reason) = match (active, agent.before_wrap_up.take()) {
+            (true, before) => {
+                let before = before.unwrap_or((agent.workmode, agent.reason.clone()));
+                agent.before_wrap_up = Some(before);
+                wrap_up
+            }
+            (false, Some(before)) => before,
+            (false, None) => return,
+        };
+        info!(%user, active, "after-call work");
+        self.show_workmode(&user, extension, workmode, reason);
+    }
+
+    /// Tells SAP the agent's workmode, if it changed.
+    fn show_workmode(
+        &mut self,
+        user: &UserId,
+        extension: &str,
+        workmode: Workmode,
+        reason: Option<String>,
+    ) {
+        let Some(agent) = self.agents.get_mut(user) else {
             return;
         };
         if agent.workmode == workmode && agent.reason == reason {
@@ -203,7 +242,7 @@ impl Actor {
             workmode,
             reason,
         };
-        self.publish(&user, Some(extension), None, &event);
+        self.publish(user, Some(extension), None, &event);
     }
 
     /// Ends every leg of `call` toward SAP (`dropped` with `reason`).

@@ -51,8 +51,11 @@ const REAP_PERIOD_MAX: Duration = Duration::from_secs(60);
 struct Agent {
     user: UserId,
     extension: Option<String>,
+    /// The workmode and reason SAP was last told (the wrap-up one during after-call work).
     workmode: Workmode,
     reason: Option<String>,
+    /// During after-call work: the workmode and reason to show again when it is over.
+    before_wrap_up: Option<(Workmode, Option<String>)>,
     channels: Vec<String>,
     queues: Vec<String>,
     /// Interactions SAP sees, in arrival order (at most `max_interactions`). Each is the

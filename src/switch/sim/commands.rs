@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::model::{CALL_ID_PREFIX, Call, OpResult, Party, Phase, RemotePhase, Sim, Target, Timer};
-use crate::switch::{Attributes, CallRef, LegState, SwitchCommand, SwitchError, SwitchReply};
+use crate::switch::{
+    ATTACHED_DATA_ATTRIBUTE, Attributes, CallRef, LegState, SwitchCommand, SwitchError, SwitchReply,
+};
 
 /// Room a new call's party list starts with: the usual caller and callee, no more (a
 /// conference grows it; most calls never need a third slot).
@@ -59,6 +61,16 @@ impl Sim {
                 consult,
                 extension,
             } => self.transfer_consult(&held, &consult, &extension),
+            C::Alternate {
+                held,
+                active,
+                extension,
+            } => self.alternate(&held, &active, &extension),
+            C::Reconnect {
+                held,
+                consult,
+                extension,
+            } => self.reconnect(&held, &consult, &extension),
             C::DropParty {
                 call,
                 extension,
@@ -249,7 +261,64 @@ impl Sim {
         self.check_destination(destination, ext, Some(seq))?;
         self.set_phase(seq, i, Phase::Held);
         let new = self.make_call(ext, destination, None)?;
+        // The attached data rides on to the consulted party (the warm transfer screen pop
+        // also for an agent another connector serves).
+        let data = self
+            .call(seq)
+            .attributes
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(ATTACHED_DATA_ATTRIBUTE))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        if let Some((key, value)) = data {
+            let new_seq = self.find(&new)?;
+            self.call_mut(new_seq).attributes.insert(key, value);
+        }
         Ok(SwitchReply::NewCall(new))
+    }
+
+    /// The agent's two legs of a consultation: `(held call, its leg, other call, its leg)`,
+    /// one of them held and the other connected, in either order.
+    fn consult_legs(
+        &self,
+        held: &str,
+        other: &str,
+        ext: &str,
+    ) -> OpResult<(u64, usize, Phase, u64, usize, Phase)> {
+        let hs = self.find(held)?;
+        let os = self.find(other)?;
+        if hs == os {
+            return Err(SwitchError::InvalidState(format!(
+                "{held} is both the held and the consultation call"
+            )));
+        }
+        let (hi, hp) = self.leg_of(hs, ext)?;
+        let (oi, op) = self.leg_of(os, ext)?;
+        let connected = |seq, phase| self.call(seq).reported(phase) == LegState::Connected;
+        let swapped =
+            hp == Phase::Held && connected(os, op) || op == Phase::Held && connected(hs, hp);
+        if !swapped {
+            return Err(self.invalid(hs, ext, hp, "held with the other call connected"));
+        }
+        Ok((hs, hi, hp, os, oi, op))
+    }
+
+    fn alternate(&mut self, held: &str, active: &str, ext: &str) -> OpResult<SwitchReply> {
+        let (hs, hi, hp, as_, ai, _) = self.consult_legs(held, active, ext)?;
+        if hp != Phase::Held {
+            return Err(self.invalid(hs, ext, hp, "held"));
+        }
+        self.set_phase(as_, ai, Phase::Held);
+        self.set_phase(hs, hi, Phase::Active);
+        Ok(SwitchReply::Done)
+    }
+
+    fn reconnect(&mut self, held: &str, consult: &str, ext: &str) -> OpResult<SwitchReply> {
+        let (hs, hi, hp, ks, _, _) = self.consult_legs(held, consult, ext)?;
+        self.end_leg(ks, ext, LegState::Dropped, "normal");
+        if hp == Phase::Held {
+            self.set_phase(hs, hi, Phase::Active);
+        }
+        Ok(SwitchReply::Done)
     }
 
     /// Checks for Conference / TransferConsult: the agent holds `held` and talks on
