@@ -9,16 +9,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::switch::{AgentState, Direction, LegEvent, LegState, SwitchEvent};
+use crate::switch::{
+    ATTACHED_DATA_ATTRIBUTE, AgentState, Direction, LegEvent, LegState, SwitchEvent,
+};
 
 use super::super::IciEvent;
 use super::super::workmodes;
 use super::{Actor, LegKey};
 use crate::domain::{UserId, Workmode};
-
-/// Call attribute an IVR sets with item attached data before the agent gets the call
-/// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
-const SAP_CAD: &str = "sap_cad";
 
 impl Actor {
     pub(super) fn on_switch_event(&mut self, event: SwitchEvent) {
@@ -51,6 +49,9 @@ impl Actor {
         self.adopt_item(&leg);
         self.adopt_consult_data(&user, &leg);
         self.adopt_switch_data(&leg);
+        if leg.state.is_final() {
+            self.consultation_leg_ended(&leg);
+        }
         let key = LegKey(Arc::clone(&leg));
         // Removed first also when the leg goes on: `insert` would keep the old key, and
         // with it the superseded snapshot.
@@ -125,10 +126,15 @@ impl Actor {
     fn adopt_consult_data(&mut self, user: &UserId, leg: &LegEvent) {
         let placed_here = leg.direction != Direction::Inbound
             && matches!(leg.state, LegState::Dialing | LegState::Connected);
-        if !placed_here || leg.correlation.is_some() || self.attached.contains_key(&leg.call) {
+        if !placed_here || leg.correlation.is_some() {
             return;
         }
-        let Some(held) = self.consults.get(&leg.extension).cloned() else {
+        let Some(held) = self
+            .consults
+            .get(&leg.extension)
+            .filter(|c| c.consult.is_none())
+            .map(|c| c.held.clone())
+        else {
             return;
         };
         let Some(agent) = self.agents.get(user) else {
@@ -138,9 +144,14 @@ impl Actor {
         if legs.clone().any(|l| l.call == leg.call) {
             return;
         }
-        self.consults.remove(&leg.extension);
-        if held != leg.call
-            && legs.any(|l| l.call == held && l.state == LegState::Held)
+        if held == leg.call || !legs.any(|l| l.call == held && l.state == LegState::Held) {
+            self.consults.remove(&leg.extension);
+            return;
+        }
+        if let Some(consultation) = self.consults.get_mut(&leg.extension) {
+            consultation.consult = Some(leg.call.clone());
+        }
+        if !self.attached.contains_key(&leg.call)
             && let Some(data) = self.attached.get(&held).cloned()
         {
             self.attached.insert(leg.call.clone(), data);
@@ -155,7 +166,7 @@ impl Actor {
         let cad = leg
             .attributes
             .iter()
-            .find(|(k, v)| k.eq_ignore_ascii_case(SAP_CAD) && !v.trim().is_empty());
+            .find(|(k, v)| k.eq_ignore_ascii_case(ATTACHED_DATA_ATTRIBUTE) && !v.trim().is_empty());
         if let Some((_, cad)) = cad {
             match (self.wire.attached_data)(cad) {
                 Ok(data) => {

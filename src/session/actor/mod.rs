@@ -9,6 +9,7 @@
 //! - [`subscriptions`]: subscriptions, publishing events, the spool's records of them;
 //! - [`status`]: the status page's snapshot.
 
+mod consultation;
 mod execute;
 mod interactions;
 mod item;
@@ -113,9 +114,11 @@ pub(super) struct Actor {
     /// Attached-data keys no live call had at the last reaper tick (removed if still so at
     /// the next one: a blind transfer re-alerts within that time).
     orphans: HashSet<String>,
-    /// Consultations asked for: consulting extension → the call it holds. The consultation
-    /// call inherits that call's attached data (warm transfer screen pop).
-    consults: HashMap<String, String>,
+    /// Consultations by consulting extension: the call it holds, the address consulted,
+    /// and the consultation call once the switch reported it. The consultation call
+    /// inherits the held call's attached data (warm transfer screen pop), and `transfer`
+    /// completes the consultation (ICI.md section 4).
+    consults: HashMap<String, consultation::Consultation>,
     subscriptions: Vec<Subscription>,
     /// Positions in `subscriptions` by [`sub_key`] of their target, so that an event finds
     /// its subscriptions without visiting all of them. Rebuilt when one is removed.

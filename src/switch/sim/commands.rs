@@ -294,9 +294,9 @@ impl Sim {
         let (hi, hp) = self.leg_of(hs, ext)?;
         let (oi, op) = self.leg_of(os, ext)?;
         let connected = |seq, phase| self.call(seq).reported(phase) == LegState::Connected;
-        let swapped =
+        let one_held =
             hp == Phase::Held && connected(os, op) || op == Phase::Held && connected(hs, hp);
-        if !swapped {
+        if !one_held {
             return Err(self.invalid(hs, ext, hp, "held with the other call connected"));
         }
         Ok((hs, hi, hp, os, oi, op))
@@ -312,18 +312,8 @@ impl Sim {
         Ok(SwitchReply::Done)
     }
 
+    /// Also before the consulted party answered (the consultation call still dialing).
     fn reconnect(&mut self, held: &str, consult: &str, ext: &str) -> OpResult<SwitchReply> {
-        let (hs, hi, hp, ks, _, _) = self.consult_legs(held, consult, ext)?;
-        self.end_leg(ks, ext, LegState::Dropped, "normal");
-        if hp == Phase::Held {
-            self.set_phase(hs, hi, Phase::Active);
-        }
-        Ok(SwitchReply::Done)
-    }
-
-    /// Checks for Conference / TransferConsult: the agent holds `held` and talks on
-    /// `consult`, and nobody is on both.
-    fn consult_pair(&self, held: &str, consult: &str, ext: &str) -> OpResult<(u64, u64)> {
         let hs = self.find(held)?;
         let ks = self.find(consult)?;
         if hs == ks {
@@ -331,14 +321,24 @@ impl Sim {
                 "{held} is both the held and the consultation call"
             )));
         }
-        let (_, hp) = self.leg_of(hs, ext)?;
-        if hp != Phase::Held {
-            return Err(self.invalid(hs, ext, hp, "held"));
-        }
+        let (hi, hp) = self.leg_of(hs, ext)?;
         let (_, kp) = self.leg_of(ks, ext)?;
-        if kp != Phase::Active {
-            return Err(self.invalid(ks, ext, kp, "connected"));
+        let held_ok = hp == Phase::Held || kp == Phase::Held && hp == Phase::Active;
+        if !held_ok || self.call(hs).reported(hp) == LegState::Conferenced {
+            return Err(self.invalid(hs, ext, hp, "held, or connected with the other held"));
         }
+        self.end_leg(ks, ext, LegState::Dropped, "normal");
+        if hp == Phase::Held {
+            self.set_phase(hs, hi, Phase::Active);
+        }
+        Ok(SwitchReply::Done)
+    }
+
+    /// Checks for Conference / TransferConsult: the agent holds one of `held` and
+    /// `consult` and talks on the other (after an alternate, the consultation is the held
+    /// one), and nobody is on both.
+    fn consult_pair(&self, held: &str, consult: &str, ext: &str) -> OpResult<(u64, u64)> {
+        let (hs, _, _, ks, _, _) = self.consult_legs(held, consult, ext)?;
         let h = self.call(hs);
         let k = self.call(ks);
         if let Some(p) = k
