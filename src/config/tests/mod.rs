@@ -421,6 +421,21 @@ fn login_and_reject_must_be_defined_workmodes() {
 }
 
 #[test]
+fn wrap_up_must_be_a_custom_workmode() {
+    assert_eq!(
+        error_keys("[workmodes]\nwrap_up = 3\n"),
+        ["workmodes.wrap_up"]
+    );
+    let c = ok(
+        "[workmodes]\nwrap_up = 5\n[[workmodes.custom]]\nid = 5\ntext = \"Wrap-up\"\nswitch_state = \"wrap-up\"\n\
+         [[switch.sim.queue]]\nname = \"q\"\nnumber = \"700\"\nwrap_up = \"30s\"\n",
+    );
+    assert_eq!(c.workmodes.wrap_up, Some(5));
+    assert_eq!(c.switch.sim.queue[0].wrap_up, Some(Duration::from_secs(30)));
+    assert_eq!(ok("").workmodes.wrap_up, None);
+}
+
+#[test]
 fn reason_codes_unique() {
     let doc = "[[workmodes.reasons]]\ncode = \"1\"\ntext = \"a\"\n[[workmodes.reasons]]\ncode = \"1\"\ntext = \"\"\n";
     assert_eq!(
