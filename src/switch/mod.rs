@@ -557,7 +557,9 @@ pub trait SwitchAdapter: Send + Sync + 'static {
     /// Short name for faults and logs (`sim`, `asterisk`).
     fn name(&self) -> &'static str;
 
-    /// What this switch can do.
+    /// What this switch can do: exactly the capabilities whose commands `submit` carries
+    /// out, since getAttributes tells SAP this list and the session refuses an operation
+    /// that needs a missing one before the switch sees it.
     fn capabilities(&self) -> &[Capability];
 
     /// Queue a command without waiting. The answer arrives on `request.reply`; if the
