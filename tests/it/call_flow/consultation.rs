@@ -137,7 +137,7 @@ async fn transfer_to_the_consulted_party_completes_a_warm_transfer() {
     assert_eq!(text_of(&pc, "remoteAddress"), "+4930123456");
     assert_eq!(text_of(&pc, "attachedData"), both_cad());
     assert!(call_ids(&server, "2001").await.is_empty());
-    assert_eq!(call_ids(&server, "2002").await, [call.clone()]);
+    assert_eq!(call_ids(&server, "2002").await, vec![call.clone()]);
     assert_eq!(
         sim_parties(&sim_call(&server, &call).await),
         ["+4930123456", "2002"]
@@ -182,7 +182,7 @@ async fn transfer_of_the_consultation_call_without_address_completes_it() {
     let (_, pc) = a2.call_event(&call, "connected").await;
     assert_eq!(text_of(&pc, "attachedData"), both_cad());
     assert!(call_ids(&server, "2001").await.is_empty());
-    assert_eq!(call_ids(&server, "2002").await, [call.clone()]);
+    assert_eq!(call_ids(&server, "2002").await, vec![call.clone()]);
     a1.assert_quiet();
     a2.assert_quiet();
     server.stop().await;
@@ -218,7 +218,7 @@ async fn reconnect_ends_the_consultation_in_either_order() {
     assert_eq!(text_of(&pc, "reason"), "normal");
     let (_, pc) = a2.call_event(&consult, "dropped").await;
     assert_eq!(text_of(&pc, "reason"), "remote_hangup");
-    assert_eq!(call_ids(&server, "2001").await, [call.clone()]);
+    assert_eq!(call_ids(&server, "2001").await, vec![call.clone()]);
     assert_eq!(call_state(&server, &call).await, "connected");
 
     // Again, without alternating: the held customer is taken back.

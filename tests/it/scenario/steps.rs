@@ -49,13 +49,15 @@ pub struct Step {
     pub call: Option<String>,
 }
 
-/// What happens outside the connector.
+/// What happens outside the connector: what the customer does.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum World {
-    CustomerCallsQueue,
-    CustomerAnswers,
-    CustomerHangsUp,
+    #[serde(rename = "customer_calls_queue")]
+    CallsQueue,
+    #[serde(rename = "customer_answers")]
+    Answers,
+    #[serde(rename = "customer_hangs_up")]
+    HangsUp,
 }
 
 impl Scenario {
@@ -77,13 +79,24 @@ impl Scenario {
     }
 }
 
+impl World {
+    /// As the scenario file names it.
+    fn name(self) -> &'static str {
+        match self {
+            World::CallsQueue => "customer_calls_queue",
+            World::Answers => "customer_answers",
+            World::HangsUp => "customer_hangs_up",
+        }
+    }
+}
+
 impl Step {
     /// How the step reads in the recorded output, placeholders unexpanded (the same for
     /// every backend).
     pub fn describe(&self) -> String {
         match (&self.world, &self.op) {
             (Some(world), _) => {
-                let mut text = format!("world {world:?}");
+                let mut text = format!("world {}", world.name());
                 if let Some(call) = &self.call {
                     text.push_str(&format!(" call={call}"));
                 }
@@ -126,12 +139,12 @@ pub async fn perform(
         let call = step.call.as_deref().map(|c| recorder.call_id(c));
         let call = || call.clone().expect("this world step names a call");
         match world {
-            World::CustomerCallsQueue => {
+            World::CallsQueue => {
                 let data = recorder.expand(step.data.as_deref().unwrap_or_default());
                 backend.customer_calls_queue(server, &data).await;
             }
-            World::CustomerAnswers => backend.customer_answers(server, &call()).await,
-            World::CustomerHangsUp => backend.customer_hangs_up(server, &call()).await,
+            World::Answers => backend.customer_answers(server, &call()).await,
+            World::HangsUp => backend.customer_hangs_up(server, &call()).await,
         }
         return Outcome::World;
     }
