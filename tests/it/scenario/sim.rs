@@ -84,6 +84,11 @@ impl Backend for SimLab {
 
     /// The simulator answers, places and connects by itself.
     async fn pick_up(&mut self, _server: &TestServer, _device: &str, _why: PickUp) {}
+
+    /// Every event of a step is sent when its answer or control action returns.
+    fn records_expected(&self) -> bool {
+        true
+    }
 }
 
 /// The toolbar scenario on the simulator matches the expected events.
