@@ -464,6 +464,14 @@ impl Sim {
         let seq = self.find(id)?;
         // Carried by the legs' next events; no event of its own (nothing visible changed).
         let call = self.call_mut(seq);
+        // Attribute names are matched without case (an IVR's `SAP_CAD` is `Sap_Cad`): the
+        // new value replaces the old one under its name rather than standing beside it.
+        let key = call
+            .attributes
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| k.eq_ignore_ascii_case(&key))
+            .map_or(key, str::to_owned);
         call.attributes.insert(key, value);
         let attributes = call.attributes.clone();
         for ((s, _), event) in self.sent.iter_mut() {

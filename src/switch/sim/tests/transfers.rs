@@ -370,11 +370,26 @@ async fn reconnect_before_and_after_the_answer() {
     );
 }
 
-/// Call data set on a call rides on to a consultation placed from it.
+/// Call data set on a call replaces the IVR's (whatever the case of its name) and rides on
+/// to a consultation placed from it.
 #[tokio::test]
 async fn consultation_inherits_the_attached_data() {
     let mut h = harness(settings());
-    let held = h.talking("+4930", "100").await;
+    let held = h
+        .control
+        .create_call(CreateCall {
+            from: "+4930".into(),
+            to: Some("100".into()),
+            attributes: [("SAP_CAD".to_string(), "<ivr/>".to_string())].into(),
+            ..CreateCall::default()
+        })
+        .await
+        .unwrap();
+    h.ok(C::Answer {
+        call: held.clone(),
+        extension: "100".into(),
+    })
+    .await;
     h.ok(C::SetCallData {
         call: held.clone(),
         key: crate::switch::ATTACHED_DATA_ATTRIBUTE.into(),
@@ -383,9 +398,13 @@ async fn consultation_inherits_the_attached_data() {
     .await;
     let consult = consulting(&mut h, &held).await;
     let calls = h.control.list_calls().await;
-    let view = calls.iter().find(|c| c.id == consult).unwrap();
-    assert_eq!(
-        view.attributes.get(crate::switch::ATTACHED_DATA_ATTRIBUTE),
-        Some(&"<ItemAttachedData/>".to_string())
-    );
+    for call in [&held, &consult] {
+        let view = calls.iter().find(|c| c.id == *call).unwrap();
+        assert_eq!(
+            view.attributes.get("SAP_CAD"),
+            Some(&"<ItemAttachedData/>".to_string()),
+            "{call}"
+        );
+        assert!(!view.attributes.contains_key("Sap_Cad"), "{call}");
+    }
 }
