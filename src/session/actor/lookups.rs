@@ -36,6 +36,7 @@ impl Actor {
                     workmode: Workmode::LOGGED_OFF,
                     reason: None,
                     outage: None,
+                    before_wrap_up: None,
                     channels: self.config.agents.channels.clone(),
                     queues,
                     visible: Vec::new(),
