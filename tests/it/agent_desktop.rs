@@ -284,3 +284,53 @@ async fn desktop_soap_route_and_event_receiver() {
 
     server.stop().await;
 }
+
+/// Reasons and a custom workmode for the desktop's workmode list.
+const WORKMODES: &str = r#"
+[[workmodes.reasons]]
+code = "BRK"
+text = "Break"
+
+[[workmodes.custom]]
+id = 4
+text = "Lunch"
+switch_state = "Lunch"
+"#;
+
+/// The desktop in a real headless browser, two agents in two pages, admin authentication
+/// on: an inbound queue call with IVR data pops on A1 with the data; accept, hold, unhold,
+/// consult A2 (A2's page pops with the same data), the warm transfer (A1's card closes,
+/// A2 connected), drop; not ready with a reason; no console error; each page's sequence
+/// numbers without a gap (tests/browser/agent_desktop.mjs). With
+/// `ICI_DESKTOP_SCREENSHOTS=dir` it saves the screenshots of docs/ there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_desktop_in_headless_chromium() {
+    let Some((browser, chromium)) = crate::ops::browser_tools() else {
+        return;
+    };
+    let toml = format!(
+        "{}{WORKMODES}[switch.sim]\nremote_answer_after = \"off\"\n",
+        auth_toml()
+    );
+    let server = TestServer::start(&toml).await;
+    let base = format!("http://{}", server.admin);
+    let mut command = tokio::process::Command::new("node");
+    command
+        .current_dir(&browser)
+        .env("ICI_CHROMIUM", &chromium)
+        .args(["agent_desktop.mjs", &base, "ops", "ops-pw"]);
+    if let Some(dir) = std::env::var_os("ICI_DESKTOP_SCREENSHOTS") {
+        command.arg(dir);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the browser check ends within 3 minutes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}
