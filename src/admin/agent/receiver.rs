@@ -55,6 +55,10 @@ pub async fn receive(
     if request.method() != Method::POST {
         return Err(request);
     }
+    // An unknown token costs no body read.
+    if !streams.knows(&token) {
+        return Ok(listener::closing(gone()));
+    }
     let limits = &config.limits;
     let Ok(body) =
         listener::read_body(request, limits.max_body_bytes, limits.request_timeout).await
@@ -87,10 +91,7 @@ pub async fn receive(
                 EMPTY_SOAP_RESPONSE,
             )
         }
-        Delivery::Unknown => listener::text(
-            StatusCode::UNAUTHORIZED,
-            "no agent desktop holds this appURL (the page was closed)\n",
-        ),
+        Delivery::Unknown => gone(),
         Delivery::Busy => {
             let mut response = listener::text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -103,4 +104,12 @@ pub async fn receive(
             response
         }
     })
+}
+
+/// What SAP answers once the IC session behind an appURL has ended.
+fn gone() -> HttpResponse {
+    listener::text(
+        StatusCode::UNAUTHORIZED,
+        "no agent desktop holds this appURL (the page was closed)\n",
+    )
 }

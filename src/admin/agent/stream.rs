@@ -108,6 +108,15 @@ impl Streams {
         response
     }
 
+    /// Whether an open page holds `token` (checked before a receiver reads a body).
+    pub fn knows(&self, token: &str) -> bool {
+        self.inner
+            .open
+            .lock()
+            .expect("streams lock")
+            .contains_key(token)
+    }
+
     /// Hands an event envelope to the stream of `token`.
     pub fn deliver(&self, token: &str, envelope: &str) -> Delivery {
         let open = self.inner.open.lock().expect("streams lock");
