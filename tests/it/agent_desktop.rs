@@ -282,6 +282,45 @@ async fn desktop_soap_route_and_event_receiver() {
     assert!(event.contains("<sequence>2</sequence>"), "{event}");
     assert!(event.contains("<workmode>3</workmode>"), "{event}");
 
+    // The page goes away: its token with it, so the receiver answers 401 like SAP after the
+    // IC session ended, and the subscription ends. (An event or two may still go into the
+    // closed connection before the server sees it is closed, as into a browser that died.)
+    drop(stream);
+    let mut workmode = 2;
+    common::poll("the closed page's subscription ends", WAIT, || {
+        workmode = 5 - workmode;
+        let toggle = params(&[("userId", "A1"), ("workmode", &workmode.to_string())]);
+        let server = &server;
+        let ops = &ops;
+        let app_url = &app_url;
+        async move {
+            let answer = soap(
+                server,
+                true,
+                ops,
+                "A1",
+                "User",
+                "setCurrentWorkmode",
+                &toggle,
+            )
+            .await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let status = server
+                .request(true, "GET", "/api/status", &[("authorization", ops)], "")
+                .await;
+            let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+            let subscriptions = status["subscriptions"].as_array().unwrap();
+            match subscriptions
+                .iter()
+                .find(|s| s["app_url"] == app_url.as_str())
+            {
+                None => Ok(()),
+                Some(s) => Err(format!("{s}")),
+            }
+        }
+    })
+    .await;
+
     server.stop().await;
 }
 

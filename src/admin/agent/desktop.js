@@ -18,6 +18,8 @@ const ENDED = new Set(["dropped", "transferred"]);
 const MAX_CARDS = 6;
 // How long the notice line stays.
 const NOTICE_MS = 8000;
+// Lines the event log keeps (the oldest go first), so a tab left open for a shift stays light.
+const MAX_LOG_LINES = 1000;
 
 const desk = {
   user: null,
@@ -237,15 +239,19 @@ function connectStream() {
   const source = new EventSource("stream");
   source.addEventListener("hello", (e) => {
     const hello = JSON.parse(e.data);
-    const again = desk.appURL !== null;
+    const old = desk.appURL;
     desk.appURL = hello.appURL;
     $("app-url").textContent = desk.appURL;
     setBadge("stream", "ok", "open");
     $("login-button").disabled = false;
     logLine("info", `event stream open; appURL ${desk.appURL}`);
-    // A new stream is a new appURL: the old one is gone (the connector hears 401 there).
-    if (again && desk.subscribed) {
-      subscribe().then(
+    // A new stream is a new appURL: the old one is gone (the connector would hear 401
+    // there at its next event); move the subscription over.
+    if (old !== null && desk.subscribed) {
+      ici("User", "unsubscribeUser", [["userId", desk.user], ["appURL", old], ["appId", desk.appId]])
+        .catch(() => {})
+        .then(subscribe)
+        .then(
         () => notice("The event stream reconnected; subscribed again with the new appURL.", true),
         (err) => notice(err.message));
     }
@@ -548,7 +554,9 @@ function logLine(kind, summary, xml, seq, mark) {
     summary,
     mark ? el("span", { class: "flag" }, mark) : null);
   if (xml) line.append(" ", el("details", {}, el("summary", { class: "muted" }, "xml"), el("pre", {}, xml)));
-  $("log").prepend(line);
+  const log = $("log");
+  log.prepend(line);
+  while (log.childElementCount > MAX_LOG_LINES) log.lastElementChild.remove();
 }
 
 let noticeTimer = null;
