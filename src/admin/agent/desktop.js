@@ -29,6 +29,8 @@ const desk = {
   subscribed: false,
   workmodes: [],
   reasons: [],
+  capabilities: new Set(), // what the switch can do (getAttributes); empty: not told
+
   workmode: null,
   calls: new Map(), // callId -> last phoneCall (plain object)
   consults: new Map(), // held callId -> { consult, address }
@@ -171,6 +173,8 @@ function readAttributes(attributes) {
   }));
   desk.reasons = items(attributes, "reasons").map((r) => ({ code: text(r, "code"), text: text(r, "text") }));
   desk.workmode = text(attributes, "currentWorkmode");
+  desk.capabilities = new Set(items(attributes, "capabilities").map((c) => c.textContent));
+  $("dial-form").hidden = !can("makeCall");
   const select = $("workmode");
   select.replaceChildren(...desk.workmodes.map((w) => {
     const option = el("option", { value: w.id }, `${w.id} ${w.text}`);
@@ -183,6 +187,12 @@ function readAttributes(attributes) {
   for (const q of queues) addOption($("queues"), q);
   select.value = desk.workmode;
   updateReasonVisibility();
+}
+
+// Whether the switch can do `capability`: the desktop offers only those buttons, as the IC
+// does with getAttributes' capability flags (Asterisk: answer and hold on the phone).
+function can(capability) {
+  return desk.capabilities.size === 0 || desk.capabilities.has(capability);
 }
 
 function addOption(datalist, value) {
@@ -422,51 +432,54 @@ function buttons(call) {
     return value;
   };
   const phone = (op, params) => ici("PhoneCall", op, [["callId", id], ...params]);
+  const drop = () => button("Drop", () => phone("drop", []), "danger");
+  const offer = (capability, ...nodes) => { if (can(capability)) box.append(...nodes); };
   const consulting = desk.consults.get(id); // this call is held for a consultation
   const consultCall = consultOf(id); // this call is the consultation
   const pair = consulting ? { held: id, ...consulting } : consultCall;
   switch (call.state) {
     case "alerting":
       if (call.direction !== "outbound") {
-        box.append(button("Accept", () => ici("Item", "accept", [["itemId", id]])));
-        if (call.queue) box.append(button("Reroute", () => ici("Item", "reroute", [["itemId", id]]), "secondary"));
+        offer("answer", button("Accept", () => ici("Item", "accept", [["itemId", id]])));
+        if (call.queue) offer("reroute", button("Reroute", () => ici("Item", "reroute", [["itemId", id]]), "secondary"));
       }
-      box.append(button("Drop", () => phone("drop", []), "danger"));
+      offer("clear", drop());
       break;
     case "dialing":
-      box.append(button("Drop", () => phone("drop", []), "danger"));
+      offer("clear", drop());
       break;
     case "connected":
-      if (!pair) box.append(button("Hold", () => phone("hold", [])));
-      box.append(button("Drop", () => phone("drop", []), "danger"));
-      if (!pair) {
-        box.append(target,
-          button("Transfer", () => phone("transfer", [["address", address()]]), "secondary"),
-          button("Consult", async () => {
-            const to = address();
-            const consult = await phone("consult", [["address", to]]);
-            if (consult) desk.consults.set(id, { consult: consult.textContent, address: to });
-            renderCards();
-          }, "secondary"));
+      if (!pair) offer("hold", button("Hold", () => phone("hold", [])));
+      offer("clear", drop());
+      if (!pair && (can("blindTransfer") || can("consult"))) {
+        box.append(target);
+        offer("blindTransfer", button("Transfer", () => phone("transfer", [["address", address()]]), "secondary"));
+        offer("consult", button("Consult", async () => {
+          const to = address();
+          const consult = await phone("consult", [["address", to]]);
+          if (consult) desk.consults.set(id, { consult: consult.textContent, address: to });
+          renderCards();
+        }, "secondary"));
       }
       break;
     case "held":
-      box.append(button("Unhold", () => phone("unhold", [])), button("Drop", () => phone("drop", []), "danger"));
+      offer("hold", button("Unhold", () => phone("unhold", [])));
+      offer("clear", drop());
       break;
     case "conferenced":
-      box.append(button("Drop", () => phone("drop", []), "danger"));
+      offer("clear", drop());
       break;
     default:
       break;
   }
   if (pair) {
     const both = [["callId", pair.held], ["consultCallId", pair.consult]];
-    box.append(
-      // Completes the warm transfer: the held customer and the consulted party are joined.
-      button("Transfer", () => ici("PhoneCall", "transfer", [["callId", pair.held], ["address", pair.address]])),
-      button("Conference", () => ici("PhoneCall", "conference", both), "secondary"),
-      button("Alternate", () => ici("PhoneCall", "alternate", both), "secondary"),
-      button("Reconnect", () => ici("PhoneCall", "reconnect", both), "secondary"));
+    // Transfer completes the warm transfer: the held customer and the consulted party are
+    // joined, the agent leaves.
+    box.append(button("Transfer", () => ici("PhoneCall", "transfer", [["callId", pair.held], ["address", pair.address]])));
+    offer("conference", button("Conference", () => ici("PhoneCall", "conference", both), "secondary"));
+    offer("hold", button("Alternate", () => ici("PhoneCall", "alternate", both), "secondary"));
+    if (can("hold") && can("clear")) box.append(button("Reconnect", () => ici("PhoneCall", "reconnect", both), "secondary"));
   }
   if (call.state !== "dropped") {
     box.append(button("Attach note", async () => {
