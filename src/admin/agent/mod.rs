@@ -39,7 +39,7 @@ use crate::listener::{self, HttpResponse, Peer};
 use crate::server::{self, Via};
 use crate::session::SessionHandle;
 
-pub use receiver::EVENTS_PATH;
+pub use receiver::{EVENTS_PATH, receive};
 pub use stream::Streams;
 
 /// The body of every admin listener response: whole documents, or an event stream.
@@ -111,16 +111,6 @@ pub async fn handle(
         }
         _ => whole(listener::text(StatusCode::NOT_FOUND, "not found\n")),
     }
-}
-
-/// Answers a POST to the event receiver; `None` when `request` is not one (it then goes
-/// through the admin authentication like every other request).
-pub async fn receive(
-    config: &Config,
-    streams: &Streams,
-    request: hyper::Request<Incoming>,
-) -> Result<HttpResponse, hyper::Request<Incoming>> {
-    receiver::receive(config, streams, request).await
 }
 
 /// `GET /agent/info`: the simulator flag, and extensions and queues for the page's lists.
