@@ -5,7 +5,7 @@
 #   - a Python venv at .venv with the SOAP toolkits pinned in tests/interop/requirements.txt
 #     (zeep, suds-community, xmlschema), used by the interop tests;
 #   - Debian chromium, node and tests/browser/node_modules (playwright-core, pinned by its
-#     lockfile), used by the status page test.
+#     lockfile), used by the status page and agent desktop tests.
 # Exports ICI_PYTHON and ICI_XMLLINT for the tests. Idempotent; quick once installed.
 set -euo pipefail
 

@@ -16,7 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "admin",
         &[
-            "config", "listener", "logging", "metrics", "security", "server", "session", "switch",
+            "config", "listener", "logging", "metrics", "security", "server", "session", "soap",
+            "switch",
         ],
     ),
     (

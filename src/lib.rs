@@ -8,7 +8,8 @@
 //! └─ soap::write_response ◀─ ici::render ◀─Answer─────────────────────────┘ │ └──SwitchEvent────────┘
 //!                                                                           └─IciEvent─▶ ici::render (Wire) ─▶ notify
 //! SAP appURL ◀─POST─ notify: one ordered outbox per subscription, kept in the spool
-//! admin: /healthz /readyz /metrics /status /api/... /sim/...
+//! admin: /healthz /readyz /metrics /status /api/... /sim/... /agent/ (the agent desktop,
+//!        which speaks SOAP like SAP and takes its events at an appURL of its own)
 //! ```
 //! Layer rules (checked by a test, `architecture.rs`, which lists every allowed edge):
 //! - [`soap`] (bytes ⇄ XML values) uses nothing of ours. [`ici`] (catalog, typed requests,
@@ -160,10 +161,11 @@ pub async fn run_live(
         notify::NotifierSettings {
             tls: Some(outbound_tls),
             // Events never go to our own listeners (as bound: port 0 is resolved here).
-            destinations: Arc::new(notify::Destinations::new(
-                [soap_addr, admin_addr],
-                &config.events.allow,
-            )),
+            // The one exception: the agent desktop's receiver on the admin listener.
+            destinations: Arc::new(
+                notify::Destinations::new([soap_addr, admin_addr], &config.events.allow)
+                    .with_desktop_receiver(admin_addr, admin::agent::EVENTS_PATH),
+            ),
             ..notify::NotifierSettings::from(&config.events)
         },
         feedback_tx,

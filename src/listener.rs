@@ -108,8 +108,10 @@ const LINGER_READ_CHUNK: usize = 4096;
 /// when connections close and free descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-/// Serves `listener` until `stop` turns true (or its sender is dropped).
-pub async fn serve<F, Fut>(
+/// Serves `listener` until `stop` turns true (or its sender is dropped). The response
+/// body is the handler's choice: whole bodies ([`HttpResponse`]) or streams (the admin
+/// listener's Server-Sent Events).
+pub async fn serve<F, Fut, B>(
     listener: TcpListener,
     limits: ConnectionLimits,
     security: ListenerSecurity,
@@ -117,7 +119,9 @@ pub async fn serve<F, Fut>(
     handler: F,
 ) where
     F: Fn(hyper::Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     let slots = Slots::new(limits.max_connections, limits.max_connections_per_peer);
@@ -321,7 +325,7 @@ async fn handshake(
     None
 }
 
-async fn serve_connection<I, F, Fut>(
+async fn serve_connection<I, F, Fut, B>(
     io: I,
     peer: Peer,
     limits: ConnectionLimits,
@@ -330,7 +334,9 @@ async fn serve_connection<I, F, Fut>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     F: Fn(hyper::Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let addr = peer.addr;
     let service = service_fn(move |request| {

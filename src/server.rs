@@ -147,13 +147,44 @@ impl Soap {
         peer: Peer,
         auth_user: Option<String>,
     ) -> HttpResponse {
-        let client_cert = peer.client_subject.clone();
-        let peer = peer.addr;
-        let config = self.config();
-        let limits = &config.limits;
-        let body = match listener::read_body(request, limits.max_body_bytes, limits.request_timeout)
-            .await
-        {
+        answer(
+            &self.config(),
+            &self.session,
+            request,
+            peer,
+            auth_user,
+            Via::Sap,
+        )
+        .await
+    }
+}
+
+/// Which door a SOAP request came through, for its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The SOAP listener: SAP (or whoever plays it).
+    Sap,
+    /// The agent desktop's same-origin route on the admin listener (`POST /agent/soap`),
+    /// behind the admin listener's own access list and authentication.
+    AgentDesktop,
+}
+
+/// Answers one SOAP request: body limits, parse, resolve, execute, the request's log line,
+/// metrics and capture. The SOAP listener and the agent desktop's route both come here, so
+/// the desktop exercises exactly what SAP does.
+pub async fn answer(
+    config: &Config,
+    session: &SessionHandle,
+    request: hyper::Request<Incoming>,
+    peer: Peer,
+    auth_user: Option<String>,
+    via: Via,
+) -> HttpResponse {
+    let client_cert = peer.client_subject.clone();
+    let peer = peer.addr;
+    let limits = &config.limits;
+    let body =
+        match listener::read_body(request, limits.max_body_bytes, limits.request_timeout).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
                 warn!(%peer, max = limits.max_body_bytes, "request body too large");
@@ -176,79 +207,81 @@ impl Soap {
                 ));
             }
         };
-        let started = Instant::now();
-        let parse_limits = limits.parse_limits();
-        let mut log = RequestLog::default();
-        let outcome = self.dispatch(&body, &parse_limits, &mut log).await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let kind = outcome_label(&outcome);
-        let (status, xml, result, error) = match outcome {
-            Ok((namespace, operation, value)) => (
-                StatusCode::OK,
-                soap::write_response(&namespace, operation, value.as_ref()),
-                "ok".to_string(),
-                None,
-            ),
-            Err(Failed { fault, error }) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                soap::write_fault(&fault),
-                fault.to_string(),
-                error,
-            ),
-        };
-        info!(
-            target: "ici_connector::soap",
-            %peer,
-            // Only when configured: `None` fields are left out of the line.
-            auth = auth_user.as_deref(),
-            cert = client_cert.as_deref(),
-            user = log.user.as_deref().unwrap_or("-"),
-            op = log.operation.as_deref().unwrap_or("-"),
-            call = log.call.as_deref().unwrap_or("-"),
-            result = %result,
-            // What went wrong inside, in our words (SAP's fault says less).
-            error = error.as_ref().map(tracing::field::display),
-            duration_ms = format_args!("{duration_ms:.2}"),
-            "soap request"
-        );
-        crate::ops::soap_answered(&log, kind, started, &body, &xml);
-        listener::response(status, SOAP_CONTENT_TYPE, xml)
-    }
+    let started = Instant::now();
+    let parse_limits = limits.parse_limits();
+    let mut log = RequestLog::default();
+    let outcome = dispatch(config, session, &body, &parse_limits, &mut log).await;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let kind = outcome_label(&outcome);
+    let (status, xml, result, error) = match outcome {
+        Ok((namespace, operation, value)) => (
+            StatusCode::OK,
+            soap::write_response(&namespace, operation, value.as_ref()),
+            "ok".to_string(),
+            None,
+        ),
+        Err(Failed { fault, error }) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            soap::write_fault(&fault),
+            fault.to_string(),
+            error,
+        ),
+    };
+    info!(
+        target: "ici_connector::soap",
+        %peer,
+        // Only when configured: `None` fields are left out of the line.
+        auth = auth_user.as_deref(),
+        // Only for the agent desktop: SAP's lines stay as they were.
+        via = (via == Via::AgentDesktop).then_some("agent-desktop"),
+        cert = client_cert.as_deref(),
+        user = log.user.as_deref().unwrap_or("-"),
+        op = log.operation.as_deref().unwrap_or("-"),
+        call = log.call.as_deref().unwrap_or("-"),
+        result = %result,
+        // What went wrong inside, in our words (SAP's fault says less).
+        error = error.as_ref().map(tracing::field::display),
+        duration_ms = format_args!("{duration_ms:.2}"),
+        "soap request"
+    );
+    crate::ops::soap_answered(&log, kind, started, &body, &xml);
+    listener::response(status, SOAP_CONTENT_TYPE, xml)
+}
 
-    /// Parse, resolve, execute: (namespace, operation, result) or a fault.
-    async fn dispatch(
-        &self,
-        body: &[u8],
-        limits: &ParseLimits,
-        log: &mut RequestLog,
-    ) -> Result<(String, &'static str, Option<soap::Value>), Failed> {
-        let request = soap::parse_request_with(body, limits)?;
-        log.user = request.headers.user.clone();
-        log.operation = Some(request.operation_name().to_string());
-        let resolved = ici::resolve(&request).inspect_err(|error| {
-            log.known_operation = error.operation().map(|kind| kind.name());
-        })?;
-        log.known_operation = Some(resolved.kind.name());
-        if resolved.how == Match::ByNameOnly {
-            warn!(
-                namespace = request.namespace().unwrap_or(""),
-                op = resolved.kind.name(),
-                "operation in an unknown namespace accepted by its name"
-            );
-        }
-        log.call = resolved.action.call_id().map(str::to_string);
-        // Answer in the namespace the request used, so the client finds its response.
-        let namespace = request
-            .namespace()
-            .unwrap_or(resolved.kind.interface().namespace())
-            .to_string();
-        let operation = resolved.kind;
-        let timeout = self.config().limits.request_timeout;
-        let value = tokio::time::timeout(timeout, ici::execute(resolved, &self.session))
-            .await
-            .map_err(|_| IciError::TimedOut { operation })??;
-        Ok((namespace, operation.name(), value))
+/// Parse, resolve, execute: (namespace, operation, result) or a fault.
+async fn dispatch(
+    config: &Config,
+    session: &SessionHandle,
+    body: &[u8],
+    limits: &ParseLimits,
+    log: &mut RequestLog,
+) -> Result<(String, &'static str, Option<soap::Value>), Failed> {
+    let request = soap::parse_request_with(body, limits)?;
+    log.user = request.headers.user.clone();
+    log.operation = Some(request.operation_name().to_string());
+    let resolved = ici::resolve(&request).inspect_err(|error| {
+        log.known_operation = error.operation().map(|kind| kind.name());
+    })?;
+    log.known_operation = Some(resolved.kind.name());
+    if resolved.how == Match::ByNameOnly {
+        warn!(
+            namespace = request.namespace().unwrap_or(""),
+            op = resolved.kind.name(),
+            "operation in an unknown namespace accepted by its name"
+        );
     }
+    log.call = resolved.action.call_id().map(str::to_string);
+    // Answer in the namespace the request used, so the client finds its response.
+    let namespace = request
+        .namespace()
+        .unwrap_or(resolved.kind.interface().namespace())
+        .to_string();
+    let operation = resolved.kind;
+    let timeout = config.limits.request_timeout;
+    let value = tokio::time::timeout(timeout, ici::execute(resolved, session))
+        .await
+        .map_err(|_| IciError::TimedOut { operation })??;
+    Ok((namespace, operation.name(), value))
 }
 
 /// A request that got a fault: what SAP is told, and what went wrong in our terms when

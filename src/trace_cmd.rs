@@ -160,10 +160,16 @@ pub fn render(lines: &[LogLine], query: &TraceQuery) -> String {
             .unwrap_or_default();
         let text = match line.message.as_str() {
             "soap request" => format!(
-                "SAP -> us   {}{call}: {} ({} ms)",
+                "{:<width$} {}{call}: {} ({} ms)",
+                // The agent desktop's requests take the SOAP path too; say whose they are.
+                match line.field("via") {
+                    Some("agent-desktop") => "desk -> us",
+                    _ => "SAP -> us",
+                },
                 f("op"),
                 f("result"),
-                f("duration_ms")
+                f("duration_ms"),
+                width = LABEL_WIDTH,
             ),
             m if m.starts_with("event delivered") => format!(
                 "us -> SAP   {} #{}{call}: delivered, HTTP {} ({} ms, attempt {})",
@@ -532,6 +538,19 @@ not a log line"#;
         );
         let text = render(&story, &query("AGENT1"));
         assert!(text.contains("10:42:00.900  SAP -> us   getAttributes: ok (0.42 ms)"));
+
+        // A request of the agent desktop says so.
+        let desk = TEXT
+            .lines()
+            .nth(1)
+            .unwrap()
+            .replace(" user=", " via=\"agent-desktop\" user=");
+        let story = select(
+            parse_line(&desk).into_iter().collect(),
+            &query("AGENT1"),
+            SystemTime::now(),
+        );
+        assert!(render(&story, &query("AGENT1")).contains("desk -> us  getAttributes: ok"));
         assert!(text.contains("us -> SAP   phoneCallChanged #2 call sim-7: delivered, HTTP 200"));
         assert!(text.contains("switch      alerting at 2001 call sim-7"));
         assert!(!text.contains("AGENT2"));

@@ -1,7 +1,7 @@
 //! The admin listener: health and readiness, a JSON status snapshot, and the simulator's
 //! control API (only when the switch is the simulator). Loopback by default. The
 //! operations routes (`/readyz`, `/metrics`, `/status`, `/api/capture`, `/api/problems`)
-//! live in [`ops`].
+//! live in [`ops`], the agent desktop (`/agent/...`) in [`agent`].
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::security::{AuthOutcome, BasicAuth, SecurityCounters};
 use crate::session::SessionHandle;
 use crate::switch::sim::{SimControl, control};
 
+pub mod agent;
 mod ops;
 pub mod status_page;
 
@@ -26,6 +27,7 @@ struct Admin {
     sim: Option<SimControl>,
     auth: Option<BasicAuth>,
     counters: Arc<SecurityCounters>,
+    desktops: agent::Streams,
 }
 
 /// Serves the admin listener until `stop`. The allow-list and counters come in `security`
@@ -42,43 +44,87 @@ pub async fn serve(
     let first = config.borrow().clone();
     let limits = crate::server::connection_limits(&first);
     let auth = BasicAuth::new(&first.auth, &first.auth.admin_users);
+    let desktops = match listener.local_addr() {
+        Ok(addr) => agent::Streams::new(addr, stop.clone()),
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener has no address");
+            return;
+        }
+    };
     let admin = Arc::new(Admin {
         config,
         session,
         sim,
         auth,
         counters: Arc::clone(&security.counters),
+        desktops,
     });
     listener::serve(listener, limits, security, stop, move |request, peer| {
         let admin = Arc::clone(&admin);
-        async move { admin.handle(request, peer).await }
+        async move { admin.route(request, peer).await }
     })
     .await;
 }
 
 impl Admin {
-    async fn handle(
+    /// The desktop's event receiver (its token is its key: the notifier has no admin
+    /// credentials), then the admin authentication, then the routes.
+    async fn route(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
         peer: Peer,
-    ) -> HttpResponse {
+    ) -> hyper::Response<agent::AdminBody> {
+        use http_body_util::BodyExt;
+        let config = self.config.borrow().clone();
+        let request = match agent::receive(&config, &self.desktops, request).await {
+            Ok(response) => return response.map(|body| body.boxed()),
+            Err(request) => request,
+        };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         // Probes stay open for load balancers; everything else is behind the admin auth.
         let probe = method == Method::GET && (path == "/healthz" || path == "/readyz");
+        let mut admin_user = None;
         if let (Some(auth), false) = (&self.auth, probe) {
             let outcome = auth
                 .check(request.headers(), peer.addr.ip(), &self.counters)
                 .await;
-            if !matches!(outcome, AuthOutcome::Allowed(_)) {
-                let refusal = auth.refusal(&outcome);
-                let mut response = listener::text(refusal.status, format!("{}\n", refusal.text));
-                refusal.add_header(response.headers_mut());
-                return listener::closing(response);
+            match outcome {
+                AuthOutcome::Allowed(user) => admin_user = Some(user),
+                outcome => {
+                    let refusal = auth.refusal(&outcome);
+                    let mut response =
+                        listener::text(refusal.status, format!("{}\n", refusal.text));
+                    refusal.add_header(response.headers_mut());
+                    return listener::closing(response).map(|body| body.boxed());
+                }
             }
         }
-        let config = self.config.borrow().clone();
-        let request = match ops::handle(&config, &self.session, request).await {
+        if agent::is_desktop_path(&path) {
+            let session = &self.session;
+            let simulator = self.sim.is_some();
+            return agent::handle(
+                &config,
+                session,
+                &self.desktops,
+                request,
+                peer,
+                admin_user,
+                simulator,
+            )
+            .await;
+        }
+        self.handle(&config, request).await.map(|body| body.boxed())
+    }
+
+    async fn handle(
+        &self,
+        config: &crate::config::Config,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> HttpResponse {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let request = match ops::handle(config, &self.session, request).await {
             Ok(response) => return response,
             Err(request) => request,
         };

@@ -7,6 +7,14 @@
 //! - **Only to `[events] allow`** when it is set: a host named there (by name, resolved
 //!   by DNS as it is), or an address inside one of its networks.
 //!
+//! One deliberate exception: the agent desktop's event receiver on our admin listener
+//! ([`Destinations::with_desktop_receiver`]). The desktop subscribes as SAP does, with an
+//! appURL on the admin listener; that appURL passes, past both rules, only in its one exact
+//! form: `http://`, the admin listener's address as an IP literal (a name could be moved
+//! by DNS), its port, the receiver's path and one token, nothing else. The receiver accepts
+//! only tokens it issued to an open desktop, so no other path of ours can be reached, and
+//! a guessed token gets 401 (the subscription ends).
+//!
 //! Checked when SAP subscribes ([`Destinations::check`]: every address the host resolves
 //! to must pass, else a fault) and again on every connect ([`Connector`]: the host is
 //! resolved anew and only addresses that pass are connected to), so a DNS answer that
@@ -57,7 +65,20 @@ pub struct Destinations {
     own: Vec<SocketAddr>,
     /// Empty: any host.
     allow: Vec<Allowed>,
+    /// The agent desktop's event receiver, when the admin listener serves one.
+    desktop: Option<DesktopReceiver>,
 }
+
+/// Where the agent desktop's event receiver listens: the admin listener's bound address
+/// and the receiver's path (`/agent/events/`), which a token completes.
+#[derive(Debug, Clone)]
+struct DesktopReceiver {
+    admin: SocketAddr,
+    path: &'static str,
+}
+
+/// Longest receiver token in an appURL (the desktop's are 32 hex digits).
+const MAX_RECEIVER_TOKEN: usize = 64;
 
 impl Destinations {
     /// Refuses `own` (our listeners' bound addresses) and, when `allow` is not empty,
@@ -74,12 +95,50 @@ impl Destinations {
         Destinations {
             own: own.into_iter().collect(),
             allow,
+            desktop: None,
         }
+    }
+
+    /// Lets events go to the agent desktop's receiver on the admin listener bound at
+    /// `admin`: appURLs `http://<admin IP>:<port><path><token>` (the module documentation
+    /// says why this is safe). Everything else of ours stays refused.
+    pub fn with_desktop_receiver(mut self, admin: SocketAddr, path: &'static str) -> Self {
+        self.desktop = Some(DesktopReceiver { admin, path });
+        self
+    }
+
+    /// Whether `uri` is exactly a desktop receiver's appURL: checked when subscribing,
+    /// where the path is known.
+    fn is_desktop_receiver(&self, uri: &Uri) -> bool {
+        let Some(receiver) = &self.desktop else {
+            return false;
+        };
+        let token = uri.path().strip_prefix(receiver.path).filter(|token| {
+            !token.is_empty()
+                && token.len() <= MAX_RECEIVER_TOKEN
+                && token.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        token.is_some() && uri.query().is_none() && self.desktop_address(uri).is_some()
+    }
+
+    /// The admin listener's address when `uri` names it as the desktop receiver would:
+    /// `http`, an IP literal, the listener's port. Used on connect, where hyper passes
+    /// the scheme and authority only; every appURL that gets there passed [`Self::check`],
+    /// so one with this authority is the receiver's.
+    fn desktop_address(&self, uri: &Uri) -> Option<SocketAddr> {
+        let receiver = self.desktop.as_ref()?;
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let ip = host.parse::<IpAddr>().ok()?;
+        let addr = SocketAddr::new(ip, uri.port_u16()?);
+        (uri.scheme_str() == Some("http") && reaches(receiver.admin, addr)).then_some(addr)
     }
 
     /// Whether events may go to `uri`: resolves its host now and refuses it if any of its
     /// addresses is refused (a host that is half ours is not SAP).
     pub async fn check(&self, uri: &Uri) -> Result<(), DestinationError> {
+        if self.is_desktop_receiver(uri) {
+            return Ok(());
+        }
         let (host, addresses) = resolve(uri).await?;
         let by_name = self.allows_name(&host);
         match addresses
@@ -95,6 +154,9 @@ impl Destinations {
     /// order; refused ones are left out, and when none is left the first refusal is the
     /// error.
     async fn addresses(&self, uri: &Uri) -> Result<Vec<SocketAddr>, DestinationError> {
+        if let Some(addr) = self.desktop_address(uri) {
+            return Ok(vec![addr]);
+        }
         let (host, addresses) = resolve(uri).await?;
         let by_name = self.allows_name(&host);
         let mut first_refusal = None;
@@ -147,16 +209,19 @@ impl Destinations {
 
     /// Whether `addr` reaches one of our listeners.
     fn is_own(&self, addr: SocketAddr) -> bool {
-        let ip = addr.ip().to_canonical();
-        self.own.iter().any(|own| {
-            let own_ip = own.ip().to_canonical();
-            own.port() == addr.port()
-                && (ip == own_ip
-                    || ip.is_loopback()
-                    || ip.is_unspecified()
-                    || (own_ip.is_unspecified() && is_local(ip)))
-        })
+        self.own.iter().any(|&own| reaches(own, addr))
     }
+}
+
+/// Whether a connection to `addr` reaches the listener bound at `own`.
+fn reaches(own: SocketAddr, addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    let own_ip = own.ip().to_canonical();
+    own.port() == addr.port()
+        && (ip == own_ip
+            || ip.is_loopback()
+            || ip.is_unspecified()
+            || (own_ip.is_unspecified() && is_local(ip)))
 }
 
 /// Whether `ip` is an address of this host: only then can a socket be bound to it. A
@@ -297,6 +362,50 @@ mod tests {
         // Other ports of loopback are not ours (a local SAP, the tests' fake SAP).
         assert_eq!(check(&d, "http://127.0.0.1:8082/").await, Ok(()));
         assert_eq!(check(&d, "http://192.0.2.1:8080/").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn only_the_exact_desktop_receiver_of_the_admin_listener_passes() {
+        let d = Destinations::new(
+            [addr("127.0.0.1:8080"), addr("127.0.0.1:8081")],
+            &["192.0.2.0/24".to_string()],
+        )
+        .with_desktop_receiver(addr("127.0.0.1:8081"), "/agent/events/");
+        // The receiver passes our own-listener rule and [events] allow, in its one form.
+        assert_eq!(
+            check(&d, "http://127.0.0.1:8081/agent/events/abc123").await,
+            Ok(())
+        );
+        assert_eq!(
+            check(&d, "http://[::1]:8081/agent/events/abc123").await,
+            Ok(())
+        );
+        for url in [
+            "http://127.0.0.1:8081/sim/calls",
+            "http://127.0.0.1:8081/agent/events/",
+            "http://127.0.0.1:8081/agent/events/a/../../../sim/calls",
+            "http://127.0.0.1:8081/agent/events/abc?x=1",
+            "http://127.0.0.1:8081/agent/soap",
+            "http://127.0.0.1:8080/agent/events/abc123",
+            "http://localhost:8081/agent/events/abc123",
+            "https://127.0.0.1:8081/agent/events/abc123",
+        ] {
+            assert!(check(&d, url).await.is_err(), "{url}");
+        }
+        // On connect (scheme and authority only): the admin listener by IP literal only.
+        let uri: Uri = "http://127.0.0.1:8081".parse().unwrap();
+        assert_eq!(d.addresses(&uri).await, Ok(vec![addr("127.0.0.1:8081")]));
+        let uri: Uri = "http://localhost:8081".parse().unwrap();
+        assert!(d.addresses(&uri).await.is_err());
+        let uri: Uri = "http://127.0.0.1:8080".parse().unwrap();
+        assert!(d.addresses(&uri).await.is_err());
+        // Without a receiver, nothing of ours passes.
+        let plain = Destinations::new([addr("127.0.0.1:8081")], &[]);
+        assert!(
+            check(&plain, "http://127.0.0.1:8081/agent/events/abc123")
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

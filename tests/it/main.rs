@@ -19,6 +19,7 @@
 
 mod common;
 
+mod agent_desktop;
 mod asterisk_flow;
 mod call_flow;
 mod call_scope;

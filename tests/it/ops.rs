@@ -375,7 +375,7 @@ async fn readyz_fails_when_the_spool_directory_is_not_writable() {
 
 /// node, Debian chromium and tests/browser/node_modules (scripts/test.sh installs them).
 /// Missing outside CI: SKIPPED; missing in CI: the test fails.
-fn browser_tools() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+pub(crate) fn browser_tools() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var_os("ICI_CHROMIUM")
         .map(std::path::PathBuf::from)

@@ -18,7 +18,7 @@ mod auth;
 mod limits;
 
 /// An Argon2id hash of `password`, with parameters cheap enough for tests.
-fn hash(password: &str) -> String {
+pub(crate) fn hash(password: &str) -> String {
     use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
     let argon = Argon2::new(
         Algorithm::Argon2id,
@@ -31,7 +31,7 @@ fn hash(password: &str) -> String {
         .to_string()
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {token}")
 }
