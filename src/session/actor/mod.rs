@@ -177,6 +177,10 @@ impl Actor {
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut barriers = self.barriers.take().expect("the actor runs once");
         loop {
+            // The changes of one message go to the spool without waiting; a full spool
+            // queue (a disk slower than the events) holds the next message back, so the
+            // back-pressure reaches the bounded mailbox and switch event queue.
+            self.notifier.spool().room().await;
             tokio::select! {
                 biased;
                 Some(event) = switch_events.recv() => self.on_switch_event(event),
