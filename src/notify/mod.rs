@@ -68,7 +68,8 @@ use crate::config::EventsConfig;
 pub use destination::{DestinationError, Destinations};
 pub use outbox::{Outbox, PushError};
 pub use spool::{
-    RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription, Ticket,
+    RedbStore, Spool, SpoolContents, SpoolOp, StoredAttached, StoredEvent, StoredSubscription,
+    Ticket,
 };
 
 /// The session manager's identifier of one subscription (one appURL of one user or

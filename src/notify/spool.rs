@@ -48,8 +48,8 @@ use tokio::sync::watch;
 use tracing::{error, warn};
 
 use super::outbox::Shared;
-use queue::WriterQueue;
 use super::{OutboundEvent, SubscriptionId};
+use queue::WriterQueue;
 
 pub use record::RecordError;
 pub use redb_store::{FILE_NAME, RedbStore};
@@ -105,7 +105,13 @@ pub struct SpoolContents {
     /// Agent addresses (user → extension), so events route to the right agent after a
     /// restart even when SAP does not repeat setAddresses.
     pub agents: BTreeMap<String, String>,
+    /// Item attached data by call (or item) id, so what SAP set survives a restart.
+    pub attached: BTreeMap<String, StoredAttached>,
 }
+
+/// Item attached data as stored: (application id, the application's element as text), in
+/// order. The session manager converts; the spool only keeps the strings.
+pub type StoredAttached = Vec<(String, String)>;
 
 /// One change to the spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,8 @@ pub enum SpoolOp {
     Remove(SubscriptionId, u64),
     /// An agent's address (`None`: none).
     Agent(String, Option<String>),
+    /// The attached data of a call or item (`None`: forget it, the call has ended).
+    Attached(String, Option<StoredAttached>),
 }
 
 /// Why the spool failed. The message always names the spool file.
@@ -642,9 +650,16 @@ mod tests {
         }
         spool.committed(spool.last_queued()).await;
         let (_, high_water) = spool.queue_depth();
-        assert_eq!(high_water, BOUND, "the queue filled up and never grew past its bound");
+        assert_eq!(
+            high_water, BOUND,
+            "the queue filled up and never grew past its bound"
+        );
         let expected: Vec<SpoolOp> = (0..CHANGES).map(numbered).collect();
-        assert_eq!(*applied.lock().unwrap(), expected, "nothing lost, order kept");
+        assert_eq!(
+            *applied.lock().unwrap(),
+            expected,
+            "nothing lost, order kept"
+        );
     }
 
     /// The session manager's way: it waits for room before it takes a message, then queues
@@ -682,7 +697,11 @@ mod tests {
             "at most one message past the bound: {high_water}"
         );
         let expected: Vec<SpoolOp> = (0..MESSAGES * PER_MESSAGE).map(numbered).collect();
-        assert_eq!(*applied.lock().unwrap(), expected, "nothing lost, order kept");
+        assert_eq!(
+            *applied.lock().unwrap(),
+            expected,
+            "nothing lost, order kept"
+        );
     }
 
     #[tokio::test]
@@ -697,7 +716,11 @@ mod tests {
             .unwrap();
         spool.room().await;
         spool.record_waiting(numbered(3)).await;
-        assert_eq!(applied.lock().unwrap().len(), 3, "changes after close are ignored");
+        assert_eq!(
+            applied.lock().unwrap().len(),
+            3,
+            "changes after close are ignored"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 mod common;
 
 mod asterisk_flow;
+mod attached_durability;
 mod call_flow;
 mod call_scope;
 mod cli;

@@ -224,7 +224,11 @@ mod tests {
         let queue = WriterQueue::new(2);
         assert_eq!(queue.push("a"), Ok(1));
         assert_eq!(queue.push("b"), Ok(2));
-        assert_eq!(queue.push("c"), Ok(3), "a push never refuses: it is over the bound");
+        assert_eq!(
+            queue.push("c"),
+            Ok(3),
+            "a push never refuses: it is over the bound"
+        );
         assert!(!queue.has_room());
         let mut taken = Vec::new();
         assert!(queue.take(10, &mut taken, |_| false));

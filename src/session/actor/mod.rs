@@ -9,6 +9,7 @@
 //! - [`subscriptions`]: subscriptions, publishing events, the spool's records of them;
 //! - [`status`]: the status page's snapshot.
 
+mod attached;
 mod execute;
 mod interactions;
 mod item;
@@ -29,12 +30,13 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::domain::{AppUrl, AttachedData, UserId, Workmode};
+use crate::domain::{AppUrl, UserId, Workmode};
 use crate::notify::{Feedback, Notifier, Outbox, Ticket};
 use crate::switch::{LegEvent, SwitchAdapter, SwitchEvent};
 
 use super::{Command, Target, Wire};
 
+use attached::AttachedTable;
 use execute::Confirm;
 
 /// Checks for interactions past `[agents] max_interaction_age` per that age, so one is
@@ -100,9 +102,8 @@ pub(super) struct Actor {
     link_up: bool,
     agents: BTreeMap<UserId, Agent>,
     by_extension: HashMap<String, UserId>,
-    /// Attached data by call id (or by item id before its call exists). Shared with the
-    /// views that carry it; changed copy-on-write.
-    attached: HashMap<String, Arc<AttachedData>>,
+    /// Attached data by call id (or by item id before its call exists), kept in the spool.
+    attached: AttachedTable,
     /// Item id (from `create`) → the call placed for it.
     aliases: HashMap<String, String>,
     /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
@@ -139,6 +140,7 @@ impl Actor {
         myself: mpsc::WeakSender<Command>,
     ) -> Self {
         let (confirm, barriers) = Confirm::new(notifier.spool().clone());
+        let attached = AttachedTable::new(notifier.spool().clone());
         Actor {
             config,
             link_up: switch.link_up_at_start(),
@@ -147,7 +149,7 @@ impl Actor {
             wire,
             agents: BTreeMap::new(),
             by_extension: HashMap::new(),
-            attached: HashMap::new(),
+            attached,
             aliases: HashMap::new(),
             pending_items: HashMap::new(),
             orphans: HashSet::new(),
