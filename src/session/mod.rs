@@ -14,6 +14,8 @@ mod answer;
 mod error;
 mod event;
 mod operation;
+#[cfg(test)]
+mod spool_pressure;
 mod view;
 mod workmodes;
 
