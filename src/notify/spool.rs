@@ -12,8 +12,9 @@
 //! falls behind, producers wait for room instead of memory growing with the event rate,
 //! and nothing queued is ever dropped. The session manager waits before it takes its next
 //! message ([`Spool::room`]), so its bounded inputs fill up and the back-pressure reaches
-//! SAP (503) and the switch adapter; the drain tasks wait before they queue an
-//! acknowledgement ([`Spool::record_waiting`]).
+//! SAP's requests (they wait for their answer) and the switch adapter (it waits to report
+//! events); the drain tasks wait before they queue an acknowledgement
+//! ([`Spool::record_waiting`]).
 //!
 //! **Confirmed means durable.** Every change queued gets a [`Ticket`] (its place in the
 //! writer's queue); the writer publishes how far it has committed. The session manager
