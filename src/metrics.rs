@@ -18,6 +18,8 @@
 //! | `ici_xml_chars_replaced_total` | counter | | (characters XML 1.0 does not allow, from the switch) |
 //! | `ici_connections_refused_total` | counter | `reason` (`peer_cap`, `max_connections`) |
 //! | `ici_spool_quarantined_total` | counter | `table` (damaged spool records, never delivered) |
+//! | `ici_spool_wait_seconds` | histogram | | (each time intake waited for the spool writer: the disk is the bottleneck) |
+//! | `ici_spool_queue_depth` | gauge | | (changes waiting for the spool writer when it last took a batch) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -86,7 +88,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 }
 
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!("ici_soap_requests_total", "SOAP requests from SAP");
     describe_histogram!(
         "ici_soap_request_duration_seconds",
@@ -111,6 +113,15 @@ fn describe() {
     describe_counter!(
         "ici_spool_quarantined_total",
         "damaged spool records moved to quarantine instead of being delivered"
+    );
+    describe_histogram!(
+        "ici_spool_wait_seconds",
+        Unit::Seconds,
+        "time intake waited because the spool writer's queue was full"
+    );
+    describe_gauge!(
+        "ici_spool_queue_depth",
+        "changes waiting for the spool writer when it last took a batch"
     );
     describe_histogram!(
         "ici_event_delivery_duration_seconds",
@@ -212,6 +223,16 @@ pub fn connection_refused(reason: &'static str) {
 /// A damaged record of the spool's `table` was moved to quarantine.
 pub fn spool_record_quarantined(table: &'static str) {
     metrics::counter!("ici_spool_quarantined_total", "table" => table).increment(1);
+}
+
+/// Intake waited `waited` for room in the spool writer's queue.
+pub fn spool_waited(waited: Duration) {
+    metrics::histogram!("ici_spool_wait_seconds").record(waited.as_secs_f64());
+}
+
+/// `depth` changes wait for the spool writer.
+pub fn spool_queue_depth(depth: usize) {
+    metrics::gauge!("ici_spool_queue_depth").set(depth as f64);
 }
 
 /// The state the gauges show, read from the session manager at scrape time.

@@ -148,13 +148,17 @@ impl Drain {
         let span = self.span();
         match self.deliver(event, backoff).instrument(span.clone()).await {
             Outcome::Delivered => {
-                self.spool.record(SpoolOp::Remove(self.id, sequence));
+                self.spool
+                    .record_waiting(SpoolOp::Remove(self.id, sequence))
+                    .await;
                 self.shared.delivered();
                 ControlFlow::Continue(())
             }
             Outcome::Rejected => {
                 // Done with it as with a delivered one: off the spool, its place freed.
-                self.spool.record(SpoolOp::Remove(self.id, sequence));
+                self.spool
+                    .record_waiting(SpoolOp::Remove(self.id, sequence))
+                    .await;
                 self.shared.delivered();
                 crate::metrics::events_dropped("rejected", 1);
                 ControlFlow::Continue(())

@@ -6,7 +6,8 @@
 //! events one after another, so the order of one subscription holds and one slow or dead SAP
 //! session never delays another. The session manager calls [`Outbox::push`] from inside its
 //! actor loop: it never blocks and never awaits; the memory it may hold is bounded by
-//! [`NotifierSettings::max_queue_per_subscription`].
+//! [`NotifierSettings::max_queue_per_subscription`], and the spool's writer queue by
+//! [`spool::WRITER_QUEUE`] (the session manager waits for room between messages).
 //!
 //! Delivery (`drain`): `POST` with `Content-Type: text/xml; charset=utf-8` and
 //! `SOAPAction: "urn:IciEventInterface#<event>"`, HTTP/1.1 keep-alive through one shared
@@ -67,7 +68,8 @@ use crate::config::EventsConfig;
 pub use destination::{DestinationError, Destinations};
 pub use outbox::{Outbox, PushError};
 pub use spool::{
-    RedbStore, Spool, SpoolContents, SpoolOp, StoredEvent, StoredSubscription, Ticket,
+    RedbStore, Spool, SpoolContents, SpoolOp, StoredAttached, StoredEvent, StoredSubscription,
+    Ticket,
 };
 
 /// The session manager's identifier of one subscription (one appURL of one user or

@@ -6,7 +6,15 @@
 //! replicated backend can plug in without touching the notifier. Writes go through one
 //! writer thread that commits everything waiting in one transaction (group commit), so the
 //! cost of an fsync is shared by all events that arrived meanwhile and the session manager
-//! never waits for the disk. An outbox only sends an event once its commit is done.
+//! does not wait for each commit. An outbox only sends an event once its commit is done.
+//!
+//! **The writer's queue is bounded** ([`WRITER_QUEUE`] changes, see `queue`): when the disk
+//! falls behind, producers wait for room instead of memory growing with the event rate,
+//! and nothing queued is ever dropped. The session manager waits before it takes its next
+//! message ([`Spool::room`]), so its bounded inputs fill up and the back-pressure reaches
+//! SAP's requests (they wait for their answer) and the switch adapter (it waits to report
+//! events); the drain tasks wait before they queue an acknowledgement
+//! ([`Spool::record_waiting`]).
 //!
 //! **Confirmed means durable.** Every change queued gets a [`Ticket`] (its place in the
 //! writer's queue); the writer publishes how far it has committed. The session manager
@@ -26,6 +34,7 @@
 //! checksum or does not decode to a quarantine table, logged with its subscription and
 //! sequence (see [`RedbStore`]). Every error names the spool file.
 
+mod queue;
 mod record;
 mod redb_store;
 
@@ -41,6 +50,7 @@ use tracing::{error, warn};
 
 use super::outbox::Shared;
 use super::{OutboundEvent, SubscriptionId};
+use queue::WriterQueue;
 
 pub use record::RecordError;
 pub use redb_store::{FILE_NAME, RedbStore};
@@ -96,7 +106,13 @@ pub struct SpoolContents {
     /// Agent addresses (user → extension), so events route to the right agent after a
     /// restart even when SAP does not repeat setAddresses.
     pub agents: BTreeMap<String, String>,
+    /// Item attached data by call (or item) id, so what SAP set survives a restart.
+    pub attached: BTreeMap<String, StoredAttached>,
 }
+
+/// Item attached data as stored: (application id, the application's element as text), in
+/// order. The session manager converts; the spool only keeps the strings.
+pub type StoredAttached = Vec<(String, String)>;
 
 /// One change to the spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +127,8 @@ pub enum SpoolOp {
     Remove(SubscriptionId, u64),
     /// An agent's address (`None`: none).
     Agent(String, Option<String>),
+    /// The attached data of a call or item (`None`: forget it, the call has ended).
+    Attached(String, Option<StoredAttached>),
 }
 
 /// Why the spool failed. The message always names the spool file.
@@ -159,11 +177,33 @@ pub trait SpoolStore: Send + 'static {
 /// once the writer has committed ticket `n`, every change with a lower ticket is durable.
 pub type Ticket = u64;
 
+/// Changes that may wait for the writer before producers wait in turn (see `queue`): two
+/// of the writer's largest commits, so one commit's worth can queue while the writer is
+/// busy with another, and a slow disk holds the producers back instead of letting memory
+/// grow with the event rate (`[events] max_queue_total` alone allows a million events).
+pub const WRITER_QUEUE: usize = 2 * MAX_BATCH;
+
+/// The bottleneck warning (see [`Spool::room`]) is logged at most this often.
+const BOTTLENECK_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A message to the writer thread.
 enum Message {
     Op(SpoolOp, Option<Durable>),
     /// Commit what came before, close the store, answer, and end.
     Close(std_mpsc::Sender<()>),
+}
+
+impl Message {
+    /// An event that will never be committed still goes out from memory.
+    fn abandon(self) {
+        match self {
+            Message::Op(_, Some(mark)) => mark.shared.mark_durable(mark.sequence),
+            Message::Op(_, None) => {}
+            Message::Close(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 /// Marks an event durable in its outbox once committed.
@@ -172,18 +212,28 @@ struct Durable {
     sequence: u64,
 }
 
-/// The writer's input. Tickets are given out under the same lock as the send, so the
-/// writer receives changes in ticket order.
-struct Queue {
-    last: Ticket,
-    tx: std_mpsc::Sender<Message>,
-}
-
-/// What every handle of one durable spool shares.
+/// What every handle of one durable spool shares. Dropping the last handle lets the writer
+/// end once it has committed what is queued.
 struct Writer {
-    queue: Mutex<Queue>,
+    queue: Arc<WriterQueue<Message>>,
     /// The highest ticket committed (or given up on after a failed commit).
     committed: watch::Receiver<Ticket>,
+    waits: Mutex<Waits>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue.producers_gone();
+    }
+}
+
+/// Time producers spent waiting for the writer, for the bottleneck warning.
+#[derive(Default)]
+struct Waits {
+    /// Since the last warning.
+    count: u64,
+    waited: std::time::Duration,
+    logged: Option<std::time::Instant>,
 }
 
 /// The handle to the spool's writer thread. Cheap to clone.
@@ -215,21 +265,32 @@ impl Spool {
         }
     }
 
-    /// Loads what `store` holds and starts its writer thread.
-    pub fn start(mut store: impl SpoolStore) -> Result<(Spool, SpoolContents), SpoolError> {
+    /// Loads what `store` holds and starts its writer thread, whose queue holds
+    /// [`WRITER_QUEUE`] changes.
+    pub fn start(store: impl SpoolStore) -> Result<(Spool, SpoolContents), SpoolError> {
+        Spool::start_bounded(store, WRITER_QUEUE)
+    }
+
+    /// [`Spool::start`] with a writer queue of `capacity` changes.
+    pub fn start_bounded(
+        mut store: impl SpoolStore,
+        capacity: usize,
+    ) -> Result<(Spool, SpoolContents), SpoolError> {
         let contents = store.load()?;
-        let (tx, rx) = std_mpsc::channel::<Message>();
+        let queue = Arc::new(WriterQueue::new(capacity));
         let (committed_tx, committed) = watch::channel(0);
         let failures = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&failures);
         let file = store.file().to_path_buf();
+        let input = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("event-spool".into())
-            .spawn(move || writer(store, rx, committed_tx, counter))
+            .spawn(move || writer(store, &input, committed_tx, counter))
             .map_err(|e| SpoolError::new(&file, format!("cannot start the writer thread: {e}")))?;
         let writer = Writer {
-            queue: Mutex::new(Queue { last: 0, tx }),
+            queue,
             committed,
+            waits: Mutex::default(),
         };
         Ok((
             Spool {
@@ -284,21 +345,83 @@ impl Spool {
         }
     }
 
+    /// Changes waiting for the writer now, and the most that ever waited at once.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        self.writer
+            .as_ref()
+            .map_or((0, 0), |w| (w.queue.depth(), w.queue.high_water()))
+    }
+
+    /// Waits until the writer's queue has room. The session manager calls it before it takes
+    /// its next message, since its own changes ([`Spool::record`], [`Outbox::push`]) are
+    /// queued without waiting: so the queue holds at most [`WRITER_QUEUE`] changes plus
+    /// those of one message, and a slow disk slows the intake instead of growing memory.
+    /// Time spent here is measured (`ici_spool_wait_seconds`) and logged as a warning
+    /// at most every [`BOTTLENECK_LOG_EVERY`].
+    ///
+    /// [`Outbox::push`]: super::Outbox::push
+    pub async fn room(&self) {
+        let Some(writer) = &self.writer else { return };
+        if writer.queue.has_room() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        writer.queue.room().await;
+        self.waited(writer, started.elapsed());
+    }
+
+    /// Queues a change; never blocks or waits (see [`Spool::room`]).
+    pub fn record(&self, op: SpoolOp) {
+        self.send(Message::Op(op, None));
+    }
+
+    /// Queues a change once the writer's queue has room: for producers that can wait at
+    /// any point (a drain task's acknowledgement), so they never push it past its bound.
+    pub async fn record_waiting(&self, op: SpoolOp) {
+        let Some(writer) = &self.writer else { return };
+        let started = std::time::Instant::now();
+        let full = !writer.queue.has_room();
+        if let Ok(ticket) = writer.queue.push_waiting(Message::Op(op, None)).await {
+            self.queued.fetch_max(ticket, Ordering::AcqRel);
+        }
+        if full {
+            self.waited(writer, started.elapsed());
+        }
+    }
+
+    fn waited(&self, writer: &Writer, waited: std::time::Duration) {
+        crate::metrics::spool_waited(waited);
+        let mut waits = writer.waits.lock().unwrap_or_else(|e| e.into_inner());
+        waits.count += 1;
+        waits.waited += waited;
+        let now = std::time::Instant::now();
+        if waits
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= BOTTLENECK_LOG_EVERY)
+        {
+            warn!(
+                waits = waits.count,
+                waited_ms = waits.waited.as_millis() as u64,
+                queue = writer.queue.capacity(),
+                "event spool is the bottleneck: the disk commits slower than events arrive, \
+                 so intake waited for the spool writer"
+            );
+            *waits = Waits {
+                logged: Some(now),
+                ..Waits::default()
+            };
+        }
+    }
+
     /// Commits what is queued, closes the store and ends the writer thread; later changes
     /// are ignored. Blocks until done (call it off the async threads).
     pub fn close(&self) {
         if let Some(writer) = &self.writer {
             let (done, wait) = std_mpsc::channel();
-            let sent = lock(&writer.queue).tx.send(Message::Close(done)).is_ok();
-            if sent {
+            if writer.queue.push(Message::Close(done)).is_ok() {
                 let _ = wait.recv();
             }
         }
-    }
-
-    /// Queues a change; never blocks.
-    pub fn record(&self, op: SpoolOp) {
-        self.send(Message::Op(op, None));
     }
 
     /// Queues an event; its outbox may send it once it is committed.
@@ -318,18 +441,15 @@ impl Spool {
     /// (any more).
     fn send(&self, message: Message) -> Option<Ticket> {
         let writer = self.writer.as_ref()?;
-        let mut queue = lock(&writer.queue);
-        queue.tx.send(message).ok()?;
-        queue.last += 1;
-        self.queued.fetch_max(queue.last, Ordering::AcqRel);
-        Some(queue.last)
+        match writer.queue.push(message) {
+            Ok(ticket) => {
+                self.queued.fetch_max(ticket, Ordering::AcqRel);
+                Some(ticket)
+            }
+            // The writer has ended; the caller falls back to memory.
+            Err(_) => None,
+        }
     }
-}
-
-fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
-    // Only a send happens under the lock; recover the data rather than spread a poison
-    // panic into the session manager.
-    queue.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Most changes taken into one commit (beyond the first).
@@ -344,44 +464,47 @@ const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 /// every [`Spool`] handle is gone, or at [`Spool::close`] after marking the store clean.
 fn writer(
     mut store: impl SpoolStore,
-    rx: std_mpsc::Receiver<Message>,
+    queue: &WriterQueue<Message>,
     committed: watch::Sender<Ticket>,
     failures: Arc<AtomicU64>,
 ) {
+    // However the thread ends (a panic in the store included), producers stop waiting and
+    // what is left goes out from memory.
+    struct Gone<'a>(&'a WriterQueue<Message>);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            for message in self.0.writer_gone() {
+                message.abandon();
+            }
+        }
+    }
+    let gone = Gone(queue);
+    let is_close = |m: &Message| matches!(m, Message::Close(_));
     let mut closing = None;
     let mut last_batch = 0usize;
     let mut received: Ticket = 0;
+    let mut batch = Vec::new();
     while closing.is_none() {
-        let Ok(first) = rx.recv() else { break };
-        let mut ops = Vec::new();
-        let mut durable = Vec::new();
-        let mut take = |message: Message, closing: &mut Option<_>| match message {
-            Message::Op(op, mark) => {
-                ops.push(op);
-                durable.extend(mark);
-                true
-            }
-            Message::Close(done) => {
-                *closing = Some(done);
-                false
-            }
-        };
-        let mut open = take(first, &mut closing);
-        for message in rx.try_iter().take(MAX_BATCH) {
-            open = take(message, &mut closing);
-            if !open {
-                break;
-            }
+        if !queue.take(MAX_BATCH + 1, &mut batch, is_close) {
+            break;
         }
         // Under load (the last commit was a big one), linger briefly so this commit takes
         // more events: the commit's cost (page writes and an fdatasync) is per commit,
         // not per event. A lone event at light load is committed at once.
-        if open && last_batch >= LINGER_FROM {
+        if last_batch >= LINGER_FROM && !batch.last().is_some_and(is_close) {
             std::thread::sleep(LINGER);
-            for message in rx.try_iter().take(MAX_BATCH) {
-                if !take(message, &mut closing) {
-                    break;
+            queue.try_take(MAX_BATCH, &mut batch, is_close);
+        }
+        crate::metrics::spool_queue_depth(queue.depth());
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut durable = Vec::new();
+        for message in batch.drain(..) {
+            match message {
+                Message::Op(op, mark) => {
+                    ops.push(op);
+                    durable.extend(mark);
                 }
+                Message::Close(done) => closing = Some(done),
             }
         }
         last_batch = ops.len();
@@ -397,6 +520,7 @@ fn writer(
         }
         committed.send_replace(received);
     }
+    drop(gone);
     warn_if_failed(&failures);
     if closing.is_some() && failures.load(Ordering::Relaxed) == 0 {
         // Every change is on disk: the next start continues numbering without a gap.
@@ -485,6 +609,119 @@ mod tests {
             open.send(()).unwrap();
         }
         spool.committed(2).await;
+    }
+
+    /// A store whose every commit takes [`SLOW_COMMIT`]: a disk slower than the producers.
+    struct Slow {
+        applied: Arc<Mutex<Vec<SpoolOp>>>,
+    }
+
+    const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+    impl SpoolStore for Slow {
+        fn apply(&mut self, ops: &[SpoolOp]) -> Result<(), SpoolError> {
+            std::thread::sleep(SLOW_COMMIT);
+            self.applied.lock().unwrap().extend_from_slice(ops);
+            Ok(())
+        }
+        fn load(&mut self) -> Result<SpoolContents, SpoolError> {
+            Ok(SpoolContents::default())
+        }
+    }
+
+    fn slow_spool(capacity: usize) -> (Spool, Arc<Mutex<Vec<SpoolOp>>>) {
+        let applied = Arc::new(Mutex::new(Vec::new()));
+        let store = Slow {
+            applied: Arc::clone(&applied),
+        };
+        (Spool::start_bounded(store, capacity).unwrap().0, applied)
+    }
+
+    fn numbered(n: usize) -> SpoolOp {
+        SpoolOp::Agent(format!("U{n}"), Some("2001".into()))
+    }
+
+    #[tokio::test]
+    async fn a_slow_writer_holds_waiting_producers_at_the_bound() {
+        const BOUND: usize = 4;
+        const CHANGES: usize = 40 * BOUND;
+        let (spool, applied) = slow_spool(BOUND);
+        for n in 0..CHANGES {
+            spool.record_waiting(numbered(n)).await;
+        }
+        spool.committed(spool.last_queued()).await;
+        let (_, high_water) = spool.queue_depth();
+        assert_eq!(
+            high_water, BOUND,
+            "the queue filled up and never grew past its bound"
+        );
+        let expected: Vec<SpoolOp> = (0..CHANGES).map(numbered).collect();
+        assert_eq!(
+            *applied.lock().unwrap(),
+            expected,
+            "nothing lost, order kept"
+        );
+    }
+
+    /// The session manager's way: it waits for room before it takes a message, then queues
+    /// that message's changes without waiting.
+    #[tokio::test]
+    async fn the_session_manager_waits_for_room_before_each_message() {
+        const BOUND: usize = 8;
+        const PER_MESSAGE: usize = 3;
+        const MESSAGES: usize = 40;
+        let (spool, applied) = slow_spool(BOUND);
+        let (mailbox, mut messages) = tokio::sync::mpsc::channel::<usize>(2);
+        let actor = tokio::spawn({
+            let spool = spool.clone();
+            async move {
+                loop {
+                    spool.room().await;
+                    let Some(message) = messages.recv().await else {
+                        break;
+                    };
+                    for part in 0..PER_MESSAGE {
+                        spool.record(numbered(message * PER_MESSAGE + part));
+                    }
+                }
+            }
+        });
+        for message in 0..MESSAGES {
+            mailbox.send(message).await.unwrap();
+        }
+        drop(mailbox);
+        actor.await.unwrap();
+        spool.committed(spool.last_queued()).await;
+        let (_, high_water) = spool.queue_depth();
+        assert!(
+            (BOUND..BOUND + PER_MESSAGE).contains(&high_water),
+            "at most one message past the bound: {high_water}"
+        );
+        let expected: Vec<SpoolOp> = (0..MESSAGES * PER_MESSAGE).map(numbered).collect();
+        assert_eq!(
+            *applied.lock().unwrap(),
+            expected,
+            "nothing lost, order kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_spool_lets_waiting_producers_go_on() {
+        let (spool, applied) = slow_spool(1);
+        for n in 0..3 {
+            spool.record(numbered(n));
+        }
+        let closing = spool.clone();
+        tokio::task::spawn_blocking(move || closing.close())
+            .await
+            .unwrap();
+        spool.room().await;
+        spool.record_waiting(numbered(3)).await;
+        assert_eq!(
+            applied.lock().unwrap().len(),
+            3,
+            "changes after close are ignored"
+        );
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! first (so a SOAP request answered after a switch change always sees that change), then
 //! notifier feedback, then SOAP commands. The actor never awaits I/O: commands go to the
 //! switch adapter with the SOAP caller's reply, events go to per-subscription outboxes.
+//! Its one wait is for room in the event spool's bounded queue, before it takes a message
+//! (`notify::Spool::room`): a disk slower than the events slows its intake.
 
 mod actor;
 mod answer;
 mod error;
 mod event;
 mod operation;
+#[cfg(test)]
+mod spool_pressure;
 mod view;
 mod workmodes;
 

@@ -31,24 +31,22 @@ async fn make_events(api: &Endpoints) -> u64 {
     1 + 2 * CALLS as u64
 }
 
-/// Waits (polling the status page: nothing else reports it) until the spool holds every
-/// event up to `sequence`.
+/// Waits until the spool holds every event up to `sequence`. Polled: only the status page
+/// reports it (a SOAP answer confirms only what its own operation changed, and these
+/// events come from the simulator's control API).
 async fn wait_durable(api: &Endpoints, sequence: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("the spool holds every event up to {sequence}");
+    common::poll(&what, Duration::from_secs(30), || async move {
         let status = api.status().await;
         let durable = status["subscriptions"][0]["durable_sequence"]
             .as_u64()
             .unwrap_or(0);
-        if durable >= sequence {
-            return;
+        match durable >= sequence {
+            true => Ok(()),
+            false => Err(status.to_string()),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "spool stuck at {durable}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await
 }
 
 /// Receives `count` events and checks they are exactly sequences 1..=count, in order.

@@ -21,6 +21,7 @@ mod common;
 
 mod agent_desktop;
 mod asterisk_flow;
+mod attached_durability;
 mod call_flow;
 mod call_scope;
 mod cli;

@@ -1,8 +1,9 @@
 //! [`RedbStore`]: the spool in one redb file, [`FILE_NAME`] in `[events] data_dir`.
 //!
 //! Format 2 (this build): tables `meta` (format number, graceful-stop flag),
-//! `subscriptions`, `events`, `agent_addresses` and `quarantine`, every record in the
-//! checksummed envelope of [`super::record`]. Format 1 (before it: bare JSON records, a
+//! `subscriptions`, `events`, `agent_addresses`, `attached_data` (added later without a
+//! format change, see `attached`) and `quarantine`, every record in the checksummed
+//! envelope of [`super::record`]. Format 1 (before it: bare JSON records, a
 //! table `agents`, no `meta`) is migrated in place, in one transaction, when opened.
 //!
 //! Opening refuses, with an error naming the file, rather than start with nothing:
@@ -374,6 +375,9 @@ impl SpoolStore for RedbStore {
             let mut subs = txn.open_table(SUBSCRIPTIONS).map_err(|e| self.err(e))?;
             let mut events = txn.open_table(EVENTS).map_err(|e| self.err(e))?;
             let mut agents = txn.open_table(AGENTS).map_err(|e| self.err(e))?;
+            let mut attached_data = txn
+                .open_table(attached::ATTACHED)
+                .map_err(|e| self.err(e))?;
             for op in ops {
                 match op {
                     SpoolOp::PutSubscription(sub) => {
@@ -411,6 +415,10 @@ impl SpoolStore for RedbStore {
                     }
                     SpoolOp::Agent(user, None) => {
                         agents.remove(user.as_str()).map_err(|e| self.err(e))?;
+                    }
+                    SpoolOp::Attached(key, data) => {
+                        attached::put(&mut attached_data, key, data.as_ref())
+                            .map_err(|e| self.err(e))?;
                     }
                 }
             }
@@ -547,6 +555,16 @@ impl RedbStore {
                 quarantine.put(Damage::agent(&user, &raw, reason.to_string()))?;
             }
 
+            let mut attached_table = txn
+                .open_table(attached::ATTACHED)
+                .map_err(|e| self.err(e))?;
+            let (attached, damaged) =
+                attached::load(&mut attached_table).map_err(|e| self.err(e))?;
+            contents.attached = attached;
+            for damage in damaged {
+                quarantine.put(damage)?;
+            }
+
             for (id, mut record) in subs {
                 let events = events.remove(&id).unwrap_or_default();
                 let last = events.last().map_or(0, |e| e.sequence);
@@ -574,6 +592,7 @@ fn open_all(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(SUBSCRIPTIONS)?;
     txn.open_table(EVENTS)?;
     txn.open_table(AGENTS)?;
+    txn.open_table(attached::ATTACHED)?;
     txn.open_table(QUARANTINE)?;
     Ok(())
 }
@@ -749,5 +768,6 @@ impl<'txn> Quarantine<'txn> {
     }
 }
 
+mod attached;
 #[cfg(test)]
 mod tests;

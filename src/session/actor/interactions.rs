@@ -112,8 +112,9 @@ impl Actor {
                 self.aliases.insert(item.clone(), leg.call.clone());
             }
             if let Some(data) = self.attached.remove(item) {
-                Arc::make_mut(self.attached.entry(leg.call.clone()).or_default())
-                    .merge(Arc::unwrap_or_clone(data));
+                self.attached.update(leg.call.clone(), |attached| {
+                    attached.merge(Arc::unwrap_or_clone(data))
+                });
             }
         }
     }
@@ -320,7 +321,7 @@ impl Actor {
             .collect();
         let previous = std::mem::replace(&mut self.orphans, orphans);
         self.attached
-            .retain(|k, _| !(previous.contains(k) && self.orphans.contains(k)));
+            .retain(|k| !(previous.contains(k) && self.orphans.contains(k)));
         self.aliases
             .retain(|item, call| live.contains(call) || self.pending_items.contains_key(item));
     }

@@ -1,7 +1,5 @@
 //! Item interface: outbound item ids, accept, reroute, and item attached data.
 
-use std::sync::Arc;
-
 use tokio::time::Instant;
 
 use crate::domain::{AttachedData, UserId, Workmode};
@@ -67,7 +65,7 @@ impl Actor {
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
         let key = self.item_key(item, hint)?;
-        Arc::make_mut(self.attached.entry(key.clone()).or_default()).merge(data);
+        self.attached.update(key.clone(), |attached| attached.merge(data));
         self.write_to_switch(key)
     }
 
@@ -89,11 +87,11 @@ impl Actor {
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
         let key = self.item_key(item, hint)?;
-        if let Some(data) = self.attached.get_mut(&key) {
-            match applications {
-                Some(ids) => Arc::make_mut(data).remove(&ids),
-                None => *data = Arc::default(),
-            }
+        if self.attached.contains_key(&key) {
+            self.attached.update(key, |data| match applications {
+                Some(ids) => data.remove(&ids),
+                None => *data = AttachedData::default(),
+            });
         }
         self.write_to_switch(key)
     }

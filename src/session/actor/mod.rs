@@ -11,6 +11,7 @@
 //!   is lost, every agent while the switch link is down, a workcenter held by another;
 //! - [`status`]: the status page's snapshot.
 
+mod attached;
 mod consultation;
 mod execute;
 mod interactions;
@@ -33,12 +34,13 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::domain::{AppUrl, AttachedData, UserId, Workmode};
+use crate::domain::{AppUrl, UserId, Workmode};
 use crate::notify::{Feedback, Notifier, Outbox, Ticket};
 use crate::switch::{LegEvent, SwitchAdapter, SwitchEvent};
 
 use super::{Command, Target, Wire};
 
+use attached::AttachedTable;
 use execute::Confirm;
 
 /// Checks for interactions past `[agents] max_interaction_age` per that age, so one is
@@ -112,9 +114,8 @@ pub(super) struct Actor {
     link_down_reason: Option<String>,
     agents: BTreeMap<UserId, Agent>,
     by_extension: HashMap<String, UserId>,
-    /// Attached data by call id (or by item id before its call exists). Shared with the
-    /// views that carry it; changed copy-on-write.
-    attached: HashMap<String, Arc<AttachedData>>,
+    /// Attached data by call id (or by item id before its call exists), kept in the spool.
+    attached: AttachedTable,
     /// Item id (from `create`) → the call placed for it.
     aliases: HashMap<String, String>,
     /// Item ids handed out by `create` (or named in `dial`) whose call has not appeared yet.
@@ -153,6 +154,7 @@ impl Actor {
         myself: mpsc::WeakSender<Command>,
     ) -> Self {
         let (confirm, barriers) = Confirm::new(notifier.spool().clone());
+        let attached = AttachedTable::new(notifier.spool().clone());
         Actor {
             config,
             link_up: switch.link_up_at_start(),
@@ -162,7 +164,7 @@ impl Actor {
             wire,
             agents: BTreeMap::new(),
             by_extension: HashMap::new(),
-            attached: HashMap::new(),
+            attached,
             aliases: HashMap::new(),
             pending_items: HashMap::new(),
             orphans: HashSet::new(),
@@ -192,6 +194,10 @@ impl Actor {
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut barriers = self.barriers.take().expect("the actor runs once");
         loop {
+            // The changes of one message go to the spool without waiting; a full spool
+            // queue (a disk slower than the events) holds the next message back, so the
+            // back-pressure reaches the bounded mailbox and switch event queue.
+            self.notifier.spool().room().await;
             tokio::select! {
                 biased;
                 Some(event) = switch_events.recv() => self.on_switch_event(event),

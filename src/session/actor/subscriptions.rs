@@ -121,9 +121,10 @@ impl Actor {
             .record(SpoolOp::RemoveSubscription(id));
     }
 
-    /// Re-creates the subscriptions and agent addresses the spool kept across a restart;
-    /// their undelivered events go out first, in order.
+    /// Re-creates the subscriptions, agent addresses and attached data the spool kept
+    /// across a restart; undelivered events go out first, in order.
     pub(in crate::session) fn restore(&mut self, contents: SpoolContents) {
+        self.attached.restore(contents.attached);
         for (user, extension) in contents.agents {
             let Ok(user) = UserId::parse(&user) else {
                 continue;

@@ -1,5 +1,6 @@
 //! The redb store: order, numbering across crashes, damage, migration, refusals.
 
+use super::super::StoredAttached;
 use super::*;
 use redb::ReadableDatabase;
 
@@ -421,4 +422,101 @@ fn a_byte_flipped_on_disk_is_caught_and_quarantined() {
         .expect("the damaged page was rewritten without the record");
     let contents = RedbStore::open(dir.path()).unwrap().load().unwrap();
     assert_eq!(sequences(&contents, 1), [1, 2, 4, 5, 6]);
+}
+
+fn pin(pin: &str) -> StoredAttached {
+    vec![(
+        "IVR".into(),
+        format!(r#"<Application id="IVR"><pin>{pin}</pin></Application>"#),
+    )]
+}
+
+#[test]
+fn attached_data_survives_reopen_until_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = RedbStore::open(dir.path()).unwrap();
+        store
+            .apply(&[
+                SpoolOp::Attached("call-1".into(), Some(pin("1111"))),
+                SpoolOp::Attached("call-2".into(), Some(pin("2222"))),
+                SpoolOp::Attached("item-3".into(), Some(Vec::new())),
+            ])
+            .unwrap();
+        store
+            .apply(&[
+                SpoolOp::Attached("call-1".into(), None),
+                SpoolOp::Attached("call-2".into(), Some(pin("2223"))),
+            ])
+            .unwrap();
+    }
+    let contents = RedbStore::open(dir.path()).unwrap().load().unwrap();
+    let expected: BTreeMap<String, StoredAttached> = [
+        ("call-2".to_string(), pin("2223")),
+        ("item-3".to_string(), Vec::new()),
+    ]
+    .into();
+    assert_eq!(contents.attached, expected);
+}
+
+#[test]
+fn a_spool_from_before_attached_data_opens_and_gains_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = RedbStore::open(dir.path()).unwrap();
+        store.apply(&with_events(1, 1..=2)).unwrap();
+        store.close_clean().unwrap();
+    }
+    {
+        // The previous version's format-2 spool: every table but `attached_data`.
+        let db = Database::open(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(attached::ATTACHED).unwrap());
+        txn.commit().unwrap();
+    }
+    let mut store = RedbStore::open(dir.path()).unwrap();
+    let contents = store.load().unwrap();
+    assert_eq!(
+        sequences(&contents, 1),
+        [1, 2],
+        "the old spool loads as it was"
+    );
+    assert!(contents.attached.is_empty());
+    store
+        .apply(&[SpoolOp::Attached("call-1".into(), Some(pin("1")))])
+        .unwrap();
+    drop(store);
+    let contents = RedbStore::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(contents.attached["call-1"], pin("1"));
+}
+
+#[test]
+fn a_damaged_attached_record_goes_to_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = RedbStore::open(dir.path()).unwrap();
+        store
+            .apply(&[
+                SpoolOp::Attached("call-1".into(), Some(pin("1111"))),
+                SpoolOp::Attached("call-2".into(), Some(pin("2222"))),
+            ])
+            .unwrap();
+    }
+    {
+        // call-1's record under call-2's key fails its checksum.
+        let db = Database::open(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(attached::ATTACHED).unwrap();
+            let moved = table.get("call-1").unwrap().unwrap().value().to_vec();
+            table.insert("call-2", moved.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let contents = RedbStore::open(dir.path()).unwrap().load().unwrap();
+    assert_eq!(contents.attached.keys().collect::<Vec<_>>(), ["call-1"]);
+    let kept = quarantined(dir.path());
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["table"], "attached_data");
+    assert_eq!(kept[0]["key"], "call-2");
 }
