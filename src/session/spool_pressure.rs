@@ -40,6 +40,7 @@ impl SpoolStore for Slow {
 const WIRE: Wire = Wire {
     event: |event, _, sequence| format!("{:?} #{sequence}", event.kind()),
     attached_data: |_| Ok(AttachedData::default()),
+    attached_document: |_| String::new(),
 };
 
 #[tokio::test]

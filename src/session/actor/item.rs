@@ -88,7 +88,7 @@ impl Actor {
     ) -> Result<Step, SessionError> {
         let key = self.item_key(item, hint)?;
         if self.attached.contains_key(&key) {
-            self.attached.update(key, |data| match applications {
+            self.attached.update(key.clone(), |data| match applications {
                 Some(ids) => data.remove(&ids),
                 None => *data = AttachedData::default(),
             });
