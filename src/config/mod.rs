@@ -577,6 +577,17 @@ pub struct NumbersConfig {
     /// `[[numbers.dial_prefix]]`: leading-prefix rewrites for outbound numbers, applied in
     /// order after `reformat_make_call`; the first match wins. Default none.
     pub dial_prefix: Vec<DialPrefix>,
+    /// The switch's country (ISO 3166 alpha-2, e.g. `"DE"`): national numbers
+    /// (`030 1234567`) become international (`+49301234567`) by the phone-number library's
+    /// rules for that country. Default none: only the vendor's rules (`+0301234567`).
+    pub home_country: Option<String>,
+    /// The switch's area code (e.g. `"30"`, with or without the national prefix): local
+    /// numbers (`1234567`) become international (`+49301234567`). Needs `home_country`.
+    /// Default none.
+    pub area_code: Option<String>,
+    /// Numbers with at most this many digits are internal extensions, never local numbers
+    /// (`2001` stays `+2001`). Default 4.
+    pub extension_max_digits: usize,
 }
 
 impl Default for NumbersConfig {
@@ -587,6 +598,9 @@ impl Default for NumbersConfig {
             dialed_attributes: vec!["dnis".into()],
             reformat_make_call: false,
             dial_prefix: Vec::new(),
+            home_country: None,
+            area_code: None,
+            extension_max_digits: crate::numbers::home::DEFAULT_EXTENSION_MAX_DIGITS,
         }
     }
 }
@@ -596,6 +610,15 @@ impl NumbersConfig {
     /// `reformat_make_call`, then the first matching `dial_prefix`.
     pub fn outbound_number(&self, number: &str) -> String {
         crate::numbers::make_call_number(number, self.reformat_make_call, &self.dial_prefix)
+    }
+
+    /// The home dial plan (`home_country`, `area_code`, `extension_max_digits`); `None`
+    /// without a home country, or when the settings are invalid (`check-config` refuses
+    /// those).
+    pub fn home(&self) -> Option<crate::numbers::Home> {
+        let country = self.home_country.as_deref()?;
+        crate::numbers::Home::new(country, self.area_code.as_deref(), self.extension_max_digits)
+            .ok()
     }
 }
 

@@ -578,6 +578,27 @@ fn numbers(config: &Config, p: &mut Problems) {
             );
         }
     }
+    home_dial_plan(n, p);
+}
+
+/// `home_country`, `area_code`, `extension_max_digits`: checked by building the dial plan,
+/// so check-config and the running connector agree on what is valid.
+fn home_dial_plan(n: &super::NumbersConfig, p: &mut Problems) {
+    use crate::numbers::{Home, HomeError};
+    let Some(country) = n.home_country.as_deref() else {
+        if n.area_code.is_some() {
+            p.add("numbers.area_code", "needs numbers.home_country");
+        }
+        return;
+    };
+    if let Err(error) = Home::new(country, n.area_code.as_deref(), n.extension_max_digits) {
+        let key = match error {
+            HomeError::UnknownCountry(_) => "numbers.home_country",
+            HomeError::AreaNotDigits(_) => "numbers.area_code",
+            HomeError::TooManyDigits(_) => "numbers.extension_max_digits",
+        };
+        p.add(key, error.to_string());
+    }
 }
 
 fn events(config: &Config, p: &mut Problems) {

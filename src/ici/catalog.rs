@@ -496,6 +496,7 @@ pub static TYPES: &[TypeSpec] = &[
             ("dialedAddressRaw", Ty::String),
             ("queue", Ty::String),
             ("parties", Ty::StringList),
+            ("partiesRaw", Ty::StringList),
             ("attachedData", Ty::String),
             ("reason", Ty::String),
         ],

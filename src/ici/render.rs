@@ -82,8 +82,9 @@ pub fn phone_call(call: &PhoneCallView) -> Value {
             Value::opt_text(call.dialed_raw.as_deref()),
         ),
         ("queue", Value::opt_text(leg.queue.as_deref())),
+        ("parties", Value::text_list(call.parties.iter().map(String::as_str))),
         (
-            "parties",
+            "partiesRaw",
             Value::text_list(leg.parties.iter().map(String::as_str)),
         ),
         ("attachedData", attached_document(call)),
@@ -183,6 +184,7 @@ mod tests {
             remote_raw: Some("555".into()),
             dialed: None,
             dialed_raw: None,
+            parties: vec!["+555".into()],
             attached: Some(Arc::new(data)),
         }
     }

@@ -38,6 +38,8 @@ pub struct PhoneCallView {
     /// The number dialed, as SAP sees it and raw.
     pub dialed: Option<String>,
     pub dialed_raw: Option<String>,
+    /// The other parties as SAP sees them (like `remote`); raw in `leg.parties`.
+    pub parties: Vec<String>,
     /// The call's attached data; `None` when it has none.
     pub attached: Option<Arc<AttachedData>>,
 }

@@ -29,6 +29,7 @@ mod durability;
 mod golden;
 mod log_hygiene;
 mod notify;
+mod numbers;
 mod ops;
 mod product_info;
 mod security;
