@@ -366,6 +366,11 @@ pub struct AsteriskConfig {
     /// Default empty: every queue Asterisk reports.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Queue name → the number callers dial to reach it (e.g. `{ support = "600" }`),
+    /// reported to SAP by getPresenceQueueInfo as a transfer-to-queue destination: Asterisk
+    /// itself knows no number of a queue (the dialplan does). Default none.
+    #[serde(default)]
+    pub queue_numbers: BTreeMap<String, String>,
     /// How an agent's extension becomes an Asterisk device/interface; must contain
     /// `{extension}`. Default `"PJSIP/{extension}"`; change it for `SIP/` or `Local/` setups.
     #[serde(default = "AsteriskConfig::default_interface_pattern")]

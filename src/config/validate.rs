@@ -387,6 +387,16 @@ fn asterisk(ast: &AsteriskConfig, p: &mut Problems) {
         }
     }
     p.names("switch.asterisk.queues", &ast.queues);
+    for (queue, number) in &ast.queue_numbers {
+        let key = format!("switch.asterisk.queue_numbers.{}", quote_key(queue));
+        if !ast.queues.is_empty() && !ast.queues.contains(queue) {
+            p.add(
+                key.clone(),
+                format!("\"{queue}\" is not in switch.asterisk.queues"),
+            );
+        }
+        p.required(&key, number);
+    }
     if !ast
         .interface_pattern
         .contains(AsteriskConfig::EXTENSION_PLACEHOLDER)

@@ -506,7 +506,10 @@ pub static TYPES: &[TypeSpec] = &[
         fields: &[
             ("queue", Ty::String),
             ("channel", Ty::String),
+            ("number", Ty::String),
             ("waiting", Ty::Int),
+            ("longestWait", Ty::Int),
+            ("agentsLoggedIn", Ty::Int),
             ("agentsReady", Ty::Int),
         ],
     },

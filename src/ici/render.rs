@@ -149,7 +149,13 @@ fn presence_queue(view: PresenceQueueView) -> Value {
     Value::Struct(vec![
         ("queue", Value::Text(view.queue)),
         ("channel", Value::Text(view.channel)),
+        ("number", Value::opt_text(view.number.as_deref())),
         ("waiting", Value::Int(view.waiting as i64)),
+        (
+            "longestWait",
+            Value::Int(i64::try_from(view.longest_wait_seconds).unwrap_or(i64::MAX)),
+        ),
+        ("agentsLoggedIn", Value::Int(view.agents_logged_in as i64)),
         ("agentsReady", Value::Int(view.agents_ready as i64)),
     ])
 }
@@ -235,7 +241,10 @@ mod tests {
         let presence = PresenceQueueView {
             queue: "support".into(),
             channel: "phone".into(),
+            number: Some("600".into()),
             waiting: 1,
+            longest_wait_seconds: 12,
+            agents_logged_in: 2,
             agents_ready: 0,
         };
         let samples = [

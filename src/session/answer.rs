@@ -84,6 +84,11 @@ pub struct ReasonView {
 pub struct PresenceQueueView {
     pub queue: String,
     pub channel: String,
+    /// The number callers dial (a transfer-to-queue destination), when the switch has one.
+    pub number: Option<String>,
     pub waiting: usize,
+    /// Whole seconds the longest-waiting caller has waited.
+    pub longest_wait_seconds: u64,
+    pub agents_logged_in: usize,
     pub agents_ready: usize,
 }

@@ -32,6 +32,7 @@ mod notify;
 mod numbers;
 mod ops;
 mod product_info;
+mod queues;
 mod security;
 mod soap_wire;
 mod switch_link;
