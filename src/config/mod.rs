@@ -11,6 +11,7 @@
 //!   [`Config::default`].
 
 mod error;
+mod listeners;
 mod secret;
 mod security;
 mod serde_util;
@@ -35,6 +36,7 @@ use crate::soap::ParseLimits;
 pub type LiveConfig = tokio::sync::watch::Receiver<std::sync::Arc<Config>>;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use listeners::{ListenerPlan, SoapListener};
 pub use secret::{MASK, Secret};
 pub use security::{
     AccessConfig, AuthConfig, AuthUser, ClientAuth, OutboundTlsConfig, TlsConfig, parse_network,
@@ -152,6 +154,10 @@ pub struct SoapConfig {
     /// because SAP's trace posts to `/` and the vendor's default is
     /// `/SapIciWebConnector/IcSapWebService.asmx`; restrict it when a proxy shares the port.
     pub paths: Vec<String>,
+    /// `[[soap.listeners]]`: further listeners beside `listen`, each plain HTTP or HTTPS
+    /// with its own allow-list (HTTP and HTTPS side by side during a TLS migration).
+    /// Default none.
+    pub listeners: Vec<SoapListener>,
 }
 
 impl Default for SoapConfig {
@@ -159,6 +165,7 @@ impl Default for SoapConfig {
         SoapConfig {
             listen: localhost(8080),
             paths: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -622,8 +629,12 @@ impl NumbersConfig {
     /// those).
     pub fn home(&self) -> Option<crate::numbers::Home> {
         let country = self.home_country.as_deref()?;
-        crate::numbers::Home::new(country, self.area_code.as_deref(), self.extension_max_digits)
-            .ok()
+        crate::numbers::Home::new(
+            country,
+            self.area_code.as_deref(),
+            self.extension_max_digits,
+        )
+        .ok()
     }
 }
 

@@ -141,8 +141,8 @@ pub async fn execute(
         Action::ProductInformation(sap) => {
             record(&sap);
             Ok(Some(Value::Struct(vec![
-            ("productName", Value::text(PRODUCT_NAME)),
-            ("productVersion", Value::text(env!("CARGO_PKG_VERSION"))),
+                ("productName", Value::text(PRODUCT_NAME)),
+                ("productVersion", Value::text(env!("CARGO_PKG_VERSION"))),
                 ("iciVersion", Value::text(ICI_VERSION)),
             ])))
         }

@@ -82,7 +82,10 @@ pub fn phone_call(call: &PhoneCallView) -> Value {
             Value::opt_text(call.dialed_raw.as_deref()),
         ),
         ("queue", Value::opt_text(leg.queue.as_deref())),
-        ("parties", Value::text_list(call.parties.iter().map(String::as_str))),
+        (
+            "parties",
+            Value::text_list(call.parties.iter().map(String::as_str)),
+        ),
         (
             "partiesRaw",
             Value::text_list(leg.parties.iter().map(String::as_str)),

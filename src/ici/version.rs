@@ -92,14 +92,23 @@ mod tests {
         }
         assert_eq!(
             IciVersion::check("2.00"),
-            Err(VersionProblem::Unsupported(IciVersion { major: 2, minor: 0 }))
+            Err(VersionProblem::Unsupported(IciVersion {
+                major: 2,
+                minor: 0
+            }))
         );
         assert!(matches!(
             IciVersion::check("4.00"),
             Err(VersionProblem::Unsupported(_))
         ));
-        for bad in ["", "three", "3.", ".3", "3.0.1", "+3", "3.-1", "99999", "3.06.00"] {
-            assert_eq!(IciVersion::check(bad), Err(VersionProblem::Malformed), "{bad}");
+        for bad in [
+            "", "three", "3.", ".3", "3.0.1", "+3", "3.-1", "99999", "3.06.00",
+        ] {
+            assert_eq!(
+                IciVersion::check(bad),
+                Err(VersionProblem::Malformed),
+                "{bad}"
+            );
         }
     }
 }

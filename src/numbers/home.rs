@@ -23,7 +23,9 @@ pub const MAX_DIGITS: usize = 15;
 /// Why a home dial plan cannot be built (the config module names the key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HomeError {
-    #[error("{0:?} is not a country the phone-number library knows (ISO 3166 alpha-2, e.g. \"DE\")")]
+    #[error(
+        "{0:?} is not a country the phone-number library knows (ISO 3166 alpha-2, e.g. \"DE\")"
+    )]
     UnknownCountry(String),
     #[error("{0:?} is not an area code: digits only, e.g. \"30\"")]
     AreaNotDigits(String),

@@ -28,9 +28,7 @@ members = ["2002"]
 /// Each queue's fields by name, in the order SAP got them.
 async fn presence(server: &TestServer, channel: Option<&str>) -> Vec<(String, Element)> {
     let params: Vec<(&str, &str)> = channel.map(|c| ("channel", c)).into_iter().collect();
-    let answer = server
-        .call("System", "getPresenceQueueInfo", &params)
-        .await;
+    let answer = server.call("System", "getPresenceQueueInfo", &params).await;
     answer
         .ret()
         .children
@@ -64,13 +62,21 @@ async fn presence_comes_from_the_switchs_queues() {
     let first_rang = Instant::now();
     for caller in ["+49301111111", "+49302222222"] {
         let (status, body) = server
-            .sim("POST", "/calls", json!({"from": caller, "queue": "support"}))
+            .sim(
+                "POST",
+                "/calls",
+                json!({"from": caller, "queue": "support"}),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
     }
     let queues = presence(&server, None).await;
     let names: Vec<&str> = queues.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["sales", "support"], "every configured queue, by name");
+    assert_eq!(
+        names,
+        ["sales", "support"],
+        "every configured queue, by name"
+    );
     let support = queue(&queues, "support");
     assert_eq!(text_of(support, "number"), "600");
     assert_eq!(text_of(support, "channel"), "phone");
@@ -137,7 +143,9 @@ queue_numbers = { sales = "700", support = "" }
         .unwrap_err()
         .to_string();
     assert!(
-        errors.contains("switch.asterisk.queue_numbers.sales: \"sales\" is not in switch.asterisk.queues"),
+        errors.contains(
+            "switch.asterisk.queue_numbers.sales: \"sales\" is not in switch.asterisk.queues"
+        ),
         "{errors}"
     );
     assert!(

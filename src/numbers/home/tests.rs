@@ -17,8 +17,16 @@ fn national_local_international_and_extensions_from_a_german_trunk() {
     assert_eq!(at(&home, "030 1234567"), "+49301234567");
     assert_eq!(at(&home, "0301234567"), "+49301234567");
     assert_eq!(at(&home, "1234567"), "+49301234567", "local, in area 30");
-    assert_eq!(at(&home, "0171 1234567"), "+491711234567", "mobile, national");
-    assert_eq!(at(&home, "0049 30 1234567"), "+49301234567", "international prefix");
+    assert_eq!(
+        at(&home, "0171 1234567"),
+        "+491711234567",
+        "mobile, national"
+    );
+    assert_eq!(
+        at(&home, "0049 30 1234567"),
+        "+49301234567",
+        "international prefix"
+    );
     assert_eq!(at(&home, "tel:030-1234567;phone-context=x"), "+49301234567");
     // The vendor's rules for what they cover.
     assert_eq!(at(&home, "2001"), "+2001", "an extension stays one");
@@ -55,10 +63,7 @@ fn bad_settings_are_refused() {
         Home::new("DE", Some("3O"), 4),
         Err(HomeError::AreaNotDigits("3O".into()))
     );
-    assert_eq!(
-        Home::new("DE", None, 16),
-        Err(HomeError::TooManyDigits(16))
-    );
+    assert_eq!(Home::new("DE", None, 16), Err(HomeError::TooManyDigits(16)));
 }
 
 /// Every region's example numbers (fixed line, mobile, toll free) from the library's data,
@@ -102,7 +107,13 @@ fn every_regions_examples_in_national_format_become_the_librarys_e164() {
             wrong.push(format!("{region} {national:?}: {got} != {e164}"));
         }
     }
-    assert!(wrong.is_empty(), "{} of {}:\n{}", wrong.len(), examples.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {}:\n{}",
+        wrong.len(),
+        examples.len(),
+        wrong.join("\n")
+    );
 }
 
 proptest! {

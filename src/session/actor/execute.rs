@@ -112,7 +112,10 @@ impl Actor {
                     Ok(Ok(SwitchReply::Done)) => Ok(Answer::Done),
                     Ok(Ok(SwitchReply::NewCall(call))) => Ok(Answer::Id(call)),
                     Ok(Ok(SwitchReply::Queues(queues))) => Ok(Answer::PresenceQueues(
-                        queues.into_iter().map(super::system::presence_queue).collect(),
+                        queues
+                            .into_iter()
+                            .map(super::system::presence_queue)
+                            .collect(),
                     )),
                     Ok(Err(e)) => Err(SessionError::Switch(e)),
                     Err(_) => Err(SessionError::Switch(SwitchError::Unavailable(

@@ -44,7 +44,11 @@ fn collect(config: &AsteriskConfig, text: &str) -> Vec<QueueStatus> {
     let last = messages.len() - 1;
     for (i, message) in messages.iter().enumerate() {
         let progress = collector.feed(message);
-        assert_eq!(progress == Progress::Done, i == last, "message {i}: {message:?}");
+        assert_eq!(
+            progress == Progress::Done,
+            i == last,
+            "message {i}: {message:?}"
+        );
     }
     match collector.finish() {
         Ok(SwitchReply::Queues(queues)) => queues,
@@ -103,7 +107,8 @@ fn waiting_callers_paused_and_unregistered_members() {
 #[test]
 fn a_refused_action_fails_the_query() {
     let mut collector = Collector::new(&config(&[], &[]));
-    let refused = messages("Response: Error\r\nActionID: ici-3\r\nMessage: Permission denied\r\n\r\n");
+    let refused =
+        messages("Response: Error\r\nActionID: ici-3\r\nMessage: Permission denied\r\n\r\n");
     assert_eq!(collector.feed(&refused[0]), Progress::Done);
     assert_eq!(
         collector.finish(),
@@ -118,10 +123,16 @@ async fn queries_take_only_their_own_messages_and_answer_once_complete() {
     let (tx, mut rx) = oneshot::channel();
     queries.start("ici-7".into(), &config, tx);
     let other = messages("Event: QueueMemberPause\r\nQueue: support\r\nPaused: 1\r\n\r\n");
-    assert!(!queries.take(&other[0]), "an event of no query is the model's");
+    assert!(
+        !queries.take(&other[0]),
+        "an event of no query is the model's"
+    );
     let answer = messages(include_str!("../testdata/queue_status_busy.ami"));
     for message in &answer {
-        assert!(rx.try_recv().is_err(), "answered before the list was complete");
+        assert!(
+            rx.try_recv().is_err(),
+            "answered before the list was complete"
+        );
         assert!(queries.take(message));
     }
     assert!(matches!(rx.try_recv(), Ok(Ok(SwitchReply::Queues(q))) if q.len() == 2));
@@ -137,8 +148,14 @@ async fn a_late_or_lost_answer_is_unavailable() {
     let (lost_tx, mut lost_rx) = oneshot::channel();
     queries.start("ici-2".into(), &config, lost_tx);
     queries.expire(Instant::now());
-    assert!(matches!(late_rx.try_recv(), Ok(Err(SwitchError::Unavailable(_)))));
+    assert!(matches!(
+        late_rx.try_recv(),
+        Ok(Err(SwitchError::Unavailable(_)))
+    ));
     assert!(lost_rx.try_recv().is_err(), "not late yet");
     queries.abandon();
-    assert!(matches!(lost_rx.try_recv(), Ok(Err(SwitchError::Unavailable(_)))));
+    assert!(matches!(
+        lost_rx.try_recv(),
+        Ok(Err(SwitchError::Unavailable(_)))
+    ));
 }
