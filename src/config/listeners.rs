@@ -107,9 +107,8 @@ pub(super) fn open_listeners(
         .into_iter()
         .filter(|l| {
             let allow_list = !l.allow.is_empty() && !admits_every_address(&l.allow);
-            let limited = !config.auth.soap_users.is_empty()
-                || (l.tls && certificates)
-                || allow_list;
+            let limited =
+                !config.auth.soap_users.is_empty() || (l.tls && certificates) || allow_list;
             !l.listen.ip().is_loopback() && !limited
         })
         .map(|l| {
