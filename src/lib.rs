@@ -69,26 +69,39 @@ use config::{Config, SwitchKind};
 
 pub use config::LiveConfig;
 
-/// The two bound listeners. Binding is the caller's job, so tests can bind port 0 and
+/// The bound listeners. Binding is the caller's job, so tests can bind port 0 and
 /// learn the addresses before the server runs.
 #[derive(Debug)]
 pub struct Listeners {
+    /// `soap.listen`.
     pub soap: TcpListener,
     pub admin: TcpListener,
+    /// `[[soap.listeners]]`, in the configuration's order.
+    pub more_soap: Vec<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds both listeners at their configured addresses.
+    /// Binds every listener at its configured address.
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let mut more_soap = Vec::with_capacity(config.soap.listeners.len());
+        for listener in &config.soap.listeners {
+            more_soap.push(TcpListener::bind(listener.listen).await?);
+        }
         Ok(Listeners {
             soap: TcpListener::bind(config.soap.listen).await?,
             admin: TcpListener::bind(config.admin.listen).await?,
+            more_soap,
         })
     }
 
     /// The bound addresses (soap, admin).
     pub fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr)> {
         Ok((self.soap.local_addr()?, self.admin.local_addr()?))
+    }
+
+    /// The bound addresses of `[[soap.listeners]]`.
+    pub fn more_soap_addresses(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.more_soap.iter().map(TcpListener::local_addr).collect()
     }
 }
 
@@ -133,8 +146,11 @@ pub async fn run_live(
         tracing::warn!(%warning, "configuration");
     }
     let (soap_addr, admin_addr) = listeners.addresses().map_err(RunError::Listener)?;
+    let more_soap_addrs = listeners
+        .more_soap_addresses()
+        .map_err(RunError::Listener)?;
     // TLS files are read before anything starts, so a bad certificate stops the start.
-    let server_tls = if config.tls.enabled {
+    let server_tls = if config.any_tls_listener() {
         Some(tls::ServerTls::load(&config.tls)?)
     } else {
         None
@@ -163,8 +179,11 @@ pub async fn run_live(
             // Events never go to our own listeners (as bound: port 0 is resolved here).
             // The one exception: the agent desktop's receiver on the admin listener.
             destinations: Arc::new(
-                notify::Destinations::new([soap_addr, admin_addr], &config.events.allow)
-                    .with_desktop_receiver(admin_addr, admin::agent::EVENTS_PATH),
+                notify::Destinations::new(
+                    [soap_addr, admin_addr].into_iter().chain(more_soap_addrs),
+                    &config.events.allow,
+                )
+                .with_desktop_receiver(admin_addr, admin::agent::EVENTS_PATH),
             ),
             ..notify::NotifierSettings::from(&config.events)
         },
@@ -187,17 +206,25 @@ pub async fn run_live(
         .clone()
         .map(|server_tls| tokio::spawn(server_tls.watch(config.tls.clone(), stop_rx.clone())));
     let reconfigure_task = tokio::spawn(forward_reloads(live.clone(), session.clone()));
-    let soap_task = tokio::spawn(server::serve(
-        listeners.soap,
-        live.clone(),
-        session.clone(),
-        listener::ListenerSecurity {
-            tls: server_tls,
-            allow: security::AccessList::new(&config.access.soap_allow),
-            counters: Arc::clone(&counters),
-        },
-        stop_rx.clone(),
-    ));
+    // One task per SOAP listener, each with its own transport and allow-list.
+    let soap_sockets = std::iter::once(listeners.soap).chain(listeners.more_soap);
+    let soap_tasks: Vec<_> = soap_sockets
+        .zip(config.soap_listeners())
+        .map(|(socket, plan)| {
+            info!(listener = %plan.key, tls = plan.tls, "SOAP listener");
+            tokio::spawn(server::serve(
+                socket,
+                live.clone(),
+                session.clone(),
+                listener::ListenerSecurity {
+                    tls: server_tls.clone().filter(|_| plan.tls),
+                    allow: security::AccessList::new(&plan.allow),
+                    counters: Arc::clone(&counters),
+                },
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
     let admin_task = tokio::spawn(admin::serve(
         listeners.admin,
         live,
@@ -214,7 +241,9 @@ pub async fn run_live(
     shutdown.await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = soap_task.await;
+    for task in soap_tasks {
+        let _ = task.await;
+    }
     let _ = admin_task.await;
     if let Some(task) = reload_task {
         let _ = task.await;

@@ -20,6 +20,7 @@
 //! | `ici_spool_quarantined_total` | counter | `table` (damaged spool records, never delivered) |
 //! | `ici_spool_wait_seconds` | histogram | | (each time intake waited for the spool writer: the disk is the bottleneck) |
 //! | `ici_spool_queue_depth` | gauge | | (changes waiting for the spool writer when it last took a batch) |
+//! | `ici_sap_product_information_total` | counter | `ici_version` (SAP's, from exchangeProductInformation; `none` when absent) |
 //! | `ici_switch_link_up` | gauge | `switch` |
 //! | `ici_agents` | gauge | `workmode` |
 //! | `ici_interactions` | gauge | `visibility` (`visible`, `waiting`) |
@@ -96,6 +97,11 @@ fn describe() {
         "time to answer a SOAP request"
     );
     describe_counter!("ici_events_queued_total", "events queued for SAP");
+    describe_counter!(
+        // `ici::SAP_PRODUCT_METRIC` (ici is above this module in the layers).
+        "ici_sap_product_information_total",
+        "exchangeProductInformation calls, by the ICI version SAP speaks"
+    );
     describe_counter!("ici_events_delivered_total", "events SAP acknowledged");
     describe_counter!(
         "ici_events_retried_total",

@@ -4,7 +4,9 @@
 //! - switch → SAP: [`E164::normalize`] turns whatever the switch calls a party (a SIP URI, a
 //!   `tel:` URI, a dialled string, "PrivateNumber") into the `+digits` form SAP needs for its
 //!   account lookup. The result loses information (`+0`), so callers keep the raw string
-//!   beside it.
+//!   beside it. With a [`Home`] dial plan (home country, optional area code),
+//!   [`E164::normalize_at`] also turns national and local numbers into international ones,
+//!   through the `phonenumber` crate (a port of Google's libphonenumber and its data).
 //! - which attribute holds the number: [`pick_attribute`] searches the configured call
 //!   attributes in order (remote attributes for the ANI, dialed attributes for the DNIS).
 //! - SAP → switch: [`make_call_number`] prepares the address SAP dials or transfers to, with
@@ -14,6 +16,10 @@
 //! knowing its types.
 
 use std::fmt;
+
+pub mod home;
+
+pub use home::{Home, HomeError};
 
 /// A phone number in the form SAP's account lookup accepts: `+` followed by one or more ASCII
 /// digits, never anything else (so `^\+[0-9]+$`, never `++`, never a bare `+`).
@@ -37,6 +43,48 @@ const SCHEMES: [&str; 3] = ["sips:", "sip:", "tel:"];
 /// visual separators plus spaces). Removing them never changes which number is meant.
 fn is_visual_separator(c: char) -> bool {
     matches!(c, '-' | '.' | '(' | ')') || c.is_whitespace()
+}
+
+/// What the vendor's rules make of an unusable value (ICI.md section 7).
+const UNUSABLE: &str = "+0";
+
+/// A party after the vendor's cleaning (steps 1 to 7 of [`E164::normalize`]).
+struct Cleaned {
+    /// It was written with a leading `+`: already international.
+    international: bool,
+    /// ASCII digits only, never empty.
+    digits: String,
+}
+
+/// Steps 1 to 7 of [`E164::normalize`]; `None` for a value that is not a number.
+fn clean(raw: &str) -> Option<Cleaned> {
+    let mut s = raw.trim();
+    for scheme in SCHEMES {
+        if s.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        {
+            s = &s[scheme.len()..];
+            break;
+        }
+    }
+    if let Some(at) = s.find('@') {
+        s = &s[..at];
+    }
+    if let Some(param) = s.find([';', '?']) {
+        s = &s[..param];
+    }
+    let cleaned: String = s
+        .chars()
+        .filter(|&c| c != '/' && !is_visual_separator(c))
+        .collect();
+    let digits = cleaned.trim_start_matches('+');
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(Cleaned {
+        international: digits.len() < cleaned.len(),
+        digits: digits.to_owned(),
+    })
 }
 
 impl E164 {
@@ -65,30 +113,30 @@ impl E164 {
     /// that is the switch's and SAP's business. The result is a fixed point:
     /// normalizing `e.as_str()` again gives `e`.
     pub fn normalize(raw: &str) -> E164 {
-        let mut s = raw.trim();
-        for scheme in SCHEMES {
-            if s.get(..scheme.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
-            {
-                s = &s[scheme.len()..];
-                break;
-            }
+        match clean(raw) {
+            Some(number) => E164(format!("+{}", number.digits)),
+            None => E164(UNUSABLE.to_owned()),
         }
-        if let Some(at) = s.find('@') {
-            s = &s[..at];
+    }
+
+    /// Like [`E164::normalize`], and with a home dial plan: a national number
+    /// (`030 1234567`, dialled with the home country's national prefix) or, with an area
+    /// code, a local one (`1234567`) becomes the international number (`+49301234567`),
+    /// as the maintained phone-number library (libphonenumber's data) reads it. A number
+    /// that already starts with `+`, an internal extension (at most
+    /// [`Home::extension_max_digits`] digits) and anything the library does not find
+    /// valid keep the vendor's rules, so nothing is lost that `normalize` would keep.
+    pub fn normalize_at(raw: &str, home: Option<&Home>) -> E164 {
+        let Some(number) = clean(raw) else {
+            return E164(UNUSABLE.to_owned());
+        };
+        if let Some(home) = home
+            && !number.international
+            && let Some(international) = home.international(&number.digits)
+        {
+            return international;
         }
-        if let Some(param) = s.find([';', '?']) {
-            s = &s[..param];
-        }
-        let cleaned: String = s
-            .chars()
-            .filter(|&c| c != '/' && !is_visual_separator(c))
-            .collect();
-        let digits = cleaned.trim_start_matches('+');
-        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return E164("+0".to_owned());
-        }
-        E164(format!("+{digits}"))
+        E164(format!("+{}", number.digits))
     }
 
     /// The normalized number, e.g. `+13172222222`, for writing into SOAP.

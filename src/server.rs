@@ -29,6 +29,8 @@ struct Soap {
     session: SessionHandle,
     auth: Option<BasicAuth>,
     counters: Arc<SecurityCounters>,
+    /// This listener serves HTTPS (the WSDL's address says so).
+    https: bool,
 }
 
 /// Serves the SOAP listener until `stop`: TLS, the allow-list and counters come in
@@ -48,6 +50,7 @@ pub async fn serve(
         session,
         auth,
         counters: Arc::clone(&security.counters),
+        https: security.tls.is_some(),
     });
     listener::serve(listener, limits, security, stop, move |request, peer| {
         let soap = Arc::clone(&soap);
@@ -123,11 +126,7 @@ impl Soap {
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .unwrap_or_else(|| self.config().soap.listen.to_string());
-        let scheme = if self.config().tls.enabled {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.https { "https" } else { "http" };
         let base = format!("{scheme}://{host}{path}");
         match wsdl::interface_for_request(path, query) {
             Some(interface) => listener::response(

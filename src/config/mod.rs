@@ -11,6 +11,7 @@
 //!   [`Config::default`].
 
 mod error;
+mod listeners;
 mod secret;
 mod security;
 mod serde_util;
@@ -35,6 +36,7 @@ use crate::soap::ParseLimits;
 pub type LiveConfig = tokio::sync::watch::Receiver<std::sync::Arc<Config>>;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use listeners::{ListenerPlan, SoapListener};
 pub use secret::{MASK, Secret};
 pub use security::{
     AccessConfig, AuthConfig, AuthUser, ClientAuth, OutboundTlsConfig, TlsConfig, parse_network,
@@ -152,6 +154,10 @@ pub struct SoapConfig {
     /// because SAP's trace posts to `/` and the vendor's default is
     /// `/SapIciWebConnector/IcSapWebService.asmx`; restrict it when a proxy shares the port.
     pub paths: Vec<String>,
+    /// `[[soap.listeners]]`: further listeners beside `listen`, each plain HTTP or HTTPS
+    /// with its own allow-list (HTTP and HTTPS side by side during a TLS migration).
+    /// Default none.
+    pub listeners: Vec<SoapListener>,
 }
 
 impl Default for SoapConfig {
@@ -159,6 +165,7 @@ impl Default for SoapConfig {
         SoapConfig {
             listen: localhost(8080),
             paths: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -372,6 +379,11 @@ pub struct AsteriskConfig {
     /// Default empty: every queue Asterisk reports.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Queue name → the number callers dial to reach it (e.g. `{ support = "600" }`),
+    /// reported to SAP by getPresenceQueueInfo as a transfer-to-queue destination: Asterisk
+    /// itself knows no number of a queue (the dialplan does). Default none.
+    #[serde(default)]
+    pub queue_numbers: BTreeMap<String, String>,
     /// How an agent's extension becomes an Asterisk device/interface; must contain
     /// `{extension}`. Default `"PJSIP/{extension}"`; change it for `SIP/` or `Local/` setups.
     #[serde(default = "AsteriskConfig::default_interface_pattern")]
@@ -642,6 +654,17 @@ pub struct NumbersConfig {
     /// `[[numbers.dial_prefix]]`: leading-prefix rewrites for outbound numbers, applied in
     /// order after `reformat_make_call`; the first match wins. Default none.
     pub dial_prefix: Vec<DialPrefix>,
+    /// The switch's country (ISO 3166 alpha-2, e.g. `"DE"`): national numbers
+    /// (`030 1234567`) become international (`+49301234567`) by the phone-number library's
+    /// rules for that country. Default none: only the vendor's rules (`+0301234567`).
+    pub home_country: Option<String>,
+    /// The switch's area code (e.g. `"30"`, with or without the national prefix): local
+    /// numbers (`1234567`) become international (`+49301234567`). Needs `home_country`.
+    /// Default none.
+    pub area_code: Option<String>,
+    /// Numbers with at most this many digits are internal extensions, never local numbers
+    /// (`2001` stays `+2001`). Default 4.
+    pub extension_max_digits: usize,
 }
 
 impl Default for NumbersConfig {
@@ -652,6 +675,9 @@ impl Default for NumbersConfig {
             dialed_attributes: vec!["dnis".into()],
             reformat_make_call: false,
             dial_prefix: Vec::new(),
+            home_country: None,
+            area_code: None,
+            extension_max_digits: crate::numbers::home::DEFAULT_EXTENSION_MAX_DIGITS,
         }
     }
 }
@@ -661,6 +687,19 @@ impl NumbersConfig {
     /// `reformat_make_call`, then the first matching `dial_prefix`.
     pub fn outbound_number(&self, number: &str) -> String {
         crate::numbers::make_call_number(number, self.reformat_make_call, &self.dial_prefix)
+    }
+
+    /// The home dial plan (`home_country`, `area_code`, `extension_max_digits`); `None`
+    /// without a home country, or when the settings are invalid (`check-config` refuses
+    /// those).
+    pub fn home(&self) -> Option<crate::numbers::Home> {
+        let country = self.home_country.as_deref()?;
+        crate::numbers::Home::new(
+            country,
+            self.area_code.as_deref(),
+            self.extension_max_digits,
+        )
+        .ok()
     }
 }
 

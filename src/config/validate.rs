@@ -68,6 +68,7 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
     tls(config, &mut p);
     auth(config, &mut p);
     access(config, &mut p);
+    super::listeners::validate(config, &mut p.0);
     p.0
 }
 
@@ -126,12 +127,13 @@ fn limits(config: &Config, p: &mut Problems) {
 
 fn tls(config: &Config, p: &mut Problems) {
     let tls = &config.tls;
-    if tls.enabled {
+    if config.any_tls_listener() {
+        let when = "required when tls.enabled = true or a [[soap.listeners]] has tls = true";
         if tls.cert.is_none() {
-            p.add("tls.cert", "required when tls.enabled = true");
+            p.add("tls.cert", when);
         }
         if tls.key.is_none() {
-            p.add("tls.key", "required when tls.enabled = true");
+            p.add("tls.key", when);
         }
         if tls.client_auth != ClientAuth::Off && tls.client_ca.is_none() {
             p.add(
@@ -151,7 +153,8 @@ fn tls(config: &Config, p: &mut Problems) {
     } else if tls.cert.is_some() || tls.key.is_some() || tls.client_auth != ClientAuth::Off {
         p.add(
             "tls.enabled",
-            "tls.cert, tls.key or tls.client_auth are set but tls.enabled = false",
+            "tls.cert, tls.key or tls.client_auth are set but tls.enabled = false and no \
+             [[soap.listeners]] has tls = true",
         );
     }
     p.names("tls.allowed_subjects", &tls.allowed_subjects);
@@ -252,20 +255,10 @@ pub(super) fn warnings(config: &Config) -> Vec<ConfigError> {
 /// can log agents in and out, dial and read call data. TLS counts only when it requires a
 /// client certificate (otherwise it encrypts, but admits anyone).
 fn open_soap_listener(config: &Config, p: &mut Problems) {
-    let soap = config.soap.listen.ip();
-    let certificates = config.tls.enabled && config.tls.client_auth == ClientAuth::Require;
-    let soap_allow = &config.access.soap_allow;
-    let allow_list = !soap_allow.is_empty() && !admits_every_address(soap_allow);
-    if !soap.is_loopback() && config.auth.soap_users.is_empty() && !certificates && !allow_list {
-        p.add(
-            "soap.listen",
-            format!(
-                "{soap} is not loopback and nothing limits who may send SOAP requests: set \
-                 [[auth.soap_users]], tls.client_auth = \"require\" or access.soap_allow \
-                 (SECURITY.md)"
-            ),
-        );
-    }
+    p.0.extend(super::listeners::open_listeners(
+        config,
+        admits_every_address,
+    ));
 }
 
 /// The password hash must be an Argon2 PHC string; the message never contains the hash.
@@ -387,6 +380,16 @@ fn asterisk(ast: &AsteriskConfig, p: &mut Problems) {
         }
     }
     p.names("switch.asterisk.queues", &ast.queues);
+    for (queue, number) in &ast.queue_numbers {
+        let key = format!("switch.asterisk.queue_numbers.{}", quote_key(queue));
+        if !ast.queues.is_empty() && !ast.queues.contains(queue) {
+            p.add(
+                key.clone(),
+                format!("\"{queue}\" is not in switch.asterisk.queues"),
+            );
+        }
+        p.required(&key, number);
+    }
     if !ast
         .interface_pattern
         .contains(AsteriskConfig::EXTENSION_PLACEHOLDER)
@@ -613,6 +616,27 @@ fn numbers(config: &Config, p: &mut Problems) {
                 ),
             );
         }
+    }
+    home_dial_plan(n, p);
+}
+
+/// `home_country`, `area_code`, `extension_max_digits`: checked by building the dial plan,
+/// so check-config and the running connector agree on what is valid.
+fn home_dial_plan(n: &super::NumbersConfig, p: &mut Problems) {
+    use crate::numbers::{Home, HomeError};
+    let Some(country) = n.home_country.as_deref() else {
+        if n.area_code.is_some() {
+            p.add("numbers.area_code", "needs numbers.home_country");
+        }
+        return;
+    };
+    if let Err(error) = Home::new(country, n.area_code.as_deref(), n.extension_max_digits) {
+        let key = match error {
+            HomeError::UnknownCountry(_) => "numbers.home_country",
+            HomeError::AreaNotDigits(_) => "numbers.area_code",
+            HomeError::TooManyDigits(_) => "numbers.extension_max_digits",
+        };
+        p.add(key, error.to_string());
     }
 }
 

@@ -496,6 +496,7 @@ pub static TYPES: &[TypeSpec] = &[
             ("dialedAddressRaw", Ty::String),
             ("queue", Ty::String),
             ("parties", Ty::StringList),
+            ("partiesRaw", Ty::StringList),
             ("attachedData", Ty::String),
             ("reason", Ty::String),
         ],
@@ -505,7 +506,10 @@ pub static TYPES: &[TypeSpec] = &[
         fields: &[
             ("queue", Ty::String),
             ("channel", Ty::String),
+            ("number", Ty::String),
             ("waiting", Ty::Int),
+            ("longestWait", Ty::Int),
+            ("agentsLoggedIn", Ty::Int),
             ("agentsReady", Ty::Int),
         ],
     },

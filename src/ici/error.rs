@@ -49,6 +49,13 @@ pub enum IciError {
         operation: OpKind,
         error: SessionError,
     },
+    /// exchangeProductInformation named an ICI version we cannot speak (or none at all).
+    #[error("{}: SAP's ICI version {sent:?} refused ({problem:?})", operation.name())]
+    IciVersion {
+        operation: OpKind,
+        sent: String,
+        problem: super::version::VersionProblem,
+    },
     /// The answer did not come within `[limits] request_timeout`.
     #[error("{} timed out", operation.name())]
     TimedOut { operation: OpKind },
@@ -63,6 +70,7 @@ impl IciError {
             | IciError::NotAnInteger { operation, .. }
             | IciError::InvalidValue { operation, .. }
             | IciError::Session { operation, .. }
+            | IciError::IciVersion { operation, .. }
             | IciError::TimedOut { operation } => Some(*operation),
         }
     }
@@ -83,6 +91,14 @@ impl IciError {
                 .with_detail(format!("{parameter}: {value:?} is not an integer")),
             IciError::InvalidValue { error, .. } => domain_fault(error),
             IciError::Session { operation, error } => session_fault(*operation, error),
+            IciError::IciVersion { sent, problem, .. } => {
+                let string = match problem {
+                    super::version::VersionProblem::Malformed => "invalid ICI version",
+                    super::version::VersionProblem::Unsupported(_) => "unsupported ICI version",
+                };
+                Fault::client(string)
+                    .with_detail(super::system::version_fault_detail(sent, problem))
+            }
             IciError::TimedOut { .. } => Fault::server("request timed out"),
         }
     }

@@ -19,6 +19,7 @@ mod phonecall;
 pub mod render;
 mod system;
 mod user;
+pub mod version;
 
 use crate::domain::{DomainError, UserId};
 use crate::session::SessionHandle;
@@ -35,8 +36,9 @@ pub use error::IciError;
 /// What a resolved request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// exchangeProductInformation: facts about this product, answered here.
-    ProductInformation,
+    /// exchangeProductInformation: facts about this product, answered here, and what SAP
+    /// said about itself, recorded.
+    ProductInformation(SapProduct),
     /// getMessages: there is no mail channel, so none, answered here.
     Messages,
     /// Everything that needs the agents' state: the session manager's.
@@ -48,7 +50,7 @@ impl Action {
     pub fn call_id(&self) -> Option<&str> {
         match self {
             Action::Session(operation) => operation.call_id(),
-            Action::ProductInformation | Action::Messages => None,
+            Action::ProductInformation(_) | Action::Messages => None,
         }
     }
 }
@@ -95,8 +97,39 @@ pub fn resolve(request: &Request) -> Result<Resolved, IciError> {
 
 /// Product facts for exchangeProductInformation.
 pub const PRODUCT_NAME: &str = "ici-connector";
-/// The ICI version we speak.
+/// The ICI version we speak ([`version::SPOKEN`] as SAP writes it).
 pub const ICI_VERSION: &str = "3.06";
+
+/// What SAP tells about itself in exchangeProductInformation (each part optional: older
+/// BCB releases send none). The ICI version was checked: one we can speak, or absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SapProduct {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub ici_version: Option<version::IciVersion>,
+}
+
+/// The metric counting exchangeProductInformation calls by SAP's ICI version, so an
+/// operator sees which version the SAP systems in front of this connector speak.
+pub const SAP_PRODUCT_METRIC: &str = "ici_sap_product_information_total";
+
+/// The `ici_version` label when SAP sent none.
+const NO_VERSION: &str = "none";
+
+/// Logs and counts what SAP said about itself.
+fn record(sap: &SapProduct) {
+    let ici_version = sap
+        .ici_version
+        .map_or_else(|| NO_VERSION.to_string(), |v| v.to_string());
+    tracing::info!(
+        sap_product = sap.name.as_deref().unwrap_or(""),
+        sap_product_version = sap.version.as_deref().unwrap_or(""),
+        sap_ici_version = %ici_version,
+        our_ici_version = ICI_VERSION,
+        "SAP product information"
+    );
+    metrics::counter!(SAP_PRODUCT_METRIC, "ici_version" => ici_version).increment(1);
+}
 
 /// Runs an operation: the stateless ones here, the rest in the session manager. `Ok(None)`
 /// is an empty response.
@@ -105,11 +138,14 @@ pub async fn execute(
     session: &SessionHandle,
 ) -> Result<Option<Value>, IciError> {
     match resolved.action {
-        Action::ProductInformation => Ok(Some(Value::Struct(vec![
-            ("productName", Value::text(PRODUCT_NAME)),
-            ("productVersion", Value::text(env!("CARGO_PKG_VERSION"))),
-            ("iciVersion", Value::text(ICI_VERSION)),
-        ]))),
+        Action::ProductInformation(sap) => {
+            record(&sap);
+            Ok(Some(Value::Struct(vec![
+                ("productName", Value::text(PRODUCT_NAME)),
+                ("productVersion", Value::text(env!("CARGO_PKG_VERSION"))),
+                ("iciVersion", Value::text(ICI_VERSION)),
+            ])))
+        }
         Action::Messages => Ok(Some(Value::List(Vec::new()))),
         Action::Session(operation) => session
             .execute(operation, resolved.user_header)

@@ -85,6 +85,10 @@ pub fn phone_call(call: &PhoneCallView) -> Value {
         ("queue", Value::opt_text(leg.queue.as_deref())),
         (
             "parties",
+            Value::text_list(call.parties.iter().map(String::as_str)),
+        ),
+        (
+            "partiesRaw",
             Value::text_list(leg.parties.iter().map(String::as_str)),
         ),
         ("attachedData", attached_document(call)),
@@ -149,7 +153,13 @@ fn presence_queue(view: PresenceQueueView) -> Value {
     Value::Struct(vec![
         ("queue", Value::Text(view.queue)),
         ("channel", Value::Text(view.channel)),
+        ("number", Value::opt_text(view.number.as_deref())),
         ("waiting", Value::Int(view.waiting as i64)),
+        (
+            "longestWait",
+            Value::Int(i64::try_from(view.longest_wait_seconds).unwrap_or(i64::MAX)),
+        ),
+        ("agentsLoggedIn", Value::Int(view.agents_logged_in as i64)),
         ("agentsReady", Value::Int(view.agents_ready as i64)),
     ])
 }
@@ -184,6 +194,7 @@ mod tests {
             remote_raw: Some("555".into()),
             dialed: None,
             dialed_raw: None,
+            parties: vec!["+555".into()],
             attached: Some(Arc::new(data)),
         }
     }
@@ -234,7 +245,10 @@ mod tests {
         let presence = PresenceQueueView {
             queue: "support".into(),
             channel: "phone".into(),
+            number: Some("600".into()),
             waiting: 1,
+            longest_wait_seconds: 12,
+            agents_logged_in: 2,
             agents_ready: 0,
         };
         let samples = [

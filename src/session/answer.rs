@@ -38,6 +38,8 @@ pub struct PhoneCallView {
     /// The number dialed, as SAP sees it and raw.
     pub dialed: Option<String>,
     pub dialed_raw: Option<String>,
+    /// The other parties as SAP sees them (like `remote`); raw in `leg.parties`.
+    pub parties: Vec<String>,
     /// The call's attached data; `None` when it has none.
     pub attached: Option<Arc<AttachedData>>,
 }
@@ -82,6 +84,11 @@ pub struct ReasonView {
 pub struct PresenceQueueView {
     pub queue: String,
     pub channel: String,
+    /// The number callers dial (a transfer-to-queue destination), when the switch has one.
+    pub number: Option<String>,
     pub waiting: usize,
+    /// Whole seconds the longest-waiting caller has waited.
+    pub longest_wait_seconds: u64,
+    pub agents_logged_in: usize,
     pub agents_ready: usize,
 }

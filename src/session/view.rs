@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::config::NumbersConfig;
 use crate::domain::{AttachedData, UserId};
-use crate::numbers::{E164, pick_attribute};
+use crate::numbers::{E164, Home, pick_attribute};
 use crate::switch::{Direction, LegEvent};
 
 use super::answer::PhoneCallView;
@@ -37,14 +37,14 @@ pub fn numbers(leg: &LegEvent, config: &NumbersConfig) -> Numbers {
     Numbers { remote, dialed }
 }
 
-/// How SAP sees a number: E.164 when configured (ICI.md 7), raw otherwise.
-fn for_sap(raw: Option<&str>, config: &NumbersConfig) -> Option<String> {
-    let raw = raw?;
-    Some(if config.e164 {
-        E164::normalize(raw).as_str().to_string()
+/// How SAP sees a number: E.164 when configured (ICI.md 7; national and local numbers
+/// through the home dial plan when one is configured), raw otherwise.
+fn for_sap(raw: &str, config: &NumbersConfig, home: Option<&Home>) -> String {
+    if config.e164 {
+        E164::normalize_at(raw, home).as_str().to_string()
     } else {
         raw.to_string()
-    })
+    }
 }
 
 /// The PhoneCall object for one agent's leg of a call.
@@ -55,13 +55,16 @@ pub fn phone_call(
     config: &NumbersConfig,
 ) -> PhoneCallView {
     let numbers = numbers(leg, config);
+    let home = config.home();
+    let sap = |raw: &str| for_sap(raw, config, home.as_ref());
     PhoneCallView {
         user: user.clone(),
         leg: Arc::clone(leg),
-        remote: for_sap(numbers.remote.as_deref(), config),
+        remote: numbers.remote.as_deref().map(sap),
         remote_raw: numbers.remote,
-        dialed: for_sap(numbers.dialed.as_deref(), config),
+        dialed: numbers.dialed.as_deref().map(sap),
         dialed_raw: numbers.dialed,
+        parties: leg.parties.iter().map(|party| sap(party)).collect(),
         attached: attached.filter(|a| !a.is_empty()).cloned(),
     }
 }

@@ -249,6 +249,26 @@ pub enum SwitchCommand {
         key: String,
         value: String,
     },
+    /// Report every configured ACD queue as it is now ([`QueueStatus`]), answered with
+    /// [`SwitchReply::Queues`]: what SAP's getPresenceQueueInfo shows.
+    QueueStatus,
+}
+
+/// One ACD queue as the switch sees it at this moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub name: String,
+    /// The number callers dial to reach the queue (SAP offers it as a transfer
+    /// destination); `None` when the switch does not know one.
+    pub number: Option<String>,
+    /// Callers waiting in the queue for an agent.
+    pub waiting: usize,
+    /// How long the caller waiting longest has waited (zero when nobody waits).
+    pub longest_wait: std::time::Duration,
+    /// Agents that are members of the queue, in any state.
+    pub agents_logged_in: usize,
+    /// Of those, the ones ready for ACD calls (not paused), whether busy just now or not.
+    pub agents_ready: usize,
 }
 
 impl SwitchCommand {
@@ -271,6 +291,9 @@ impl SwitchCommand {
             SwitchCommand::Listen { .. } | SwitchCommand::ListenEnd { .. } => Capability::Listen,
             SwitchCommand::Reroute { .. } => Capability::Reroute,
             SwitchCommand::SetCallData { .. } => Capability::AttachData,
+            // Queues come with ACD agent handling: a switch that logs agents into queues
+            // can report them.
+            SwitchCommand::QueueStatus => Capability::AgentState,
         }
     }
 }
@@ -342,6 +365,7 @@ impl fmt::Display for SwitchCommand {
             }
             Reroute { call, extension } => write!(f, "reroute {call} from {extension}"),
             SetCallData { call, key, .. } => write!(f, "set call data {key} on {call}"),
+            QueueStatus => f.write_str("report the queues"),
         }
     }
 }
@@ -352,6 +376,8 @@ pub enum SwitchReply {
     Done,
     /// MakeCall / Consult: the new call's reference.
     NewCall(CallRef),
+    /// QueueStatus: every configured queue, ordered by name.
+    Queues(Vec<QueueStatus>),
 }
 
 /// Why the switch refused or failed a command.

@@ -22,6 +22,7 @@ use tokio::net::{TcpSocket, TcpStream};
 mod client_certs;
 mod clients;
 mod files;
+mod listeners;
 mod outbound;
 mod refusals;
 

@@ -151,7 +151,7 @@ fn unknown_keys_name_the_key_and_the_alternatives() {
     let e = errors("[soap]\nlisen = \"127.0.0.1:1\"\n");
     assert_eq!(
         e.to_string(),
-        "soap.lisen: unknown key (expected one of listen, paths)"
+        "soap.lisen: unknown key (expected one of listen, paths, listeners)"
     );
     assert_eq!(error_keys("colour = 1\n"), ["colour"]);
     assert_eq!(

@@ -111,6 +111,12 @@ impl Actor {
                 result = match rx.await {
                     Ok(Ok(SwitchReply::Done)) => Ok(Answer::Done),
                     Ok(Ok(SwitchReply::NewCall(call))) => Ok(Answer::Id(call)),
+                    Ok(Ok(SwitchReply::Queues(queues))) => Ok(Answer::PresenceQueues(
+                        queues
+                            .into_iter()
+                            .map(super::system::presence_queue)
+                            .collect(),
+                    )),
                     Ok(Err(e)) => Err(SessionError::Switch(e)),
                     Err(_) => Err(SessionError::Switch(SwitchError::Unavailable(
                         "switch adapter stopped".into(),

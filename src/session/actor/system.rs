@@ -1,6 +1,6 @@
 //! System interface: workcenter capability and queue presence.
 
-use crate::domain::Workmode;
+use crate::switch::{QueueStatus, SwitchCommand};
 
 use super::super::{Answer, PresenceQueueView, SessionError};
 use super::Actor;
@@ -13,48 +13,35 @@ impl Actor {
         ))
     }
 
+    /// getPresenceQueueInfo: the switch's own queues, asked at once (never our view of
+    /// them: SAP shows real waiting calls and offers the numbers as transfer targets).
+    /// ACD queues carry phone calls: another channel has none.
     pub(super) fn presence_queue_info(
         &self,
         channel: Option<String>,
     ) -> Result<Step, SessionError> {
-        answer(Answer::PresenceQueues(self.presence_queues(channel)))
+        if channel
+            .as_deref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case(PHONE_CHANNEL))
+        {
+            return answer(Answer::PresenceQueues(Vec::new()));
+        }
+        Ok(Step::Switch(vec![SwitchCommand::QueueStatus]))
     }
+}
 
-    fn presence_queues(&self, channel: Option<String>) -> Vec<PresenceQueueView> {
-        let channel = channel.unwrap_or_else(|| "phone".to_string());
-        let mut names: Vec<String> = self.config.agents.queues.clone();
-        for user in self.config.agents.users.values() {
-            names.extend(user.queues.iter().cloned());
-        }
-        for agent in self.agents.values() {
-            names.extend(agent.queues.iter().cloned());
-        }
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .map(|queue| {
-                let agents_ready = self
-                    .agents
-                    .values()
-                    .filter(|a| {
-                        a.workmode == Workmode::READY
-                            && (a.queues.is_empty() || a.queues.contains(&queue))
-                    })
-                    .count();
-                let waiting = self
-                    .agents
-                    .values()
-                    .flat_map(|a| a.waiting.iter())
-                    .filter(|l| l.queue.as_deref() == Some(queue.as_str()))
-                    .count();
-                PresenceQueueView {
-                    queue,
-                    channel: channel.clone(),
-                    waiting,
-                    agents_ready,
-                }
-            })
-            .collect()
+/// The channel ACD queues serve (and the one getPresenceQueueInfo means without one).
+pub(super) const PHONE_CHANNEL: &str = "phone";
+
+/// One queue as SAP sees it.
+pub(super) fn presence_queue(queue: QueueStatus) -> PresenceQueueView {
+    PresenceQueueView {
+        queue: queue.name,
+        channel: PHONE_CHANNEL.to_string(),
+        number: queue.number,
+        waiting: queue.waiting,
+        longest_wait_seconds: queue.longest_wait.as_secs(),
+        agents_logged_in: queue.agents_logged_in,
+        agents_ready: queue.agents_ready,
     }
 }

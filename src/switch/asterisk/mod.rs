@@ -45,6 +45,7 @@
 mod actor;
 pub mod codec;
 pub mod model;
+pub mod queues;
 #[cfg(test)]
 mod tests;
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::model::{Agent, Call, OpResult, Party, Phase, Sim, Timer};
-use crate::switch::{AgentState, LegState, SwitchEvent, SwitchReply};
+use crate::switch::{AgentState, LegState, QueueStatus, SwitchEvent, SwitchReply};
 
 impl Sim {
     /// The agent's new state; unknown extensions are created (free seating). Logging in
@@ -195,5 +195,40 @@ impl Sim {
         call.waiting = true;
         self.queues[q].waiting.push_front(seq);
         Ok(SwitchReply::Done)
+    }
+
+    /// Every queue as it is now, ordered by name: callers waiting and the longest wait,
+    /// agents logged into it and the ready ones among them.
+    pub(super) fn queue_status(&self) -> Vec<QueueStatus> {
+        let now = tokio::time::Instant::now();
+        let mut queues: Vec<QueueStatus> = self
+            .queues
+            .iter()
+            .map(|queue| {
+                let members = self
+                    .agents
+                    .values()
+                    .filter(|agent| agent.queues.contains(&queue.name));
+                let longest_wait = queue
+                    .waiting
+                    .iter()
+                    .filter_map(|seq| self.calls.get(seq)?.queued_at)
+                    .map(|since| now.saturating_duration_since(since))
+                    .max()
+                    .unwrap_or_default();
+                QueueStatus {
+                    name: queue.name.clone(),
+                    number: Some(queue.number.clone()),
+                    waiting: queue.waiting.len(),
+                    longest_wait,
+                    agents_logged_in: members.clone().count(),
+                    agents_ready: members
+                        .filter(|agent| agent.state == AgentState::Ready)
+                        .count(),
+                }
+            })
+            .collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        queues
     }
 }

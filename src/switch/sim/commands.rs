@@ -80,6 +80,7 @@ impl Sim {
             C::ListenEnd { call, supervisor } => self.listen_end(&call, &supervisor),
             C::Reroute { call, extension } => self.reroute(&call, &extension),
             C::SetCallData { call, key, value } => self.set_call_data(&call, key, value),
+            C::QueueStatus => Ok(SwitchReply::Queues(self.queue_status())),
         };
         self.done(result.is_ok());
         result
@@ -103,6 +104,7 @@ impl Sim {
                 listeners: Vec::new(),
                 queue: None,
                 waiting: false,
+                queued_at: None,
                 rerouted_by: BTreeSet::new(),
                 attributes,
                 dialled: None,
@@ -132,6 +134,7 @@ impl Sim {
                 let call = self.call_mut(seq);
                 call.queue = Some(name);
                 call.waiting = true;
+                call.queued_at.get_or_insert_with(tokio::time::Instant::now);
                 self.queues[q].waiting.push_back(seq);
             }
             Target::Remote(address) => {

@@ -93,6 +93,8 @@ pub(super) struct Call {
     pub(super) queue: Option<String>,
     /// Waiting in `queue` for an agent.
     pub(super) waiting: bool,
+    /// When the caller first joined `queue` (a rerouted call keeps its place in time).
+    pub(super) queued_at: Option<Instant>,
     /// Agents that rerouted this call: it is not offered to them again.
     pub(super) rerouted_by: BTreeSet<Extension>,
     /// Shared with every leg snapshot of the call.

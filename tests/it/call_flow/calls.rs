@@ -40,7 +40,7 @@ async fn inbound_acd_call_from_alerting_to_transfer() {
     assert_eq!(text_of(&pc, "dialedAddress"), "+600");
     assert_eq!(text_of(&pc, "dialedAddressRaw"), "600");
     assert_eq!(text_of(&pc, "queue"), "support");
-    assert_eq!(parties(&pc), ["sip:555@example.com"]);
+    assert_eq!(parties(&pc), ["+555"]);
     // The IVR's data rides on the first event, in the call and as the event parameter.
     assert_eq!(text_of(&pc, "attachedData"), ivr_cad());
     let request = parse_request(event.body.as_bytes()).unwrap();
@@ -184,11 +184,11 @@ async fn inbound_acd_call_from_alerting_to_transfer() {
     let (_, pc) = a1.call_event(&consult, "dropped").await;
     assert_eq!(text_of(&pc, "reason"), "conferenced");
     let (_, pc) = a1.call_event(&call, "conferenced").await;
-    assert_eq!(parties(&pc), ["sip:555@example.com", "2002"]);
+    assert_eq!(parties(&pc), ["+555", "+2002"]);
     let (_, pc) = a2.call_event(&consult, "dropped").await;
     assert_eq!(text_of(&pc, "reason"), "conferenced");
     let (_, pc) = a2.call_event(&call, "conferenced").await;
-    assert_eq!(parties(&pc), ["sip:555@example.com", "2001"]);
+    assert_eq!(parties(&pc), ["+555", "+2001"]);
     assert_eq!(text_of(&pc, "remoteAddress"), "+555");
     assert_eq!(text_of(&pc, "attachedData"), ivr_only);
     assert_eq!(call_ids(&server, "2001").await, vec![call.clone()]);
@@ -205,7 +205,7 @@ async fn inbound_acd_call_from_alerting_to_transfer() {
     .ok();
     a2.call_event(&call, "dropped").await;
     let (_, pc) = a1.call_event(&call, "connected").await;
-    assert_eq!(parties(&pc), ["sip:555@example.com"]);
+    assert_eq!(parties(&pc), ["+555"]);
     assert!(call_ids(&server, "2002").await.is_empty());
 
     // SAP stores its data, then A1 transfers the customer blind to A2.

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     /// The event spool's folder, removed when the server is dropped.
     pub data: std::sync::Arc<tempfile::TempDir>,
+    /// The bound addresses of `[[soap.listeners]]` (each moved to port 0), in order.
+    pub more_soap: Vec<SocketAddr>,
     endpoints: Endpoints,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RunError>>>,
@@ -157,17 +159,25 @@ impl TestServer {
         config.events.data_dir = data.path().to_path_buf();
         config.soap.listen = "127.0.0.1:0".parse().unwrap();
         config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        let mut more_soap = Vec::new();
+        for listener in &mut config.soap.listeners {
+            listener.listen.set_port(0);
+            more_soap.push(TcpListener::bind(listener.listen).await.unwrap());
+        }
         let listeners = Listeners {
             soap: TcpListener::bind(config.soap.listen).await.unwrap(),
             admin: TcpListener::bind(config.admin.listen).await.unwrap(),
+            more_soap,
         };
         let (soap, admin) = listeners.addresses().unwrap();
+        let more_soap = listeners.more_soap_addresses().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run(config, listeners, async {
             let _ = stopped.await;
         }));
         TestServer {
             data,
+            more_soap,
             endpoints: Endpoints::new(soap, admin),
             stop: Some(stop),
             task: Some(task),

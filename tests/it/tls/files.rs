@@ -57,6 +57,7 @@ async fn unusable_tls_files_stop_the_start() {
     let listeners = Listeners {
         soap: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        more_soap: Vec::new(),
     };
     let result = ici_connector::run(config, listeners, std::future::pending()).await;
     match result {

@@ -19,7 +19,10 @@ use crate::config::AsteriskConfig;
 use crate::switch::asterisk::COMMAND_WAIT;
 use crate::switch::asterisk::codec::{Action, Decoder, Frame, Message};
 use crate::switch::asterisk::model::Model;
-use crate::switch::{EventSink, SwitchError, SwitchEvent, SwitchReply, SwitchRequest};
+use crate::switch::asterisk::queues::{self, Queries};
+use crate::switch::{
+    EventSink, SwitchCommand, SwitchError, SwitchEvent, SwitchReply, SwitchRequest,
+};
 
 /// How often the link checks command deadlines ([`COMMAND_WAIT`]) and retry pauses
 /// ([`RETRY_PAUSE`]): the resolution of both.
@@ -51,6 +54,8 @@ pub(super) struct Link<'a> {
     decoder: Decoder,
     next_id: u64,
     jobs: Vec<Job>,
+    /// getPresenceQueueInfo's `QueueStatus` queries in progress.
+    queries: Queries,
     pub(super) config: &'a AsteriskConfig,
     /// Calls originated so far, across connections: numbers the originated channels.
     pub(super) originated: &'a mut u64,
@@ -74,6 +79,7 @@ impl<'a> Link<'a> {
             decoder,
             next_id: 0,
             jobs: Vec::new(),
+            queries: Queries::default(),
             config,
             originated,
             epoch,
@@ -82,6 +88,7 @@ impl<'a> Link<'a> {
 
     /// Answers every command still in progress: the connection is gone.
     pub(super) fn abandon_jobs(&mut self) {
+        self.queries.abandon();
         for job in self.jobs.drain(..) {
             let _ = job
                 .reply
@@ -195,6 +202,9 @@ impl<'a> Link<'a> {
         model: &mut Model,
         events: &EventSink,
     ) -> Result<(), End> {
+        if self.queries.take(&message) {
+            return Ok(());
+        }
         if message.event().is_none() {
             if message.is_response() {
                 self.on_response(&message, model).await?;
@@ -338,6 +348,7 @@ impl<'a> Link<'a> {
     /// the events follow when they come.
     fn expire(&mut self, model: &mut Model) {
         let now = Instant::now();
+        self.queries.expire(now);
         let mut i = 0;
         while i < self.jobs.len() {
             if self.jobs[i].deadline.is_some_and(|d| d <= now) {
@@ -360,6 +371,11 @@ impl<'a> Link<'a> {
 
     async fn command(&mut self, request: SwitchRequest, model: &mut Model) -> Result<(), End> {
         let SwitchRequest { command, reply } = request;
+        if command == SwitchCommand::QueueStatus {
+            let id = self.send(&queues::action()).await?;
+            self.queries.start(id, self.config, reply);
+            return Ok(());
+        }
         let plan = match self.plan(command, model) {
             Ok(plan) => plan,
             Err(e) => {
