@@ -10,6 +10,7 @@
 //! - `config/ici-connector.toml` is the commented default file; a test keeps it equal to
 //!   [`Config::default`].
 
+mod cluster;
 mod error;
 mod secret;
 mod security;
@@ -34,6 +35,7 @@ use crate::soap::ParseLimits;
 /// parts that may change at run time (see `crate::reload`) are read from it per request.
 pub type LiveConfig = tokio::sync::watch::Receiver<std::sync::Arc<Config>>;
 
+pub use cluster::ClusterConfig;
 pub use error::{ConfigError, ConfigErrors};
 pub use secret::{MASK, Secret};
 pub use security::{
@@ -75,6 +77,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[access]`: source-address allow-lists of both listeners.
     pub access: AccessConfig,
+    /// `[cluster]`: an active/standby pair on NATS JetStream (README, "High
+    /// availability"). Absent (default): one connector on its own redb spool.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {

@@ -68,6 +68,9 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
     tls(config, &mut p);
     auth(config, &mut p);
     access(config, &mut p);
+    if let Some(cluster) = &config.cluster {
+        p.0.extend(super::cluster::validate(cluster));
+    }
     p.0
 }
 

@@ -26,6 +26,7 @@
 //! checksum or does not decode to a quarantine table, logged with its subscription and
 //! sequence (see [`RedbStore`]). Every error names the spool file.
 
+mod jetstream;
 mod record;
 mod redb_store;
 
@@ -42,6 +43,7 @@ use tracing::{error, warn};
 use super::outbox::Shared;
 use super::{OutboundEvent, SubscriptionId};
 
+pub use jetstream::JetStreamStore;
 pub use record::RecordError;
 pub use redb_store::{FILE_NAME, RedbStore};
 
@@ -147,6 +149,13 @@ pub trait SpoolStore: Send + 'static {
     /// not implement it always resumes above its reservations.
     fn close_clean(&mut self) -> Result<(), SpoolError> {
         Ok(())
+    }
+
+    /// Whether another connector has taken the spool over (a replicated store refused a
+    /// write): then what failed to commit must not be delivered from memory either, and
+    /// nothing more is written. A store of one connector never is.
+    fn fenced(&self) -> bool {
+        false
     }
 
     /// Where the store keeps its data, for error messages.
@@ -387,6 +396,15 @@ fn writer(
         last_batch = ops.len();
         received += ops.len() as Ticket;
         if let Err(e) = store.apply(&ops) {
+            if store.fenced() {
+                // Another connector owns the spool: nothing of this commit goes out, and
+                // the answers waiting for it wait until this connector has stepped down.
+                error!(error = %e, ops = ops.len(), "event spool taken over by another connector: stopped writing");
+                if closing.is_none() {
+                    closing = park(&rx);
+                }
+                break;
+            }
             failures.fetch_add(1, Ordering::Relaxed);
             // Delivery matters more than the copy on disk: the events still go out from
             // memory; only a crash before delivery could lose them now.
@@ -398,7 +416,7 @@ fn writer(
         committed.send_replace(received);
     }
     warn_if_failed(&failures);
-    if closing.is_some() && failures.load(Ordering::Relaxed) == 0 {
+    if closing.is_some() && failures.load(Ordering::Relaxed) == 0 && !store.fenced() {
         // Every change is on disk: the next start continues numbering without a gap.
         if let Err(e) = store.close_clean() {
             error!(error = %e, "event spool: marking the graceful stop failed");
@@ -408,6 +426,14 @@ fn writer(
     if let Some(done) = closing {
         let _ = done.send(());
     }
+}
+
+/// Discards every change until [`Spool::close`] (returned) or the last handle is gone.
+fn park(rx: &std_mpsc::Receiver<Message>) -> Option<std_mpsc::Sender<()>> {
+    rx.iter().find_map(|message| match message {
+        Message::Close(done) => Some(done),
+        Message::Op(..) => None,
+    })
 }
 
 fn warn_if_failed(failures: &AtomicU64) {
@@ -485,6 +511,34 @@ mod tests {
             open.send(()).unwrap();
         }
         spool.committed(2).await;
+    }
+
+    /// A replicated store another connector has taken over.
+    struct TakenOver;
+
+    impl SpoolStore for TakenOver {
+        fn apply(&mut self, _: &[SpoolOp]) -> Result<(), SpoolError> {
+            Err(SpoolError::new(Path::new("stream"), "wrong last sequence"))
+        }
+        fn load(&mut self) -> Result<SpoolContents, SpoolError> {
+            Ok(SpoolContents::default())
+        }
+        fn fenced(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fenced_commit_is_never_confirmed() {
+        let (spool, _) = Spool::start(TakenOver).unwrap();
+        spool.record(agent("A"));
+        spool.record(agent("B"));
+        let closer = spool.clone();
+        tokio::task::spawn_blocking(move || closer.close())
+            .await
+            .unwrap();
+        assert!(!spool.is_committed(1), "nothing of it may count as durable");
+        assert_eq!(spool.failures(), 0, "not a failure to deliver from memory");
     }
 
     #[test]

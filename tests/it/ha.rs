@@ -1,0 +1,305 @@
+//! High availability with real processes on loopback: a three-node NATS JetStream cluster,
+//! HAProxy (both from the files in `packaging/`), two connectors on the simulator as child
+//! processes, and the fake SAP receiver. One test runs the scenarios one after another on
+//! the same machinery (starting it takes seconds):
+//! 1. events of 20 calls wait in the spool while SAP answers 503; the active connector is
+//!    killed with SIGKILL; the standby takes over and delivers every event in order, none
+//!    lost, numbering continuing above them (duplicates counted);
+//! 2. SOAP through HAProxy works again after the takeover (the gap is measured);
+//! 3. one NATS node killed: nothing lost, nothing stops;
+//! 4. the active connector SIGSTOPped past its lease, then SIGCONTed: it delivers nothing,
+//!    drives no switch, and steps down to standby.
+//!
+//! Without nats-server or HAProxy (outside CI) the test says SKIPPED; scripts/test.sh
+//! installs both.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common;
+use common::cluster::{Backend, Haproxy, NatsCluster, http_get, soap_status};
+use common::fake_sap::{FakeSap, Mode};
+use common::process::Process;
+use common::server::{Endpoints, envelope, envelope_as, ns, params};
+
+/// The lease of the test pair: short, so the test is quick; the default is 3 s.
+const LEASE_TTL: &str = "2s";
+const CALLS: usize = 20;
+/// How long a takeover may take at most here (lease, HAProxy checks, a loaded machine).
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(30);
+
+fn connector(dir: &Path, node: &str, nats: &NatsCluster) -> Process {
+    let dir = dir.join(node);
+    std::fs::create_dir_all(&dir).unwrap();
+    let urls: Vec<String> = nats.urls().iter().map(|u| format!("{u:?}")).collect();
+    let toml = format!(
+        "[events]\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n\
+         [switch.sim]\nremote_answer_after = \"off\"\n\
+         [cluster]\nnats = [{}]\nnode = {node:?}\nlease_ttl = {LEASE_TTL:?}\nreplicas = 3\n",
+        urls.join(", ")
+    );
+    Process::start_in(&dir, &toml)
+}
+
+/// `/readyz` of a connector: (status, body).
+async fn readyz(admin: SocketAddr) -> Option<(u16, String)> {
+    http_get(admin, "/readyz").await
+}
+
+async fn wait_ready(admin: SocketAddr, status: u16, what: &str) -> Instant {
+    common::poll(what, TAKEOVER_WITHIN, || async move {
+        match readyz(admin).await {
+            Some((s, _)) if s == status => Ok(Instant::now()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+/// Rings 2001 `calls` times, each caller hanging up: two events per call.
+async fn make_calls(sim: &Endpoints, calls: usize) -> u64 {
+    for _ in 0..calls {
+        let (status, body) = sim
+            .sim("POST", "/calls", json!({"from": "4711", "to": "2001"}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let call = body["callId"].as_str().unwrap().to_string();
+        let (status, _) = sim
+            .sim("POST", &format!("/calls/{call}/hangup"), json!(null))
+            .await;
+        assert_eq!(status, 200);
+    }
+    2 * calls as u64
+}
+
+/// Waits until the connector's spool holds every event up to `sequence` (the status page
+/// is the only place that says).
+async fn wait_durable(api: &Endpoints, sequence: u64) {
+    common::poll("events durable", TAKEOVER_WITHIN, || async {
+        let status = api.status().await;
+        let durable = status["subscriptions"][0]["durable_sequence"]
+            .as_u64()
+            .unwrap_or(0);
+        if durable >= sequence {
+            Ok(())
+        } else {
+            Err(format!("durable up to {durable}"))
+        }
+    })
+    .await;
+}
+
+/// What SAP received of a run of events.
+#[derive(Debug, Default)]
+struct Received {
+    /// Every sequence number, first arrivals, in arrival order.
+    first: Vec<u64>,
+    duplicates: usize,
+    seen: BTreeSet<u64>,
+}
+
+impl Received {
+    /// Takes events until every number of `wanted` has arrived; a number arriving again
+    /// counts as a duplicate.
+    async fn until(&mut self, fake: &mut FakeSap, wanted: impl IntoIterator<Item = u64>) {
+        let wanted: BTreeSet<u64> = wanted.into_iter().collect();
+        while !wanted.is_subset(&self.seen) {
+            let event = fake.next_event().await;
+            let sequence = event.sequence.expect("every event has a sequence");
+            if self.seen.insert(sequence) {
+                self.first.push(sequence);
+            } else {
+                self.duplicates += 1;
+            }
+        }
+    }
+
+    fn assert_in_order(&self) {
+        let mut sorted = self.first.clone();
+        sorted.sort_unstable();
+        assert_eq!(self.first, sorted, "new sequence numbers arrive in order");
+    }
+}
+
+/// A SOAP operation the session answers without changing anything (getAttributes would
+/// end the user's subscriptions: a new IC session).
+fn harmless() -> String {
+    envelope(&ns("System"), "getWorkcenterCapability", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_standby_pair_loses_nothing() {
+    let (Some(nats_server), Some(haproxy)) =
+        (common::tools::nats_server(), common::tools::haproxy())
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = NatsCluster::start(&nats_server, dir.path()).await;
+    let mut fake = FakeSap::start().await;
+    fake.set_mode(Mode::Status(503));
+
+    let a = connector(dir.path(), "connector-a", &nats);
+    wait_ready(a.endpoints.admin, 200, "connector-a active").await;
+    let b = connector(dir.path(), "connector-b", &nats);
+    let b_admin = b.endpoints.admin;
+    common::poll("connector-b standby, saying why", TAKEOVER_WITHIN, || async move {
+        match readyz(b_admin).await {
+            Some((503, reason))
+                if reason.contains("standby: the leader lease is held by connector-a") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let backend = |p: &Process| Backend {
+        soap: p.endpoints.soap,
+        admin: p.endpoints.admin,
+    };
+    let proxy = Haproxy::start(&haproxy, dir.path(), backend(&a), backend(&b)).await;
+    let front = proxy.addr;
+    common::poll("SOAP through HAProxy", TAKEOVER_WITHIN, || async move {
+        match soap_status(front, &harmless()).await {
+            Some(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // ---- 1 and 2: kill -9 of the active with 41 events waiting ----------------------------
+    Endpoints::new(front, a.endpoints.admin)
+        .log_in("A1", "2001", &fake.url, "IC-1", 2)
+        .await;
+    let count = 1 + make_calls(&a.endpoints, CALLS).await;
+    wait_durable(&a.endpoints, count).await;
+
+    let (soap_tx, soap_back) = tokio::sync::oneshot::channel();
+    let killed = Instant::now();
+    let poller = tokio::spawn(async move {
+        // The first SOAP answer 200 through HAProxy after the kill.
+        loop {
+            if soap_status(front, &harmless()).await == Some(200) {
+                let _ = soap_tx.send(Instant::now());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    a.kill();
+    fake.set_mode(Mode::Ok);
+    let mut received = Received::default();
+    let first_event = async {
+        let event = fake.next_event().await;
+        (Instant::now(), event)
+    };
+    let (active_at, (event_at, first)) = tokio::join!(
+        wait_ready(b.endpoints.admin, 200, "connector-b active after the kill"),
+        first_event
+    );
+    let sequence = first.sequence.unwrap();
+    received.seen.insert(sequence);
+    received.first.push(sequence);
+    received.until(&mut fake, 1..=count).await;
+    received.assert_in_order();
+    assert_eq!(received.first, (1..=count).collect::<Vec<_>>(), "none lost");
+    let soap_at = tokio::time::timeout(TAKEOVER_WITHIN, soap_back)
+        .await
+        .expect("SOAP through HAProxy works again")
+        .unwrap();
+    poller.await.unwrap();
+    let ms = |at: Instant| at.duration_since(killed).as_millis();
+    eprintln!(
+        "FAILOVER kill -> standby active: {} ms; kill -> first SOAP 200 through HAProxy: {} ms; \
+         kill -> first event delivered: {} ms; events {count}, duplicates {} (lease_ttl {LEASE_TTL})",
+        ms(active_at),
+        ms(soap_at),
+        ms(event_at),
+        received.duplicates
+    );
+    // Numbering continues above everything the dead connector may have handed out.
+    b.endpoints
+        .sim("POST", "/agents/2001/state", json!({"state": "not_ready"}))
+        .await;
+    let next = fake.next_event().await;
+    assert_eq!(next.name, "workmodeChanged");
+    let continued = next.sequence.unwrap();
+    assert!(continued > count, "{continued} continues above {count}");
+
+    // ---- 3: one NATS node dies ---------------------------------------------------------
+    let a = connector(dir.path(), "connector-a", &nats);
+    wait_ready(a.endpoints.admin, 503, "connector-a back as standby").await;
+    nats.kill(0);
+    let more = make_calls(&b.endpoints, 5).await;
+    let mut received = Received::default();
+    received
+        .until(&mut fake, continued + 1..=continued + more)
+        .await;
+    received.assert_in_order();
+    assert_eq!(received.duplicates, 0);
+    assert_eq!(soap_status(front, &harmless()).await, Some(200));
+    assert_eq!(readyz(b.endpoints.admin).await.unwrap().0, 200, "B still active");
+    assert_eq!(readyz(a.endpoints.admin).await.unwrap().0, 503, "A still standby");
+    let last = continued + more;
+
+    // ---- 4: the active paused past its lease -------------------------------------------
+    fake.set_mode(Mode::Status(503));
+    let pending = make_calls(&b.endpoints, 2).await;
+    wait_durable(&b.endpoints, last + pending).await;
+    b.signal("STOP");
+    wait_ready(a.endpoints.admin, 200, "connector-a takes over from the paused one").await;
+    // A request that waits in the paused connector's socket for it to wake up.
+    let paused_soap = b.endpoints.soap;
+    let dial = tokio::spawn(async move {
+        let body = envelope_as(
+            "A1",
+            "PhoneCall",
+            "dial",
+            &params(&[("userId", "A1"), ("address", "4712")]),
+        );
+        soap_status(paused_soap, &body).await
+    });
+    fake.set_mode(Mode::Ok);
+    let mut received = Received::default();
+    received.until(&mut fake, last + 1..=last + pending).await;
+    received.assert_in_order();
+    b.signal("CONT");
+    let lines = b.lines_until("stepped down to standby");
+    // It never delivered these (SAP answered 503 until it was paused): a line saying so
+    // now would be a delivery after it lost the lease.
+    let late: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("event delivered"))
+        .filter(|l| {
+            (last + 1..=last + pending).any(|s| {
+                l.contains(&format!("sequence={s} ")) || l.ends_with(&format!("sequence={s}"))
+            })
+        })
+        .collect();
+    assert!(late.is_empty(), "the paused connector delivered: {late:?}");
+    assert_ne!(
+        dial.await.unwrap(),
+        Some(200),
+        "the paused connector drove the switch"
+    );
+    wait_ready(b.endpoints.admin, 503, "connector-b back as standby").await;
+    // Whatever the paused connector might still have sent has arrived before the event
+    // the active one delivers now.
+    a.endpoints
+        .sim("POST", "/agents/2001/state", json!({"state": "ready"}))
+        .await;
+    let next = fake.next_event().await;
+    assert_eq!(
+        next.name, "workmodeChanged",
+        "no duplicate from the paused connector"
+    );
+    assert!(next.sequence.unwrap() > last + pending);
+    drop(proxy);
+    b.kill();
+    a.kill();
+}
