@@ -226,7 +226,9 @@ async fn run_pair(
             };
             run_active(live.clone(), phase()?, store, fence, ended).await?;
             match lost {
-                Some(why) => tracing::warn!(reason = %why, "leader lease lost: stepped down to standby"),
+                Some(why) => {
+                    tracing::warn!(reason = %why, "leader lease lost: stepped down to standby")
+                }
                 None => {
                     lease.release(keeper.revision()).await;
                     return Ok(());

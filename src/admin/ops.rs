@@ -107,12 +107,12 @@ async fn readyz(config: &Config, session: &SessionHandle) -> HttpResponse {
     if let Some(cluster) = &config.cluster {
         // The spool is the replicated stream; this connector serves only while it holds
         // the leader lease, which needs that same NATS cluster.
+        check("role", true, format!("active, node {}", cluster.node));
         check(
-            "role",
+            "spool",
             true,
-            format!("active, node {}", cluster.node),
+            format!("NATS JetStream stream {}", cluster.stream()),
         );
-        check("spool", true, format!("NATS JetStream stream {}", cluster.stream()));
         return readyz_answer(ok, &lines);
     }
     let dir = &config.events.data_dir;

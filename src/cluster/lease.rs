@@ -117,7 +117,11 @@ impl Lease {
 
     async fn renew(&self, revision: u64) -> Result<Held, Renewal> {
         let sent = Instant::now();
-        match self.kv.update(KEY, self.node.clone().into(), revision).await {
+        match self
+            .kv
+            .update(KEY, self.node.clone().into(), revision)
+            .await
+        {
             Ok(revision) => Ok(self.held(revision, sent)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Renewal::Lost),
             Err(e) => Err(Renewal::Failed(e.to_string())),
@@ -129,7 +133,9 @@ impl Lease {
     pub async fn release(&self, revision: u64) {
         match self.kv.delete_expect_revision(KEY, Some(revision)).await {
             Ok(()) => info!(revision, "leader lease released"),
-            Err(e) => warn!(revision, error = %e, "leader lease not released: the standby waits for it to run out"),
+            Err(e) => {
+                warn!(revision, error = %e, "leader lease not released: the standby waits for it to run out")
+            }
         }
     }
 
@@ -170,9 +176,7 @@ impl Keeper {
     /// Completes when the lease is lost, with the reason.
     pub async fn lost(&mut self) -> String {
         match self.lost.take() {
-            Some(lost) => lost
-                .await
-                .unwrap_or_else(|_| "lease keeper stopped".into()),
+            Some(lost) => lost.await.unwrap_or_else(|_| "lease keeper stopped".into()),
             None => std::future::pending().await,
         }
     }

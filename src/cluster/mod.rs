@@ -49,7 +49,9 @@ impl ClusterError {
 
 /// Connects to the NATS cluster (every listed server; the client moves to another when
 /// one goes away, and keeps trying for ever) and opens JetStream.
-pub async fn connect(cluster: &ClusterConfig) -> Result<async_nats::jetstream::Context, ClusterError> {
+pub async fn connect(
+    cluster: &ClusterConfig,
+) -> Result<async_nats::jetstream::Context, ClusterError> {
     let client = async_nats::ConnectOptions::new()
         .name(format!("ici-connector {}", cluster.node))
         .connection_timeout(CONNECT_TIMEOUT)

@@ -40,7 +40,9 @@ impl Standby {
         let (stop, stop_rx) = watch::channel(false);
         let limits = crate::server::connection_limits(config);
         let mut tasks = Vec::new();
-        for (listener, security, admin) in [(soap, security.soap, false), (admin, security.admin, true)] {
+        for (listener, security, admin) in
+            [(soap, security.soap, false), (admin, security.admin, true)]
+        {
             let reason = reason_rx.clone();
             tasks.push(tokio::spawn(listener::serve(
                 listener,
@@ -69,7 +71,11 @@ impl Standby {
                 },
             )));
         }
-        Standby { reason, stop, tasks }
+        Standby {
+            reason,
+            stop,
+            tasks,
+        }
     }
 
     /// What `/readyz` says.
@@ -95,7 +101,10 @@ impl Standby {
         loop {
             match lease.try_acquire().await {
                 Ok(Some(held)) => {
-                    info!(revision = held.revision, "leader lease taken: becoming active");
+                    info!(
+                        revision = held.revision,
+                        "leader lease taken: becoming active"
+                    );
                     return Some(held);
                 }
                 Ok(None) => {

@@ -31,10 +31,7 @@ impl Fence {
     /// A fence that is open until `until`, and its control.
     pub fn lease(until: Instant) -> (FenceControl, Fence) {
         let (tx, rx) = watch::channel(Some(until));
-        (
-            FenceControl { deadline: tx },
-            Fence { deadline: Some(rx) },
-        )
+        (FenceControl { deadline: tx }, Fence { deadline: Some(rx) })
     }
 
     /// Whether this connector may act now.
@@ -56,7 +53,10 @@ impl Fence {
         let Some(rx) = &self.deadline else { return };
         let mut rx = rx.clone();
         loop {
-            if rx.borrow_and_update().is_some_and(|until| Instant::now() < until) {
+            if rx
+                .borrow_and_update()
+                .is_some_and(|until| Instant::now() < until)
+            {
                 return;
             }
             if rx.changed().await.is_err() {

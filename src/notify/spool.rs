@@ -43,7 +43,7 @@ use tracing::{error, warn};
 use super::outbox::Shared;
 use super::{OutboundEvent, SubscriptionId};
 
-pub use jetstream::JetStreamStore;
+pub use jetstream::{COMPACT_AFTER, JetStreamStore};
 pub use record::RecordError;
 pub use redb_store::{FILE_NAME, RedbStore};
 

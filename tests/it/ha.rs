@@ -147,16 +147,20 @@ async fn an_active_standby_pair_loses_nothing() {
     wait_ready(a.endpoints.admin, 200, "connector-a active").await;
     let b = connector(dir.path(), "connector-b", &nats);
     let b_admin = b.endpoints.admin;
-    common::poll("connector-b standby, saying why", TAKEOVER_WITHIN, || async move {
-        match readyz(b_admin).await {
-            Some((503, reason))
-                if reason.contains("standby: the leader lease is held by connector-a") =>
-            {
-                Ok(())
+    common::poll(
+        "connector-b standby, saying why",
+        TAKEOVER_WITHIN,
+        || async move {
+            match readyz(b_admin).await {
+                Some((503, reason))
+                    if reason.contains("standby: the leader lease is held by connector-a") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
             }
-            other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
     let backend = |p: &Process| Backend {
         soap: p.endpoints.soap,
@@ -243,8 +247,16 @@ async fn an_active_standby_pair_loses_nothing() {
     received.assert_in_order();
     assert_eq!(received.duplicates, 0);
     assert_eq!(soap_status(front, &harmless()).await, Some(200));
-    assert_eq!(readyz(b.endpoints.admin).await.unwrap().0, 200, "B still active");
-    assert_eq!(readyz(a.endpoints.admin).await.unwrap().0, 503, "A still standby");
+    assert_eq!(
+        readyz(b.endpoints.admin).await.unwrap().0,
+        200,
+        "B still active"
+    );
+    assert_eq!(
+        readyz(a.endpoints.admin).await.unwrap().0,
+        503,
+        "A still standby"
+    );
     let last = continued + more;
 
     // ---- 4: the active paused past its lease -------------------------------------------
@@ -252,7 +264,12 @@ async fn an_active_standby_pair_loses_nothing() {
     let pending = make_calls(&b.endpoints, 2).await;
     wait_durable(&b.endpoints, last + pending).await;
     b.signal("STOP");
-    wait_ready(a.endpoints.admin, 200, "connector-a takes over from the paused one").await;
+    wait_ready(
+        a.endpoints.admin,
+        200,
+        "connector-a takes over from the paused one",
+    )
+    .await;
     // A request that waits in the paused connector's socket for it to wake up.
     let paused_soap = b.endpoints.soap;
     let dial = tokio::spawn(async move {
@@ -302,4 +319,159 @@ async fn an_active_standby_pair_loses_nothing() {
     drop(proxy);
     b.kill();
     a.kill();
+}
+
+// ---- the replicated spool itself --------------------------------------------------------
+
+mod spool {
+    use std::time::Duration;
+
+    use ici_connector::config::ClusterConfig;
+    use ici_connector::notify::spool::SpoolStore;
+    use ici_connector::notify::{Fence, JetStreamStore, SpoolOp, StoredEvent, StoredSubscription};
+
+    use super::common;
+    use common::cluster::NatsCluster;
+
+    fn pair_config(nats: &NatsCluster, node: &str, prefix: &str) -> ClusterConfig {
+        ClusterConfig {
+            nats: nats.urls(),
+            node: node.into(),
+            lease_ttl: Duration::from_secs(2),
+            replicas: 3,
+            prefix: prefix.into(),
+        }
+    }
+
+    fn subscription() -> StoredSubscription {
+        StoredSubscription {
+            id: 1,
+            kind: "user".into(),
+            target: "A1".into(),
+            url: "http://127.0.0.1:9/sap/events".into(),
+            app_ids: vec!["IC-1".into()],
+            sequence: 0,
+        }
+    }
+
+    fn event(sequence: u64) -> SpoolOp {
+        SpoolOp::Append(
+            1,
+            StoredEvent {
+                name: "phoneCallChanged".into(),
+                sequence,
+                user: "A1".into(),
+                call: Some(format!("sim-{sequence}")),
+                body: format!("<event sequence=\"{sequence}\"/>"),
+            },
+        )
+    }
+
+    /// The connector that holds lease revision `lease` takes the spool over.
+    async fn take_over(config: &ClusterConfig, lease: u64) -> JetStreamStore {
+        let js = ici_connector::cluster::connect(config).await.unwrap();
+        JetStreamStore::take_over(js, config, lease, Fence::open())
+            .await
+            .unwrap()
+    }
+
+    /// `store.apply(ops)` on a blocking thread, as the spool's writer thread calls it.
+    async fn apply(
+        mut store: JetStreamStore,
+        ops: Vec<SpoolOp>,
+    ) -> (JetStreamStore, Result<(), String>) {
+        tokio::task::spawn_blocking(move || {
+            let result = store.apply(&ops).map_err(|e| e.to_string());
+            (store, result)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Sequences of the pending events of subscription 1, and where numbering continues.
+    fn pending(store: &mut JetStreamStore) -> (Vec<u64>, u64) {
+        let contents = store.load().unwrap();
+        let (sub, events) = &contents.subscriptions[0];
+        (events.iter().map(|e| e.sequence).collect(), sub.sequence)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stream_refuses_a_stale_active() {
+        let Some(binary) = common::tools::nats_server() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsCluster::start(&binary, dir.path()).await;
+        // A fence that never closes: only the stream can refuse the stale writer here.
+        let old = take_over(&pair_config(&nats, "old", "fence"), 1).await;
+        let (old, result) = apply(
+            old,
+            vec![SpoolOp::PutSubscription(subscription()), event(1)],
+        )
+        .await;
+        result.unwrap();
+
+        let mut new = take_over(&pair_config(&nats, "new", "fence"), 2).await;
+        let (events, next) = pending(&mut new);
+        assert_eq!(events, [1]);
+        assert!(
+            next > 1,
+            "after a takeover numbering continues above the reservation"
+        );
+
+        let (old, result) = apply(old, vec![event(2)]).await;
+        let error = result.expect_err("the stale writer is refused");
+        assert!(
+            error.contains("another connector has taken the spool over"),
+            "{error}"
+        );
+        assert!(old.fenced());
+        let (_, result) = apply(old, vec![event(3)]).await;
+        assert!(result.is_err(), "and stays refused");
+
+        let (_, result) = apply(new, vec![event(next + 1)]).await;
+        result.unwrap();
+        let mut third = take_over(&pair_config(&nats, "third", "fence"), 3).await;
+        assert_eq!(
+            pending(&mut third).0,
+            [1, next + 1],
+            "nothing of the stale writer"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compacted_log_holds_the_same_spool() {
+        let Some(binary) = common::tools::nats_server() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsCluster::start(&binary, dir.path()).await;
+        let config = pair_config(&nats, "a", "compact");
+        let mut store = take_over(&config, 1).await;
+        let commits = ici_connector::notify::spool::COMPACT_AFTER + 10;
+        let (s, result) = apply(store, vec![SpoolOp::PutSubscription(subscription())]).await;
+        result.unwrap();
+        store = s;
+        // One event per commit; every one but each hundredth is acknowledged at once.
+        for sequence in 1..=commits {
+            let mut ops = vec![event(sequence)];
+            if sequence % 100 != 0 {
+                ops.push(SpoolOp::Remove(1, sequence));
+            }
+            let (s, result) = apply(store, ops).await;
+            result.unwrap();
+            store = s;
+        }
+        let js = ici_connector::cluster::connect(&config).await.unwrap();
+        let mut stream = js.get_stream(config.stream()).await.unwrap();
+        let first = stream.info().await.unwrap().state.first_sequence;
+        assert!(
+            first > commits / 2,
+            "the log before the compaction was purged: first {first}"
+        );
+        let mut next = take_over(&pair_config(&nats, "b", "compact"), 2).await;
+        let (events, _) = pending(&mut next);
+        let wanted: Vec<u64> = (1..=commits).filter(|s| s % 100 == 0).collect();
+        assert_eq!(events, wanted);
+    }
 }

@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
@@ -65,9 +65,14 @@ const RETRY_MAX: Duration = Duration::from_millis(500);
 #[serde(tag = "entry", rename_all = "snake_case")]
 enum Entry {
     /// Changes, in the order they were made.
-    Commit { ops: Vec<LogOp> },
+    Commit {
+        ops: Vec<LogOp>,
+    },
     /// A connector took the spool over; every write of another after it is refused.
-    Takeover { node: String, lease: u64 },
+    Takeover {
+        node: String,
+        lease: u64,
+    },
     /// The writer stopped gracefully with everything committed.
     Clean,
     /// The state follows whole; it replaces what came before once [`Entry::CompactEnd`]
@@ -226,10 +231,13 @@ impl State {
 
     /// The whole state as changes (a compaction).
     fn as_ops(&self) -> Vec<LogOp> {
-        let subs = self.subs.values().map(|(sub, reserved)| LogOp::Subscription {
-            sub: sub.clone(),
-            reserved: *reserved,
-        });
+        let subs = self
+            .subs
+            .values()
+            .map(|(sub, reserved)| LogOp::Subscription {
+                sub: sub.clone(),
+                reserved: *reserved,
+            });
         let events = self.events.iter().map(|((id, _), event)| LogOp::Append {
             id: *id,
             event: event.clone(),
@@ -428,9 +436,8 @@ impl JetStreamStore {
         if self.fenced {
             return Err(self.err("another connector has taken the spool over"));
         }
-        let payload = bytes::Bytes::from(
-            seal_json(self.subject.as_bytes(), entry).map_err(|e| self.err(e))?,
-        );
+        let payload =
+            bytes::Bytes::from(seal_json(self.subject.as_bytes(), entry).map_err(|e| self.err(e))?);
         self.written += 1;
         let id = format!("{}-{}", self.writer, self.written);
         let mut pause = RETRY_MIN;
@@ -597,12 +604,20 @@ mod tests {
         let mut clean = Replay::default();
         log().into_iter().for_each(|e| clean.entry(e));
         clean.entry(Entry::Clean);
-        assert_eq!(clean.state.contents(clean.clean).subscriptions[0].0.sequence, 2);
+        assert_eq!(
+            clean.state.contents(clean.clean).subscriptions[0]
+                .0
+                .sequence,
+            2
+        );
         clean.entry(Entry::Takeover {
             node: "b".into(),
             lease: 2,
         });
-        assert!(!clean.clean, "the next connector's takeover counts as unclean");
+        assert!(
+            !clean.clean,
+            "the next connector's takeover counts as unclean"
+        );
     }
 
     #[test]

@@ -69,7 +69,10 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         stream.read_to_end(&mut answer).await.ok()?;
         let answer = String::from_utf8_lossy(&answer).into_owned();
         let status = answer.split_whitespace().nth(1)?.parse().ok()?;
-        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
         Some((status, body))
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
@@ -164,12 +167,16 @@ impl NatsCluster {
         let cluster = NatsCluster { nodes };
         for node in &cluster.nodes {
             let monitor: SocketAddr = ([127, 0, 0, 1], node.monitor).into();
-            super::poll("a NATS node with JetStream ready", START_WITHIN, || async move {
-                match http_get(monitor, "/healthz").await {
-                    Some((200, _)) => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            })
+            super::poll(
+                "a NATS node with JetStream ready",
+                START_WITHIN,
+                || async move {
+                    match http_get(monitor, "/healthz").await {
+                        Some((200, _)) => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
             .await;
         }
         cluster
@@ -234,13 +241,21 @@ impl Haproxy {
         );
         let file: PathBuf = dir.join("haproxy.cfg");
         std::fs::write(&file, config).unwrap();
-        let check = Command::new(binary).arg("-c").arg("-f").arg(&file).output().unwrap();
+        let check = Command::new(binary)
+            .arg("-c")
+            .arg("-f")
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(
             check.status.success(),
             "haproxy -c: {}",
             String::from_utf8_lossy(&check.stdout)
         );
-        let daemon = Daemon::spawn("haproxy", Command::new(binary).arg("-db").arg("-f").arg(&file));
+        let daemon = Daemon::spawn(
+            "haproxy",
+            Command::new(binary).arg("-db").arg("-f").arg(&file),
+        );
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         super::poll("HAProxy listening", START_WITHIN, || async move {
             tokio::net::TcpStream::connect(addr)
