@@ -145,6 +145,25 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_cluster_problems_names_each_key() {
+        let errors =
+            crate::config::Config::from_toml_str("[cluster]\nnode = \"a\"\nlease = \"1s\"")
+                .unwrap_err();
+        assert_eq!(errors.iter().next().unwrap().key, "cluster.lease");
+        let errors = crate::config::Config::from_toml_str("[cluster]\nnode = \"a\"").unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["cluster.nats"]);
+        let config = crate::config::Config::from_toml_str(
+            "[cluster]\nnats = [\"nats://n1:4222\"]\nnode = \"a\"\nlease_ttl = \"2s\"",
+        )
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.lease_ttl, Duration::from_secs(2));
+        assert_eq!(cluster.replicas, ClusterConfig::DEFAULT_REPLICAS);
+        assert_eq!(cluster.stream(), "ICI_SPOOL");
+    }
+
+    #[test]
     fn a_complete_table_passes() {
         let cluster = ClusterConfig {
             nats: vec!["nats://10.0.0.1:4222".into(), "nats://10.0.0.2:4222".into()],

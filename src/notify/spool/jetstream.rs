@@ -475,6 +475,10 @@ impl JetStreamStore {
                      spool over, this one writes no more"
                 )));
             }
+            if e.kind() == PublishErrorKind::MaxPayloadExceeded {
+                // Retrying cannot help: a failed commit (the events go out from memory).
+                return Err(self.err(format!("{e} (one change larger than a NATS message)")));
+            }
             if !self.fence.allows() {
                 self.fenced = true;
                 return Err(self.err(format!(
