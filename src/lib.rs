@@ -212,10 +212,23 @@ async fn run_pair(
             standby.stop().await;
             let Some(held) = held else { return Ok(()) };
             let (mut keeper, fence) = cluster::Keeper::start(Arc::clone(&lease), held);
-            let store =
+            let taken =
                 notify::JetStreamStore::take_over(js.clone(), &pair, held.revision, fence.clone())
-                    .await
-                    .map_err(RunError::Spool)?;
+                    .await;
+            let store = match taken {
+                Ok(store) => store,
+                Err(e) => {
+                    // NATS still electing the stream's leader, say: let the lease go and
+                    // try again as standby (the other connector may do better).
+                    tracing::error!(error = %e, "cannot take the spool over: back to standby");
+                    lease.release(keeper.revision()).await;
+                    drop(keeper);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pair.lease_ttl) => continue,
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+            };
             let mut lost = None;
             let mut stopping = stop.clone();
             let ended = async {
