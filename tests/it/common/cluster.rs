@@ -3,9 +3,10 @@
 //! `packaging/` with test addresses put in. Every process is killed when its value is
 //! dropped, and its data lives in the test's temporary folder.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,14 +16,25 @@ const PACKAGING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging");
 /// How long a NATS node or HAProxy may take to come up.
 const START_WITHIN: Duration = Duration::from_secs(30);
 
-/// A port the OS hands out now (the listener is closed again: the child binds it).
+/// A port the OS hands out now, never one it handed to this test process before (the
+/// listener is closed again: the child binds it, so another process may take it first;
+/// the callers start again on new ports when their child cannot bind).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
+
+/// How often a child that could not bind its ports is started again on new ones.
+const START_ATTEMPTS: usize = 3;
 
 /// A child process killed when dropped.
 pub struct Daemon {
@@ -31,16 +43,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(name: &str, command: &mut Command) -> Daemon {
+    /// Starts `command`, its output in `log`.
+    fn spawn(name: &str, command: &mut Command, log: &Path) -> Daemon {
+        let file = std::fs::File::create(log).unwrap();
         let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         Daemon {
             name: name.into(),
             child,
         }
+    }
+
+    /// Whether it has ended (could not bind its port, say).
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL, and waits for the exit.
@@ -129,15 +148,27 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub async fn start(binary: &Path, dir: &Path) -> NatsCluster {
+        for attempt in 1..=START_ATTEMPTS {
+            if let Some(cluster) = NatsCluster::try_start(binary, dir, attempt).await {
+                return cluster;
+            }
+            eprintln!("a NATS node could not bind its ports (attempt {attempt}); new ports");
+        }
+        panic!("the NATS cluster did not start; logs in {}", dir.display())
+    }
+
+    /// `None` when a node ended before it was ready (a port taken meanwhile).
+    async fn try_start(binary: &Path, dir: &Path, attempt: usize) -> Option<NatsCluster> {
         let template = std::fs::read_to_string(Path::new(PACKAGING).join("nats-server.conf"))
             .expect("packaging/nats-server.conf");
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut nodes = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let (client, monitor) = (free_port(), free_port());
-            let store = dir.join(format!("nats-{}", i + 1));
+            let name = format!("nats-{}", i + 1);
+            let store = dir.join(format!("{name}-{attempt}"));
             let mut config = template
-                .replace("nats-1", &format!("nats-{}", i + 1))
+                .replace("nats-1", &name)
                 .replace("0.0.0.0:4222", &format!("127.0.0.1:{client}"))
                 .replace("127.0.0.1:8222", &format!("127.0.0.1:{monitor}"))
                 .replace("/var/lib/nats/jetstream", &store.display().to_string())
@@ -152,11 +183,12 @@ impl NatsCluster {
                 !uncommented(&config).contains("10.0.0."),
                 "every address replaced:\n{config}"
             );
-            let file = dir.join(format!("nats-{}.conf", i + 1));
+            let file = dir.join(format!("{name}.conf"));
             std::fs::write(&file, config).unwrap();
             let daemon = Daemon::spawn(
                 &format!("nats-server {}", i + 1),
                 Command::new(binary).arg("-c").arg(&file),
+                &dir.join(format!("{name}-{attempt}.log")),
             );
             nodes.push(NatsNode {
                 client,
@@ -164,22 +196,27 @@ impl NatsCluster {
                 daemon: Some(daemon),
             });
         }
-        let cluster = NatsCluster { nodes };
-        for node in &cluster.nodes {
-            let monitor: SocketAddr = ([127, 0, 0, 1], node.monitor).into();
-            super::poll(
-                "a NATS node with JetStream ready",
-                START_WITHIN,
-                || async move {
-                    match http_get(monitor, "/healthz").await {
-                        Some((200, _)) => Ok(()),
-                        other => Err(format!("{other:?}")),
-                    }
-                },
-            )
-            .await;
+        let mut cluster = NatsCluster { nodes };
+        let deadline = tokio::time::Instant::now() + START_WITHIN;
+        for i in 0..cluster.nodes.len() {
+            let monitor: SocketAddr = ([127, 0, 0, 1], cluster.nodes[i].monitor).into();
+            loop {
+                if let Some((200, _)) = http_get(monitor, "/healthz").await {
+                    break;
+                }
+                if cluster.nodes[i].daemon.as_mut().is_some_and(Daemon::exited) {
+                    return None;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "NATS node {} not ready within {START_WITHIN:?}; logs in {}",
+                    i + 1,
+                    dir.display()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        cluster
+        Some(cluster)
     }
 
     /// The `[cluster] nats` list.
@@ -213,6 +250,22 @@ pub struct Backend {
 
 impl Haproxy {
     pub async fn start(binary: &Path, dir: &Path, a: Backend, b: Backend) -> Haproxy {
+        for attempt in 1..=START_ATTEMPTS {
+            if let Some(proxy) = Haproxy::try_start(binary, dir, a, b, attempt).await {
+                return proxy;
+            }
+            eprintln!("HAProxy could not bind its port (attempt {attempt}); a new one");
+        }
+        panic!("HAProxy did not start; logs in {}", dir.display())
+    }
+
+    async fn try_start(
+        binary: &Path,
+        dir: &Path,
+        a: Backend,
+        b: Backend,
+        attempt: usize,
+    ) -> Option<Haproxy> {
         let template = std::fs::read_to_string(Path::new(PACKAGING).join("haproxy.cfg"))
             .expect("packaging/haproxy.cfg");
         let port = free_port();
@@ -252,21 +305,26 @@ impl Haproxy {
             "haproxy -c: {}",
             String::from_utf8_lossy(&check.stdout)
         );
-        let daemon = Daemon::spawn(
+        let mut daemon = Daemon::spawn(
             "haproxy",
             Command::new(binary).arg("-db").arg("-f").arg(&file),
+            &dir.join(format!("haproxy-{attempt}.log")),
         );
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        super::poll("HAProxy listening", START_WITHIN, || async move {
-            tokio::net::TcpStream::connect(addr)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .await;
-        Haproxy {
+        let deadline = tokio::time::Instant::now() + START_WITHIN;
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if daemon.exited() {
+                return None;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "HAProxy not listening within {START_WITHIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Some(Haproxy {
             addr,
             _daemon: daemon,
-        }
+        })
     }
 }
