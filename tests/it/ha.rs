@@ -8,7 +8,9 @@
 //! 2. SOAP through HAProxy works again after the takeover (the gap is measured);
 //! 3. one NATS node killed: nothing lost, nothing stops;
 //! 4. the active connector SIGSTOPped past its lease, then SIGCONTed: it delivers nothing,
-//!    drives no switch, and steps down to standby.
+//!    drives no switch, and steps down to standby;
+//! 5. the active stopped gracefully (SIGTERM): the standby takes over at once, numbering
+//!    continuing without a gap.
 //!
 //! Without nats-server or HAProxy (outside CI) the test says SKIPPED; scripts/test.sh
 //! installs both.
@@ -315,10 +317,32 @@ async fn an_active_standby_pair_loses_nothing() {
         next.name, "workmodeChanged",
         "no duplicate from the paused connector"
     );
-    assert!(next.sequence.unwrap() > last + pending);
+    let last = next.sequence.unwrap();
+    assert!(
+        last > 1000 + 41 + pending,
+        "numbering continued above the reservation"
+    );
+
+    // ---- 5: a graceful handover (SIGTERM) continues the numbering without a gap ---------
+    let stopped = Instant::now();
+    a.stop();
+    wait_ready(b.endpoints.admin, 200, "connector-b takes over at once").await;
+    let handover = stopped.elapsed();
+    b.endpoints
+        .sim("POST", "/agents/2001/state", json!({"state": "not_ready"}))
+        .await;
+    let next = fake.next_event().await;
+    assert_eq!(
+        (next.name.as_str(), next.sequence),
+        ("workmodeChanged", Some(last + 1)),
+        "after a clean stop nothing was reserved in vain"
+    );
+    eprintln!(
+        "HANDOVER SIGTERM -> standby active: {} ms",
+        handover.as_millis()
+    );
     drop(proxy);
     b.kill();
-    a.kill();
 }
 
 // ---- the replicated spool itself --------------------------------------------------------
