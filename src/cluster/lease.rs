@@ -33,7 +33,10 @@ const MARGIN_DIVISOR: u32 = 10;
 
 /// The lease bucket and who this connector is.
 pub struct Lease {
+    js: jetstream::Context,
     kv: kv::Store,
+    /// The bucket's stream.
+    stream: String,
     node: String,
     ttl: Duration,
 }
@@ -86,27 +89,66 @@ impl Lease {
             .await
             .map_err(|e| ClusterError::nats(cluster, format!("lease bucket {bucket}: {e}")))?;
         Ok(Lease {
+            js: js.clone(),
             kv,
+            stream: format!("KV_{bucket}"),
             node: cluster.node.clone(),
             ttl: cluster.lease_ttl,
         })
     }
 
-    fn held(&self, revision: u64, sent: Instant) -> Held {
+    fn held(&self, revision: u64, sent: Instant, ttl: Duration) -> Held {
         Held {
             revision,
-            until: sent + self.ttl - self.ttl / MARGIN_DIVISOR,
+            until: sent + ttl - ttl / MARGIN_DIVISOR,
         }
     }
 
-    /// Takes the lease if nobody holds it.
+    /// Takes the lease if nobody holds it. The new holder sets the bucket's max age to its
+    /// `lease_ttl` (the connectors' settings may differ); until then it counts with the
+    /// shorter of the two, so it never acts longer than the server keeps its value.
     pub async fn try_acquire(&self) -> Result<Option<Held>, String> {
         let sent = Instant::now();
         match self.kv.create(KEY, self.node.clone().into()).await {
-            Ok(revision) => Ok(Some(self.held(revision, sent))),
+            Ok(revision) => {
+                let ttl = self.align().await?;
+                Ok(Some(self.held(revision, sent, ttl)))
+            }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Makes the bucket's max age this connector's `lease_ttl`; returns the shorter of the
+    /// two.
+    async fn align(&self) -> Result<Duration, String> {
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut config = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .config
+            .clone();
+        let bucket = config.max_age;
+        if bucket != self.ttl {
+            warn!(bucket = ?bucket, lease_ttl = ?self.ttl, "leader lease bucket had another max age: set to this connector's lease_ttl");
+            config.max_age = self.ttl;
+            // NATS refuses a duplicate window longer than the max age.
+            config.duplicate_window = config.duplicate_window.min(self.ttl);
+            self.js
+                .update_stream(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(if bucket.is_zero() {
+            self.ttl
+        } else {
+            bucket.min(self.ttl)
+        })
     }
 
     /// Who holds the lease now, if anybody.
@@ -122,7 +164,7 @@ impl Lease {
             .update(KEY, self.node.clone().into(), revision)
             .await
         {
-            Ok(revision) => Ok(self.held(revision, sent)),
+            Ok(revision) => Ok(self.held(revision, sent, self.ttl)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Renewal::Lost),
             Err(e) => Err(Renewal::Failed(e.to_string())),
         }

@@ -499,3 +499,56 @@ mod spool {
         assert_eq!(events, wanted);
     }
 }
+
+// ---- the leader lease --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_has_one_holder_and_outlives_its_deadline() {
+    use ici_connector::cluster::{Lease, connect};
+    use ici_connector::config::ClusterConfig;
+
+    let Some(binary) = common::tools::nats_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(&binary, dir.path()).await;
+    let config = |node: &str, ttl_ms: u64| ClusterConfig {
+        nats: nats.urls(),
+        node: node.into(),
+        lease_ttl: Duration::from_millis(ttl_ms),
+        replicas: 3,
+        prefix: "lease".into(),
+    };
+    let (a, b) = (config("a", 2000), config("b", 1000));
+    let js = connect(&a).await.unwrap();
+    let first = Lease::open(&js, &a).await.unwrap();
+    let second = Lease::open(&js, &b).await.unwrap();
+    let held = first
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("a free lease is taken");
+    assert!(second.try_acquire().await.unwrap().is_none(), "one holder");
+    assert_eq!(second.holder().await.unwrap().as_deref(), Some("a"));
+
+    // Not renewed, it runs out; the other can take it only after the holder's deadline.
+    let taken = common::poll("the lease runs out", TAKEOVER_WITHIN, || async {
+        match second.try_acquire().await {
+            Ok(Some(held)) => Ok((Instant::now(), held)),
+            // NATS is up: an error is a fault of the lease code, not a state to wait out.
+            Err(e) => panic!("{e}"),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        taken.0 >= held.until,
+        "taken {:?} before the holder's deadline",
+        held.until - taken.0
+    );
+    assert!(taken.1.revision > held.revision);
+    // The new holder's lease_ttl is the bucket's now.
+    let mut stream = js.get_stream("KV_lease_lease").await.unwrap();
+    let max_age = stream.info().await.unwrap().config.max_age;
+    assert_eq!(max_age, Duration::from_secs(1));
+}
