@@ -98,3 +98,66 @@ impl SwitchAdapter for FencedSwitch {
         self.inner.link_up_at_start()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::switch::{SwitchCommand, SwitchReply};
+
+    /// A switch that counts the commands reaching it.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl SwitchAdapter for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn capabilities(&self) -> &[Capability] {
+            &[]
+        }
+        fn submit(&self, request: SwitchRequest) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let _ = request.reply.send(Ok(SwitchReply::Done));
+        }
+    }
+
+    async fn clear(switch: &FencedSwitch) -> Result<SwitchReply, SwitchError> {
+        let (reply, answer) = oneshot::channel();
+        switch.submit(SwitchRequest {
+            command: SwitchCommand::Clear {
+                call: "sim-1".into(),
+                extension: "2001".into(),
+            },
+            reply,
+        });
+        answer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_keeps_commands_from_the_switch() {
+        let inner = Arc::new(Counting::default());
+        let (control, fence) = Fence::lease(Instant::now() + Duration::from_secs(60));
+        let switch = FencedSwitch::new(inner.clone(), fence);
+        assert!(clear(&switch).await.is_ok());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+
+        // The deadline passed (a paused process wakes up): refused before anything moves.
+        control.extend(Instant::now() - Duration::from_millis(1));
+        assert!(matches!(
+            clear(&switch).await,
+            Err(SwitchError::Unavailable(_))
+        ));
+        control.close();
+        assert!(clear(&switch).await.is_err());
+        assert_eq!(
+            inner.0.load(Ordering::SeqCst),
+            1,
+            "nothing reached the switch"
+        );
+    }
+}
