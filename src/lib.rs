@@ -171,13 +171,51 @@ async fn run_pair(
         let _ = stop_tx.send(true);
         std::future::pending::<()>().await
     };
+    // The standby's listeners on this phase's handles of the sockets.
+    let serve_standby = |config: &Config| -> Result<cluster::Standby, RunError> {
+        let listeners = phase()?;
+        Ok(cluster::Standby::serve(
+            listeners.soap,
+            listeners.admin,
+            config,
+            cluster::StandbySecurity {
+                soap: listener::ListenerSecurity {
+                    tls: if config.tls.enabled {
+                        Some(tls::ServerTls::load(&config.tls)?)
+                    } else {
+                        None
+                    },
+                    allow: security::AccessList::new(&config.access.soap_allow),
+                    counters: Arc::default(),
+                },
+                admin: listener::ListenerSecurity {
+                    tls: None,
+                    allow: security::AccessList::new(&config.access.admin_allow),
+                    counters: Arc::default(),
+                },
+            },
+        ))
+    };
     let pair = async move {
-        let js = cluster::connect(&pair).await?;
+        // Standby from the start: /readyz says why while NATS is out of reach.
+        let mut first = Some(serve_standby(&live.borrow().clone())?);
+        let starting = first.as_ref().expect("just made");
+        starting.set_reason(format!(
+            "standby: connecting to NATS ({})",
+            pair.nats.join(", ")
+        ));
+        let js = tokio::select! {
+            js = cluster::connect(&pair) => js?,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
         let lease = loop {
             // The NATS cluster may still be electing its leaders (all machines booting).
             match cluster::Lease::open(&js, &pair).await {
                 Ok(lease) => break Arc::new(lease),
-                Err(e) => tracing::warn!(error = %e, "leader lease bucket not reachable yet"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader lease bucket not reachable yet");
+                    starting.set_reason(format!("standby: {e}"));
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(pair.lease_ttl) => {}
@@ -185,29 +223,10 @@ async fn run_pair(
             }
         };
         loop {
-            let config = live.borrow().clone();
-            let listeners = phase()?;
-            let standby = cluster::Standby::serve(
-                listeners.soap,
-                listeners.admin,
-                &config,
-                cluster::StandbySecurity {
-                    soap: listener::ListenerSecurity {
-                        tls: if config.tls.enabled {
-                            Some(tls::ServerTls::load(&config.tls)?)
-                        } else {
-                            None
-                        },
-                        allow: security::AccessList::new(&config.access.soap_allow),
-                        counters: Arc::default(),
-                    },
-                    admin: listener::ListenerSecurity {
-                        tls: None,
-                        allow: security::AccessList::new(&config.access.admin_allow),
-                        counters: Arc::default(),
-                    },
-                },
-            );
+            let standby = match first.take() {
+                Some(standby) => standby,
+                None => serve_standby(&live.borrow().clone())?,
+            };
             let held = standby.acquire(&lease, &mut stop).await;
             standby.stop().await;
             let Some(held) = held else { return Ok(()) };

@@ -87,10 +87,11 @@ impl Standby {
         });
     }
 
-    /// Stops serving (the active connector takes the listeners over).
-    pub async fn stop(self) {
+    /// Stops serving and waits until the listeners are let go (the active connector takes
+    /// them over).
+    pub async fn stop(mut self) {
         self.stop.send_replace(true);
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
@@ -121,6 +122,13 @@ impl Standby {
                 return None;
             }
         }
+    }
+}
+
+/// Dropped without [`Standby::stop`] (the process stops): the listeners stop as well.
+impl Drop for Standby {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
     }
 }
 
