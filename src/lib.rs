@@ -210,7 +210,11 @@ async fn run_pair(
         };
         let lease = loop {
             // The NATS cluster may still be electing its leaders (all machines booting).
-            match cluster::Lease::open(&js, &pair).await {
+            let opened = tokio::select! {
+                opened = cluster::Lease::open(&js, &pair) => opened,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            match opened {
                 Ok(lease) => break Arc::new(lease),
                 Err(e) => {
                     tracing::warn!(error = %e, "leader lease bucket not reachable yet");

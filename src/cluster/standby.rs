@@ -100,7 +100,13 @@ impl Standby {
     /// `/readyz` meanwhile who holds it.
     pub async fn acquire(&self, lease: &Lease, stop: &mut watch::Receiver<bool>) -> Option<Held> {
         loop {
-            match lease.try_acquire().await {
+            // A request to an unreachable NATS may take its whole timeout: a stop does not
+            // wait for it (a lease taken in that moment simply runs out).
+            let attempt = tokio::select! {
+                attempt = lease.try_acquire() => attempt,
+                _ = stop.wait_for(|s| *s) => return None,
+            };
+            match attempt {
                 Ok(Some(held)) => {
                     info!(
                         revision = held.revision,

@@ -552,3 +552,29 @@ async fn the_lease_has_one_holder_and_outlives_its_deadline() {
     let max_age = stream.info().await.unwrap().config.max_age;
     assert_eq!(max_age, Duration::from_secs(1));
 }
+
+/// Without NATS the connector of a pair is up, standby, and says why.
+#[tokio::test]
+async fn without_nats_a_pair_connector_is_standby_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = common::cluster::free_port();
+    let toml =
+        format!("[cluster]\nnats = [\"nats://127.0.0.1:{closed}\"]\nnode = \"connector-a\"\n");
+    let connector = Process::start_in(dir.path(), &toml);
+    let admin = connector.endpoints.admin;
+    common::poll("the standby's reason", TAKEOVER_WITHIN, || async move {
+        match readyz(admin).await {
+            Some((503, reason)) if reason.contains("standby: connecting to NATS") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(http_get(admin, "/healthz").await.map(|a| a.0), Some(200));
+    assert_eq!(
+        soap_status(connector.endpoints.soap, &harmless()).await,
+        Some(503),
+        "no SOAP on a standby"
+    );
+    connector.stop();
+}
