@@ -3,7 +3,7 @@
 #
 #   bash benches/run.sh            full run, release build, 3 repetitions (about 15 min)
 #   bash benches/run.sh --smoke    seconds of each, debug build: CI checks the harness works
-#   bash benches/run.sh --only soap,events,parse,peer,tls   a subset
+#   bash benches/run.sh --only soap,events,parse,peer,tls,spool   a subset
 #   RUNS=5 DURATION=15 bash benches/run.sh
 #
 # Results: one JSON object per line in $OUT/results.jsonl (default target/bench-results),
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SMOKE=0
-ONLY="soap,peer,events,parse,tls"
+ONLY="soap,peer,events,parse,tls,spool"
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
@@ -244,6 +244,76 @@ if want events; then
             --latency-concurrency "$LATENCY_CONCURRENCY" --duration "$DURATION" \
             --warmup "$WARMUP" | tee -a "$RESULTS"
         stop "$CONNECTOR_PID"
+    done
+fi
+
+# --- 7: the event pipeline on the replicated spool beside redb ---------------------------
+# Benchmark 2 against a connector on redb and one on the JetStream spool of [cluster]
+# (three nats-server nodes from packaging/nats-server.conf, replicas 3), interleaved per
+# repetition. Results as "spool_events", "spool_events_light", "spool_memory", with
+# "spool": "redb" or "jetstream". Needs Debian's nats-server (scripts/test.sh installs it).
+NATS_SERVER=${ICI_NATS_SERVER:-/usr/sbin/nats-server}
+if want spool && [ ! -x "$NATS_SERVER" ]; then
+    echo "spool: skipped: $NATS_SERVER not installed (apt-get install nats-server)" >&2
+elif want spool; then
+    read -r -a ports <<< "$(python3 -c 'import socket
+s = [socket.socket() for _ in range(9)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))')"
+    for i in 1 2 3; do
+        client=${ports[$((i - 1))]} monitor=${ports[$((i + 2))]} route=${ports[$((i + 5))]}
+        sed -e "s/nats-1/nats-$i/" -e "s/0.0.0.0:4222/127.0.0.1:$client/" \
+            -e "s/127.0.0.1:8222/127.0.0.1:$monitor/" -e "s|/var/lib/nats/jetstream|$WORK/nats-$i|" \
+            -e "s/0.0.0.0:6222/127.0.0.1:$route/" -e "s/10.0.0.21:6222/127.0.0.1:${ports[6]}/" \
+            -e "s/10.0.0.22:6222/127.0.0.1:${ports[7]}/" -e "s/10.0.0.23:6222/127.0.0.1:${ports[8]}/" \
+            packaging/nats-server.conf > "$WORK/nats-$i.conf"
+        "$NATS_SERVER" -c "$WORK/nats-$i.conf" > "$WORK/nats-$i.log" 2>&1 &
+        PIDS+=("$!")
+    done
+    for i in 1 2 3; do
+        python3 - "${ports[$((i + 2))]}" <<'EOF'
+import sys, time, urllib.request
+for _ in range(600):
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1).status == 200:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.05)
+sys.exit("a NATS node did not come up")
+EOF
+    done
+    nats_urls="\"nats://127.0.0.1:${ports[0]}\", \"nats://127.0.0.1:${ports[1]}\", \"nats://127.0.0.1:${ports[2]}\""
+    max=${SIZES##*,}
+    for run in $(seq "$RUNS"); do
+        machine "spool run $run" >> "$RESULTS"
+        for spool in redb jetstream; do
+            extra=""
+            if [ "$spool" = jetstream ]; then
+                # A fresh spool stream and lease per repetition.
+                extra=$(printf '[cluster]\nnats = [%s]\nnode = "bench"\nprefix = "bench%s"\n' "$nats_urls" "$run")
+            fi
+            start_connector "$max" info "$extra"
+            # The pair's connector serves SOAP once it holds the lease.
+            python3 - "$ADMIN_ADDR" <<'EOF'
+import sys, time, urllib.request
+for _ in range(600):
+    try:
+        if urllib.request.urlopen(f"http://{sys.argv[1]}/readyz", timeout=1).status == 200:
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.05)
+sys.exit("the connector did not become ready")
+EOF
+            "$LOADGEN" events --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
+                --sizes "$SIZES" --concurrency "$CONCURRENCY" \
+                --latency-concurrency "$LATENCY_CONCURRENCY" --duration "$DURATION" \
+                --warmup "$WARMUP" |
+                sed -e "s/\"bench\": *\"/\"spool\":\"$spool\",\"bench\":\"spool_/" |
+                tee -a "$RESULTS"
+            stop "$CONNECTOR_PID"
+        done
     done
 fi
 

@@ -108,6 +108,20 @@ def main(path):
                   f" load tool {spread([(r.get('cpu_per_event') or {}).get('loadgen_cpu_us') or 0 for r in rs], '{:.1f}')} us"
                   f"  [p99<5ms {'met' if p99 < 5 else 'MISSED'}, >=20k/s {'met' if eps >= 20000 else 'MISSED'}]")
 
+    spool = [r for r in rows if r["bench"] in ("spool_events", "spool_events_light")]
+    if spool:
+        print("\n7. Event pipeline by spool, same run: redb (one connector) beside JetStream"
+              " (the replicated spool of [cluster], three NATS nodes, replicas 3)")
+        by = defaultdict(list)
+        for r in spool:
+            by[(r["bench"], r["agents"], r["spool"])].append(r)
+        for (bench, agents, kind), rs in sorted(by.items()):
+            load = "saturation" if bench == "spool_events" else "light load"
+            print(f"  {load:<10} {agents:>6} agents {kind:<9}:"
+                  f" {spread([r['events_per_s'] for r in rs]):>22} events/s,"
+                  f" p50 {spread([r['p50_ms'] for r in rs], '{:.2f}')} ms,"
+                  f" p99 {spread([r['p99_ms'] for r in rs], '{:.2f}')} ms")
+
     memory = [r for r in rows if r["bench"] == "memory"]
     if memory:
         print("\n3. Connector RSS after setup (agents x 6 ringing calls, one subscription each)")

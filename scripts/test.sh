@@ -5,7 +5,9 @@
 #   - a Python venv at .venv with the SOAP toolkits pinned in tests/interop/requirements.txt
 #     (zeep, suds-community, xmlschema), used by the interop tests;
 #   - Debian chromium, node and tests/browser/node_modules (playwright-core, pinned by its
-#     lockfile), used by the status page and agent desktop tests.
+#     lockfile), used by the status page and agent desktop tests;
+#   - Debian nats-server and haproxy, used by the high-availability tests (tests/it/ha.rs);
+#     only the binaries are used: the services the packages may start are stopped.
 # Exports ICI_PYTHON and ICI_XMLLINT for the tests. Idempotent; quick once installed.
 set -euo pipefail
 
@@ -63,6 +65,17 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
     echo "$wanted" >"$stamp"
 fi
 export ICI_CHROMIUM=/usr/bin/chromium
+
+if [ ! -x /usr/sbin/nats-server ] || [ ! -x /usr/sbin/haproxy ]; then
+    apt_install nats-server haproxy
+    # The tests start their own processes on ports from the OS; the packages' services
+    # (where a service manager started them) are not needed.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now nats-server haproxy >/dev/null 2>&1 || true
+    fi
+fi
+export ICI_NATS_SERVER=/usr/sbin/nats-server
+export ICI_HAPROXY=/usr/sbin/haproxy
 
 export ICI_PYTHON=$venv/bin/python
 ICI_XMLLINT=$(command -v xmllint)

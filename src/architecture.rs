@@ -26,6 +26,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config", "ici", "listener", "ops", "security", "session", "soap", "wsdl",
         ],
     ),
+    // The active/standby pair: the lease, the standby's listeners, the fenced switch.
+    (
+        "cluster",
+        &["config", "listener", "notify", "server", "switch"],
+    ),
     ("listener", &["config", "metrics", "security", "tls"]),
     ("security", &["config"]),
     ("tls", &["config"]),

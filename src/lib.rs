@@ -38,6 +38,7 @@ pub mod admin;
 #[cfg(test)]
 mod architecture;
 mod backoff;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod ici;
@@ -120,6 +121,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error("cannot read a listener's address: {0}")]
     Listener(#[source] std::io::Error),
+    #[error("[cluster]: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Runs the connector until `shutdown` completes (or fails at once when the TLS files in
@@ -134,10 +137,174 @@ pub async fn run(
     run_live(live, listeners, shutdown).await
 }
 
-/// Like [`run`], with a configuration that can change while running.
+/// Like [`run`], with a configuration that can change while running. With `[cluster]`
+/// the connector is one of an active/standby pair ([`cluster`]).
 pub async fn run_live(
     live: LiveConfig,
     listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let pair = live.borrow().cluster.clone();
+    if let Some(pair) = pair {
+        return run_pair(live, listeners, pair, shutdown).await;
+    }
+    let store = {
+        let config = live.borrow();
+        notify::RedbStore::open(&config.events.data_dir).map_err(RunError::Spool)?
+    };
+    run_active(live, listeners, store, notify::Fence::open(), shutdown).await
+}
+
+/// One connector of an active/standby pair: standby until it takes the leader lease, then
+/// active on the replicated spool until the lease is lost (back to standby) or `shutdown`
+/// (the spool marked clean and the lease released, so the standby takes over at once).
+async fn run_pair(
+    live: LiveConfig,
+    listeners: Listeners,
+    pair: config::ClusterConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    metrics::install();
+    // Each phase serves the same sockets through its own handles.
+    let soap = listeners.soap.into_std().map_err(RunError::Listener)?;
+    let admin = listeners.admin.into_std().map_err(RunError::Listener)?;
+    let more_soap = listeners
+        .more_soap
+        .into_iter()
+        .map(|l| l.into_std().map_err(RunError::Listener))
+        .collect::<Result<Vec<_>, _>>()?;
+    let phase = || -> Result<Listeners, RunError> {
+        let clone = |l: &std::net::TcpListener| {
+            l.try_clone()
+                .and_then(TcpListener::from_std)
+                .map_err(RunError::Listener)
+        };
+        Ok(Listeners {
+            soap: clone(&soap)?,
+            admin: clone(&admin)?,
+            more_soap: more_soap.iter().map(clone).collect::<Result<_, _>>()?,
+        })
+    };
+    let (stop_tx, mut stop) = watch::channel(false);
+    let forward = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        std::future::pending::<()>().await
+    };
+    // The standby's listeners on this phase's handles of the sockets.
+    let serve_standby = |config: &Config| -> Result<cluster::Standby, RunError> {
+        let listeners = phase()?;
+        Ok(cluster::Standby::serve(
+            listeners.soap,
+            listeners.admin,
+            config,
+            cluster::StandbySecurity {
+                soap: listener::ListenerSecurity {
+                    tls: if config.tls.enabled {
+                        Some(tls::ServerTls::load(&config.tls)?)
+                    } else {
+                        None
+                    },
+                    allow: security::AccessList::new(&config.access.soap_allow),
+                    counters: Arc::default(),
+                },
+                admin: listener::ListenerSecurity {
+                    tls: None,
+                    allow: security::AccessList::new(&config.access.admin_allow),
+                    counters: Arc::default(),
+                },
+            },
+        ))
+    };
+    let pair = async move {
+        // Standby from the start: /readyz says why while NATS is out of reach.
+        let mut first = Some(serve_standby(&live.borrow().clone())?);
+        let starting = first.as_ref().expect("just made");
+        starting.set_reason(format!(
+            "standby: connecting to NATS ({})",
+            pair.nats.join(", ")
+        ));
+        let js = tokio::select! {
+            js = cluster::connect(&pair) => js?,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        let lease = loop {
+            // The NATS cluster may still be electing its leaders (all machines booting).
+            let opened = tokio::select! {
+                opened = cluster::Lease::open(&js, &pair) => opened,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            match opened {
+                Ok(lease) => break Arc::new(lease),
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader lease bucket not reachable yet");
+                    starting.set_reason(format!("standby: {e}"));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pair.lease_ttl) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        };
+        loop {
+            let standby = match first.take() {
+                Some(standby) => standby,
+                None => serve_standby(&live.borrow().clone())?,
+            };
+            let held = standby.acquire(&lease, &mut stop).await;
+            standby.stop().await;
+            let Some(held) = held else { return Ok(()) };
+            let (mut keeper, fence) = cluster::Keeper::start(Arc::clone(&lease), held);
+            let taken =
+                notify::JetStreamStore::take_over(js.clone(), &pair, held.revision, fence.clone())
+                    .await;
+            let store = match taken {
+                Ok(store) => store,
+                Err(e) => {
+                    // NATS still electing the stream's leader, say: let the lease go and
+                    // try again as standby (the other connector may do better).
+                    tracing::error!(error = %e, "cannot take the spool over: back to standby");
+                    lease.release(keeper.revision()).await;
+                    drop(keeper);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pair.lease_ttl) => continue,
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+            };
+            let mut lost = None;
+            let mut stopping = stop.clone();
+            let ended = async {
+                tokio::select! {
+                    why = keeper.lost() => lost = Some(why),
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
+            };
+            run_active(live.clone(), phase()?, store, fence, ended).await?;
+            match lost {
+                Some(why) => {
+                    tracing::warn!(reason = %why, "leader lease lost: stepped down to standby")
+                }
+                None => {
+                    lease.release(keeper.revision()).await;
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tokio::select! {
+        result = pair => result,
+        _ = forward => unreachable!("the forwarder never ends"),
+    }
+}
+
+/// The connector at work: the switch, the session, delivery, both listeners, on `store`;
+/// it acts while `fence` allows.
+async fn run_active(
+    live: LiveConfig,
+    listeners: Listeners,
+    store: impl notify::spool::SpoolStore,
+    fence: notify::Fence,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let config = live.borrow().clone();
@@ -170,7 +337,11 @@ pub async fn run_live(
             (Arc::new(switch::asterisk::start(asterisk, sink)), None)
         }
     };
-    let store = notify::RedbStore::open(&config.events.data_dir).map_err(RunError::Spool)?;
+    let adapter: Arc<dyn switch::SwitchAdapter> = if fence.is_lease() {
+        Arc::new(cluster::FencedSwitch::new(adapter, fence.clone()))
+    } else {
+        adapter
+    };
     let (spool, restored) = notify::Spool::start(store).map_err(RunError::Spool)?;
     let (feedback_tx, feedback_rx) = mpsc::channel(session::FEEDBACK_QUEUE);
     let notifier = notify::Notifier::with_spool(
@@ -185,6 +356,7 @@ pub async fn run_live(
                 )
                 .with_desktop_receiver(admin_addr, admin::agent::EVENTS_PATH),
             ),
+            fence: fence.clone(),
             ..notify::NotifierSettings::from(&config.events)
         },
         feedback_tx,
@@ -251,8 +423,14 @@ pub async fn run_live(
     reconfigure_task.abort();
     drop(session);
     let _ = session_task.await;
-    // What SAP does not take in time stays in the spool for the next start.
-    notifier.shutdown(SHUTDOWN_FLUSH).await;
+    // What SAP does not take in time stays in the spool for the next start. A connector
+    // that lost its lease delivers nothing more: the next active has it all.
+    let flush = if fence.allows() {
+        SHUTDOWN_FLUSH
+    } else {
+        std::time::Duration::ZERO
+    };
+    notifier.shutdown(flush).await;
     Ok(())
 }
 

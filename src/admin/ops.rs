@@ -104,6 +104,17 @@ async fn readyz(config: &Config, session: &SessionHandle) -> HttpResponse {
         ),
         None => check("switch", false, "session manager stopped".into()),
     }
+    if let Some(cluster) = &config.cluster {
+        // The spool is the replicated stream; this connector serves only while it holds
+        // the leader lease, which needs that same NATS cluster.
+        check("role", true, format!("active, node {}", cluster.node));
+        check(
+            "spool",
+            true,
+            format!("NATS JetStream stream {}", cluster.stream()),
+        );
+        return readyz_answer(ok, &lines);
+    }
     let dir = &config.events.data_dir;
     let probe = dir.join(".readyz-probe");
     let writable = match tokio::fs::write(&probe, b"ok").await {
@@ -121,6 +132,10 @@ async fn readyz(config: &Config, session: &SessionHandle) -> HttpResponse {
             Err(e) => format!("{}: {e}", dir.display()),
         },
     );
+    readyz_answer(ok, &lines)
+}
+
+fn readyz_answer(ok: bool, lines: &[String]) -> HttpResponse {
     let status = if ok {
         StatusCode::OK
     } else {

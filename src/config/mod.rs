@@ -11,6 +11,7 @@
 //!   [`Config::default`].
 
 mod agents;
+mod cluster;
 mod error;
 mod listeners;
 mod secret;
@@ -36,6 +37,7 @@ use crate::soap::ParseLimits;
 pub type LiveConfig = tokio::sync::watch::Receiver<std::sync::Arc<Config>>;
 
 pub use agents::*;
+pub use cluster::ClusterConfig;
 pub use error::{ConfigError, ConfigErrors};
 pub use listeners::{ListenerPlan, SoapListener};
 pub use secret::{MASK, Secret};
@@ -78,6 +80,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[access]`: source-address allow-lists of both listeners.
     pub access: AccessConfig,
+    /// `[cluster]`: an active/standby pair on NATS JetStream (README, "High
+    /// availability"). Absent (default): one connector on its own redb spool.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {

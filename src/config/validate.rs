@@ -69,6 +69,9 @@ pub(super) fn validate(config: &Config) -> Vec<ConfigError> {
     auth(config, &mut p);
     access(config, &mut p);
     super::listeners::validate(config, &mut p.0);
+    if let Some(cluster) = &config.cluster {
+        p.0.extend(super::cluster::validate(cluster));
+    }
     p.0
 }
 

@@ -222,6 +222,9 @@ impl Drain {
         loop {
             let attempt = failures + 1;
             let span = info_span!("notify", event = name, attempt);
+            // A connector that lost its leader lease sends nothing: the next active
+            // delivers this event from the replicated spool.
+            self.settings.fence.allowed().await;
             let started = Instant::now();
             let result = self
                 .attempt(body.clone(), action.clone())

@@ -50,6 +50,7 @@
 
 mod destination;
 mod drain;
+mod fence;
 mod outbox;
 pub mod spool;
 
@@ -66,10 +67,11 @@ use tokio::sync::mpsc;
 use crate::config::EventsConfig;
 
 pub use destination::{DestinationError, Destinations};
+pub use fence::{Fence, FenceControl};
 pub use outbox::{Outbox, PushError};
 pub use spool::{
-    RedbStore, Spool, SpoolContents, SpoolOp, StoredAttached, StoredEvent, StoredSubscription,
-    Ticket,
+    JetStreamStore, RedbStore, Spool, SpoolContents, SpoolOp, StoredAttached, StoredEvent,
+    StoredSubscription, Ticket,
 };
 
 /// The session manager's identifier of one subscription (one appURL of one user or
@@ -105,6 +107,9 @@ pub struct NotifierSettings {
     /// Where events may go (our own listeners refused, `[events] allow`). Default: any
     /// address.
     pub destinations: Arc<Destinations>,
+    /// Whether this connector may deliver now (the leader lease of `[cluster]`); checked
+    /// before every attempt. Default: open.
+    pub fence: Fence,
 }
 
 /// How long the task of an ended subscription keeps retrying its last events (the final
@@ -126,6 +131,7 @@ impl From<&EventsConfig> for NotifierSettings {
             close_grace: CLOSE_GRACE,
             tls: None,
             destinations: Arc::default(),
+            fence: Fence::open(),
         }
     }
 }

@@ -34,6 +34,7 @@
 //! checksum or does not decode to a quarantine table, logged with its subscription and
 //! sequence (see [`RedbStore`]). Every error names the spool file.
 
+mod jetstream;
 mod queue;
 mod record;
 mod redb_store;
@@ -52,6 +53,7 @@ use super::outbox::Shared;
 use super::{OutboundEvent, SubscriptionId};
 use queue::WriterQueue;
 
+pub use jetstream::{COMPACT_AFTER, JetStreamStore};
 pub use record::RecordError;
 pub use redb_store::{FILE_NAME, RedbStore};
 
@@ -165,6 +167,13 @@ pub trait SpoolStore: Send + 'static {
     /// not implement it always resumes above its reservations.
     fn close_clean(&mut self) -> Result<(), SpoolError> {
         Ok(())
+    }
+
+    /// Whether another connector has taken the spool over (a replicated store refused a
+    /// write): then what failed to commit must not be delivered from memory either, and
+    /// nothing more is written. A store of one connector never is.
+    fn fenced(&self) -> bool {
+        false
     }
 
     /// Where the store keeps its data, for error messages.
@@ -510,6 +519,15 @@ fn writer(
         last_batch = ops.len();
         received += ops.len() as Ticket;
         if let Err(e) = store.apply(&ops) {
+            if store.fenced() {
+                // Another connector owns the spool: nothing of this commit goes out, and
+                // the answers waiting for it wait until this connector has stepped down.
+                error!(error = %e, ops = ops.len(), "event spool taken over by another connector: stopped writing");
+                if closing.is_none() {
+                    closing = park(queue);
+                }
+                break;
+            }
             failures.fetch_add(1, Ordering::Relaxed);
             // Delivery matters more than the copy on disk: the events still go out from
             // memory; only a crash before delivery could lose them now.
@@ -522,7 +540,7 @@ fn writer(
     }
     drop(gone);
     warn_if_failed(&failures);
-    if closing.is_some() && failures.load(Ordering::Relaxed) == 0 {
+    if closing.is_some() && failures.load(Ordering::Relaxed) == 0 && !store.fenced() {
         // Every change is on disk: the next start continues numbering without a gap.
         if let Err(e) = store.close_clean() {
             error!(error = %e, "event spool: marking the graceful stop failed");
@@ -532,6 +550,21 @@ fn writer(
     if let Some(done) = closing {
         let _ = done.send(());
     }
+}
+
+/// Discards every change until [`Spool::close`] (returned) or the last handle is gone: a
+/// fenced connector must not commit, confirm or send any of them.
+fn park(queue: &WriterQueue<Message>) -> Option<std_mpsc::Sender<()>> {
+    let is_close = |m: &Message| matches!(m, Message::Close(_));
+    let mut batch = Vec::new();
+    while queue.take(MAX_BATCH, &mut batch, is_close) {
+        for message in batch.drain(..) {
+            if let Message::Close(done) = message {
+                return Some(done);
+            }
+        }
+    }
+    None
 }
 
 fn warn_if_failed(failures: &AtomicU64) {
@@ -722,6 +755,34 @@ mod tests {
             3,
             "changes after close are ignored"
         );
+    }
+
+    /// A replicated store another connector has taken over.
+    struct TakenOver;
+
+    impl SpoolStore for TakenOver {
+        fn apply(&mut self, _: &[SpoolOp]) -> Result<(), SpoolError> {
+            Err(SpoolError::new(Path::new("stream"), "wrong last sequence"))
+        }
+        fn load(&mut self) -> Result<SpoolContents, SpoolError> {
+            Ok(SpoolContents::default())
+        }
+        fn fenced(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fenced_commit_is_never_confirmed() {
+        let (spool, _) = Spool::start(TakenOver).unwrap();
+        spool.record(agent("A"));
+        spool.record(agent("B"));
+        let closer = spool.clone();
+        tokio::task::spawn_blocking(move || closer.close())
+            .await
+            .unwrap();
+        assert!(!spool.is_committed(1), "nothing of it may count as durable");
+        assert_eq!(spool.failures(), 0, "not a failure to deliver from memory");
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod config_fixtures;
 mod delivery;
 mod durability;
 mod golden;
+mod ha;
 mod log_hygiene;
 mod notify;
 mod numbers;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub mod cluster;
 pub mod fake_sap;
 pub mod process;
 pub mod server;

@@ -135,6 +135,27 @@ impl Process {
         panic!("no stderr line with {what:?}; the last lines:\n{tail}")
     }
 
+    /// Every stderr line up to and including the first containing `what` (waiting at most
+    /// [`WAIT`]).
+    pub fn lines_until(&self, what: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(what);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let tail = seen[seen.len().saturating_sub(20)..].join("\n");
+        panic!("no stderr line with {what:?}; the last lines:\n{tail}")
+    }
+
     /// The stderr lines still to come, until the process closes stderr.
     pub fn remaining_lines(&self) -> Vec<String> {
         std::iter::from_fn(|| self.lines.recv_timeout(WAIT).ok()).collect()

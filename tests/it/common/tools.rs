@@ -71,3 +71,22 @@ pub fn validate_envelopes(documents: &[String]) {
         documents.join("\n---\n")
     );
 }
+
+/// A program Debian installs under /usr/sbin (not on every user's PATH).
+fn sbin_tool(env: &str, name: &str) -> Option<PathBuf> {
+    let sbin = PathBuf::from("/usr/sbin").join(name);
+    if std::env::var_os(env).is_none() && sbin.is_file() {
+        return Some(sbin);
+    }
+    tool(env, name)
+}
+
+/// nats-server (Debian nats-server), for the high-availability tests.
+pub fn nats_server() -> Option<PathBuf> {
+    sbin_tool("ICI_NATS_SERVER", "nats-server")
+}
+
+/// haproxy (Debian haproxy), for the high-availability tests.
+pub fn haproxy() -> Option<PathBuf> {
+    sbin_tool("ICI_HAPROXY", "haproxy")
+}
