@@ -222,8 +222,8 @@ impl Soap {
         limits: &ParseLimits,
         log: &mut RequestLog,
     ) -> Result<(String, &'static str, Option<soap::Value>), Failed> {
-        let request = soap::parse_request_with(body, limits)?;
-        log.user = request.headers.user.clone();
+        let request = soap::parse_envelope_with(body, limits)?;
+        log.user = request.user().map(str::to_string);
         log.operation = Some(request.operation_name().to_string());
         let resolved = ici::resolve(&request).inspect_err(|error| {
             log.known_operation = error.operation().map(|kind| kind.name());
