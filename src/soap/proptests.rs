@@ -108,6 +108,29 @@ proptest! {
         }
     }
 
+    /// Responses and calls are written into a buffer sized once: it never grows while
+    /// writing unless escaping lengthens a text.
+    #[test]
+    fn messages_are_written_into_one_buffer(result in value()) {
+        fn escapes(v: &Value) -> bool {
+            match v {
+                Value::Text(t) => t.contains(['&', '<', '>', '"', '\'']),
+                Value::Struct(fields) => fields.iter().any(|(_, v)| escapes(v)),
+                Value::List(items) => items.iter().any(escapes),
+                _ => false,
+            }
+        }
+        prop_assume!(!escapes(&result));
+        // A buffer that grew has a capacity other than the one it was sized with.
+        let (ns, op) = ("urn:IciUserInterface", "getAttributes");
+        let response = write_response(ns, op, Some(&result));
+        let sized = write::envelope_len(ns, op) + write::written_len("return", &result);
+        prop_assert_eq!(response.capacity(), sized);
+        let (ns, op) = ("urn:IciEventInterface", "phoneCallChanged");
+        let call = write_call(ns, op, &[("v", result.clone())]);
+        prop_assert_eq!(call.capacity(), write::envelope_len(ns, op) + write::written_len("v", &result));
+    }
+
     #[test]
     fn fault_round_trips(string in text(), detail in proptest::option::of(text())) {
         let fault = Fault::client(string.clone()).with_detail(detail.clone().unwrap_or_default());
