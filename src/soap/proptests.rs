@@ -36,7 +36,7 @@ fn text() -> impl Strategy<Value = String> {
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        text().prop_map(Value::Text),
+        text().prop_map(Value::text),
         any::<i64>().prop_map(Value::Int),
         any::<bool>().prop_map(Value::Bool),
         Just(Value::Nil),
