@@ -392,7 +392,6 @@ fn predefined_entity(name: &str) -> Option<char> {
 
 /// Checks the envelope and returns the indices of the operation element and of the
 /// `user` and `language` headers.
-#[allow(clippy::type_complexity)]
 fn read_envelope(root: ElementRef<'_>) -> Result<(usize, Option<usize>, Option<usize>), Fault> {
     let ns = root.namespace();
     if root.name() != "Envelope" {
