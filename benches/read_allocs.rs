@@ -46,8 +46,16 @@ static GLOBAL: Counting = Counting;
 
 /// Requests answered before counting (connection, session and metrics set up).
 const WARMUP: u64 = 500;
-/// Requests counted per operation.
+/// Requests counted per operation; `READ_ALLOCS_REQUESTS` sets another count (more, to
+/// profile the read path with `perf record` over this bench).
 const COUNTED: u64 = 2000;
+
+fn counted() -> u64 {
+    std::env::var("READ_ALLOCS_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(COUNTED)
+}
 const USER: &str = "B00000";
 const EXTENSION: &str = "300000";
 
@@ -131,8 +139,8 @@ fn soap(interface: &str, op: &str, params: &str) -> Vec<u8> {
     post("/", "text/xml", &envelope(interface, op, params))
 }
 
-/// (allocations, bytes) per request over `COUNTED` requests.
-async fn count(client: &mut Client, request: &[u8]) -> (f64, f64) {
+/// (allocations, bytes) per request over `counted` requests.
+async fn count(client: &mut Client, request: &[u8], counted: u64) -> (f64, f64) {
     for _ in 0..WARMUP {
         client.send(request).await;
     }
@@ -140,7 +148,7 @@ async fn count(client: &mut Client, request: &[u8]) -> (f64, f64) {
         ALLOCATIONS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
     );
-    for _ in 0..COUNTED {
+    for _ in 0..counted {
         let (status, _) = client.send(request).await;
         assert_eq!(status, 200);
     }
@@ -149,8 +157,8 @@ async fn count(client: &mut Client, request: &[u8]) -> (f64, f64) {
         BYTES.load(Ordering::Relaxed),
     );
     (
-        (a1 - a0) as f64 / COUNTED as f64,
-        (b1 - b0) as f64 / COUNTED as f64,
+        (a1 - a0) as f64 / counted as f64,
+        (b1 - b0) as f64 / counted as f64,
     )
 }
 
@@ -237,9 +245,10 @@ directory = "{logs}"
             ),
         ];
         for (name, request) in &reads {
-            let (allocations, bytes) = count(&mut client, request).await;
+            let counted = counted();
+            let (allocations, bytes) = count(&mut client, request, counted).await;
             println!(
-                "allocations {name}: {allocations:.1} allocations/request, {bytes:.0} bytes/request (whole process, {COUNTED} requests)"
+                "allocations {name}: {allocations:.1} allocations/request, {bytes:.0} bytes/request (whole process, {counted} requests)"
             );
         }
         let _ = stop.send(());
