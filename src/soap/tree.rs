@@ -228,7 +228,10 @@ impl<'s> Builder<'s> {
     pub(super) fn new(source: &'s str, limits: &'s ParseLimits) -> Self {
         // Every element has a `<`: an upper bound on the node count, so the vector is
         // allocated once (and never more than the element limit allows).
-        let tags = memchr_count(source.as_bytes(), b'<').min(limits.max_elements) + 1;
+        let tags = memchr::memchr_iter(b'<', source.as_bytes())
+            .count()
+            .min(limits.max_elements)
+            + 1;
         Builder {
             source,
             limits,
@@ -464,7 +467,11 @@ impl<'s> Builder<'s> {
             )));
         }
         // Only two attributes mean anything, and only their prefixes are resolved.
-        let (prefix, local) = match attr.key.into_inner().split_once(':') {
+        let key = attr.key.into_inner();
+        if !(key.ends_with(":nil") || key.ends_with(":mustUnderstand")) {
+            return Ok(());
+        }
+        let (prefix, local) = match key.split_once(':') {
             Some((prefix, local @ ("nil" | "mustUnderstand"))) => (prefix, local),
             _ => return Ok(()),
         };
@@ -494,8 +501,4 @@ fn text_too_long(limits: &ParseLimits) -> Fault {
         "an element's text is over {} bytes",
         limits.max_text_bytes
     ))
-}
-
-fn memchr_count(bytes: &[u8], byte: u8) -> usize {
-    bytes.iter().filter(|b| **b == byte).count()
 }
