@@ -5,6 +5,9 @@
 #   bash benches/run.sh --smoke    seconds of each, debug build: CI checks the harness works
 #   bash benches/run.sh --only soap,events,parse,peer,tls,spool   a subset
 #   RUNS=5 DURATION=15 bash benches/run.sh
+#   SERVER_CPUS=0 LOAD_CPUS=1 bash benches/run.sh --only soap
+#                                  servers pinned to core 0, the load tool to core 1
+#                                  (`taskset`), so the load tool never takes the server's CPU
 #
 # Results: one JSON object per line in $OUT/results.jsonl (default target/bench-results),
 # summarised (median and spread over the runs) by benches/summarize.py at the end.
@@ -63,6 +66,11 @@ for line in sys.stdin:
         print(m["executable"])' "$1" | tail -1
 }
 CONNECTOR="target/${PROFILE_DIR}/ici-connector"
+# Pinning (SERVER_CPUS, LOAD_CPUS: `taskset -c` lists); unset, nothing is pinned.
+SERVER_PIN=()
+LOAD_PIN=()
+[ -n "${SERVER_CPUS:-}" ] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
+[ -n "${LOAD_CPUS:-}" ] && LOAD_PIN=(taskset -c "$LOAD_CPUS")
 LOADGEN=$(exe_of loadgen)
 BASELINE=$(exe_of baseline)
 
@@ -122,7 +130,7 @@ data_dir = "{data}"
 level = "{level}"
 {extra}''')
 EOF
-    "$CONNECTOR" --config "$dir/config.toml" 2> "$dir/stderr.log" > /dev/null &
+    "${SERVER_PIN[@]}" "$CONNECTOR" --config "$dir/config.toml" 2> "$dir/stderr.log" > /dev/null &
     CONNECTOR_PID=$!
     PIDS+=("$CONNECTOR_PID")
     # The addresses are in the "listening" line, logged at info: that one line is let
@@ -141,7 +149,7 @@ EOF
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 start_baseline() {
-    "$BASELINE" serve > "$WORK/baseline.out" &
+    "${SERVER_PIN[@]}" "$BASELINE" serve > "$WORK/baseline.out" &
     BASELINE_PID=$!
     PIDS+=("$BASELINE_PID")
     BASELINE_ADDR=$(wait_listening "$WORK/baseline.out")
@@ -156,14 +164,14 @@ if want peer; then
     fi
 fi
 start_peer() {
-    node benches/peer/server.js > "$WORK/peer.out" &
+    "${SERVER_PIN[@]}" node benches/peer/server.js > "$WORK/peer.out" &
     PEER_PID=$!
     PIDS+=("$PEER_PID")
     PEER_ADDR=$(wait_listening "$WORK/peer.out")
 }
 
 soap_load() {
-    "$LOADGEN" soap --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" "$@" |
+    "${LOAD_PIN[@]}" "$LOADGEN" soap --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" "$@" |
         tee -a "$RESULTS"
 }
 
@@ -225,7 +233,7 @@ if want tls; then
             start_connector "$CONNECTIONS" info "$extra"
             soap_load --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --op attrs \
                 --label "connector-$variant" --pid "$CONNECTOR_PID" "${tls_args[@]}"
-            "$LOADGEN" connect --target "$SOAP_ADDR" --count "$CONNECT_COUNT" \
+            "${LOAD_PIN[@]}" "$LOADGEN" connect --target "$SOAP_ADDR" --count "$CONNECT_COUNT" \
                 --concurrency "$CONNECT_CONCURRENCY" --label "connector-$variant" \
                 --pid "$CONNECTOR_PID" "${tls_args[@]}" | tee -a "$RESULTS"
             stop "$CONNECTOR_PID"
@@ -239,7 +247,7 @@ if want events; then
     for run in $(seq "$RUNS"); do
         machine "events run $run" >> "$RESULTS"
         start_connector "$max"
-        "$LOADGEN" events --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
+        "${LOAD_PIN[@]}" "$LOADGEN" events --target "$SOAP_ADDR" --admin "$ADMIN_ADDR" --pid "$CONNECTOR_PID" \
             --sizes "$SIZES" --concurrency "$CONCURRENCY" \
             --latency-concurrency "$LATENCY_CONCURRENCY" --duration "$DURATION" \
             --warmup "$WARMUP" | tee -a "$RESULTS"

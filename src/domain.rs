@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// A value SAP sent that is not a valid domain value. Each carries what the client sent,
 /// so the fault can name it back; the ICI layer maps it to a SOAP fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,9 +20,11 @@ pub enum DomainError {
 }
 
 /// A SAP user id (the agent). SAP user names are case-insensitive and stored upper-case,
-/// so we upper-case too: `crmfosout` and `CRMFOSOUT` are one agent.
+/// so we upper-case too: `crmfosout` and `CRMFOSOUT` are one agent. Inline up to 24
+/// bytes (SAP's are at most 12 characters): parsing one, which every request does, and
+/// keeping one per agent cost no allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
+pub struct UserId(CompactString);
 
 impl UserId {
     /// SAP user names are at most 12 characters; we allow more for other front ends but
@@ -35,7 +39,10 @@ impl UserId {
         {
             return Err(DomainError::InvalidUserId(raw.to_string()));
         }
-        Ok(UserId(raw.to_uppercase()))
+        // What `str::to_uppercase` does, into the inline string.
+        let mut id = CompactString::with_capacity(raw.len());
+        id.extend(raw.chars().flat_map(char::to_uppercase));
+        Ok(UserId(id))
     }
 
     pub fn as_str(&self) -> &str {

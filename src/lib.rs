@@ -3,7 +3,7 @@
 //!
 //! Data flow: XML only between SAP and `ici`; typed ICI from `ici` to the switch and back.
 //! ```text
-//! SAP ─POST─▶ server ─▶ soap::parse_request ─▶ ici::resolve ─Operation─▶ session ─SwitchCommand─▶ switch
+//! SAP ─POST▶ server ─▶ soap::parse_envelope ─▶ ici::resolve ─Operation─▶ session ─SwitchCommand─▶ switch
 //! ▲                                                                       │ │ ▲                     │
 //! └─ soap::write_response ◀─ ici::render ◀─Answer─────────────────────────┘ │ └──SwitchEvent────────┘
 //!                                                                           └─IciEvent─▶ ici::render (Wire) ─▶ notify

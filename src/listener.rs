@@ -354,11 +354,19 @@ async fn serve_connection<I, F, Fut, B>(
     }
 }
 
-/// A response with a body and content type.
-pub fn response(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
+/// A response with a body and content type. The content types are constants: a static
+/// header value is not copied for every response.
+pub fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> HttpResponse {
     Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, content_type)
+        .header(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        )
         .body(Full::new(body.into()))
         .expect("static response parts are valid")
 }

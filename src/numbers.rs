@@ -15,6 +15,7 @@
 //! Everything takes plain parameters so the config module can feed them without this module
 //! knowing its types.
 
+use compact_str::CompactString;
 use std::fmt;
 
 pub mod home;
@@ -30,7 +31,7 @@ pub use home::{Home, HomeError};
 /// ITU E.164 number (no country code or 15-digit check): internal extensions such as `+1234`
 /// must pass, as they do with the vendor's integration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct E164(String);
+pub struct E164(CompactString);
 
 /// URI schemes removed before anything else, matched case-insensitively because URI schemes
 /// are case-insensitive (RFC 3986 §3.1, RFC 3261 §19.1.4) and switches do send `SIP:`.
@@ -52,8 +53,16 @@ const UNUSABLE: &str = "+0";
 struct Cleaned {
     /// It was written with a leading `+`: already international.
     international: bool,
-    /// ASCII digits only, never empty.
-    digits: String,
+    /// `+` and ASCII digits, at least one. Written once, `+` first: a number of up to 23
+    /// digits stays inline (no allocation; answers normalize every number they show,
+    /// BENCHMARKS.md benchmark 1).
+    plus_digits: CompactString,
+}
+
+impl Cleaned {
+    fn digits(&self) -> &str {
+        &self.plus_digits[1..]
+    }
 }
 
 /// Steps 1 to 7 of [`E164::normalize`]; `None` for a value that is not a number.
@@ -73,17 +82,24 @@ fn clean(raw: &str) -> Option<Cleaned> {
     if let Some(param) = s.find([';', '?']) {
         s = &s[..param];
     }
-    let cleaned: String = s
-        .chars()
-        .filter(|&c| c != '/' && !is_visual_separator(c))
-        .collect();
-    let digits = cleaned.trim_start_matches('+');
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
+    let mut plus_digits = CompactString::with_capacity(s.len() + 1);
+    plus_digits.push('+');
+    let mut international = false;
+    let mut leading = true;
+    for c in s.chars().filter(|&c| c != '/' && !is_visual_separator(c)) {
+        if leading && c == '+' {
+            international = true;
+            continue;
+        }
+        leading = false;
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        plus_digits.push(c);
     }
-    Some(Cleaned {
-        international: digits.len() < cleaned.len(),
-        digits: digits.to_owned(),
+    (plus_digits.len() > 1).then_some(Cleaned {
+        international,
+        plus_digits,
     })
 }
 
@@ -114,8 +130,8 @@ impl E164 {
     /// normalizing `e.as_str()` again gives `e`.
     pub fn normalize(raw: &str) -> E164 {
         match clean(raw) {
-            Some(number) => E164(format!("+{}", number.digits)),
-            None => E164(UNUSABLE.to_owned()),
+            Some(number) => E164(number.plus_digits),
+            None => E164(CompactString::const_new(UNUSABLE)),
         }
     }
 
@@ -128,15 +144,15 @@ impl E164 {
     /// valid keep the vendor's rules, so nothing is lost that `normalize` would keep.
     pub fn normalize_at(raw: &str, home: Option<&Home>) -> E164 {
         let Some(number) = clean(raw) else {
-            return E164(UNUSABLE.to_owned());
+            return E164(CompactString::const_new(UNUSABLE));
         };
         if let Some(home) = home
             && !number.international
-            && let Some(international) = home.international(&number.digits)
+            && let Some(international) = home.international(number.digits())
         {
             return international;
         }
-        E164(format!("+{}", number.digits))
+        E164(number.plus_digits)
     }
 
     /// The normalized number, e.g. `+13172222222`, for writing into SOAP.

@@ -3,8 +3,11 @@
 //! becomes a SOAP fault or a fitting HTTP status on the same connection; nothing here can
 //! take the server down.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
+
+use compact_str::CompactString;
 
 use http::{Method, StatusCode, header};
 use hyper::body::Incoming;
@@ -94,17 +97,18 @@ impl Soap {
                 }
             }
         }
-        let path = request.uri().path().to_string();
-        let query = request.uri().query().unwrap_or("").to_string();
         let config = self.config();
         let paths = &config.soap.paths;
-        if !paths.is_empty() && !paths.contains(&path) {
+        let path = request.uri().path();
+        if !paths.is_empty() && !paths.iter().any(|p| p == path) {
             return listener::text(StatusCode::NOT_FOUND, "not found\n");
         }
+        let query = request.uri().query().unwrap_or("");
         match *request.method() {
             Method::POST => self.soap(request, peer, user).await,
-            Method::GET | Method::HEAD if wsdl::is_wsdl_query(&query) => {
-                self.wsdl(&request, &path, &query)
+            Method::GET | Method::HEAD if wsdl::is_wsdl_query(query) => {
+                let uri = request.uri().clone();
+                self.wsdl(&request, uri.path(), uri.query().unwrap_or(""))
             }
             _ => {
                 let mut response = listener::text(
@@ -216,13 +220,13 @@ pub async fn answer(
         Ok((namespace, operation, value)) => (
             StatusCode::OK,
             soap::write_response(&namespace, operation, value.as_ref()),
-            "ok".to_string(),
+            Cow::Borrowed("ok"),
             None,
         ),
         Err(Failed { fault, error }) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             soap::write_fault(&fault),
-            fault.to_string(),
+            Cow::Owned(fault.to_string()),
             error,
         ),
     };
@@ -254,10 +258,10 @@ async fn dispatch(
     body: &[u8],
     limits: &ParseLimits,
     log: &mut RequestLog,
-) -> Result<(String, &'static str, Option<soap::Value>), Failed> {
-    let request = soap::parse_request_with(body, limits)?;
-    log.user = request.headers.user.clone();
-    log.operation = Some(request.operation_name().to_string());
+) -> Result<(Cow<'static, str>, &'static str, Option<soap::Value>), Failed> {
+    let request = soap::parse_envelope_with(body, limits)?;
+    log.user = request.user().map(CompactString::from);
+    log.operation = Some(CompactString::from(request.operation_name()));
     let resolved = ici::resolve(&request).inspect_err(|error| {
         log.known_operation = error.operation().map(|kind| kind.name());
     })?;
@@ -269,12 +273,15 @@ async fn dispatch(
             "operation in an unknown namespace accepted by its name"
         );
     }
-    log.call = resolved.action.call_id().map(str::to_string);
-    // Answer in the namespace the request used, so the client finds its response.
-    let namespace = request
-        .namespace()
-        .unwrap_or(resolved.kind.interface().namespace())
-        .to_string();
+    log.call = resolved.action.call_id().map(CompactString::from);
+    // Answer in the namespace the request used, so the client finds its response
+    // (nearly always the catalog's own, which needs no copy).
+    let catalog_namespace = resolved.kind.interface().namespace();
+    let namespace = match request.namespace() {
+        None => Cow::Borrowed(catalog_namespace),
+        Some(ns) if ns == catalog_namespace => Cow::Borrowed(catalog_namespace),
+        Some(ns) => Cow::Owned(ns.to_string()),
+    };
     let operation = resolved.kind;
     let timeout = config.limits.request_timeout;
     let value = tokio::time::timeout(timeout, ici::execute(resolved, session))

@@ -1,7 +1,7 @@
 //! Reading an operation's parameters by their catalog names and aliases (ICI.md 3.2):
 //! matched by local name, prefixes and `xsi:type` ignored, unknown elements skipped.
 
-use crate::soap::{Element, Request};
+use crate::soap::{ElementRef, Envelope};
 
 use super::catalog::{OpKind, Param};
 use super::error::IciError;
@@ -9,12 +9,12 @@ use super::error::IciError;
 /// The parameters of one request. Each is read by the catalog constant that describes it
 /// (name and aliases), so there is nothing to look up and nothing to get wrong at run time.
 pub struct Args<'a> {
-    request: &'a Request,
+    request: &'a Envelope<'a>,
     operation: OpKind,
 }
 
 impl<'a> Args<'a> {
-    pub fn new(request: &'a Request, operation: OpKind) -> Self {
+    pub fn new(request: &'a Envelope<'a>, operation: OpKind) -> Self {
         Args { request, operation }
     }
 
@@ -24,12 +24,11 @@ impl<'a> Args<'a> {
     }
 
     /// Every element that carries the parameter (lists may arrive as repeated elements).
-    fn elements(&self, param: &'static Param) -> impl Iterator<Item = &'a Element> {
-        self.request
-            .operation
-            .children
-            .iter()
-            .filter(move |e| e.name == param.name || param.aliases.iter().any(|a| e.name == *a))
+    fn elements(&self, param: &'static Param) -> impl Iterator<Item = ElementRef<'a>> + use<'a> {
+        self.request.operation().children().filter(move |e| {
+            let name = e.name();
+            name == param.name || param.aliases.contains(&name)
+        })
     }
 
     /// The error for a required parameter that is absent.
@@ -43,8 +42,8 @@ impl<'a> Args<'a> {
     /// A text parameter, trimmed; `None` when absent, nil or empty.
     pub fn opt_text(&self, param: &'static Param) -> Option<&'a str> {
         self.elements(param)
-            .find(|e| !e.nil)
-            .map(|e| e.text.trim())
+            .find(|e| !e.nil())
+            .map(|e| e.text().trim())
             .filter(|t| !t.is_empty())
     }
 
@@ -56,11 +55,11 @@ impl<'a> Args<'a> {
     /// A parameter that carries an XML document: escaped text (the usual case) or, from
     /// clients that embed it, child elements taken verbatim.
     pub fn opt_document(&self, param: &'static Param) -> Option<String> {
-        let element = self.elements(param).find(|e| !e.nil)?;
+        let element = self.elements(param).find(|e| !e.nil())?;
         let doc = if element.is_compound() {
-            self.request.inner_xml(element).trim().to_string()
+            element.inner_xml().trim().to_string()
         } else {
-            element.text.trim().to_string()
+            element.text().trim().to_string()
         };
         (!doc.is_empty()).then_some(doc)
     }
@@ -86,11 +85,11 @@ impl<'a> Args<'a> {
     /// elements, or a single value. Empty items are dropped.
     pub fn list(&self, param: &'static Param) -> Vec<String> {
         let mut out = Vec::new();
-        for element in self.elements(param).filter(|e| !e.nil) {
+        for element in self.elements(param).filter(|e| !e.nil()) {
             if element.is_compound() {
-                out.extend(element.children.iter().map(|c| c.text.trim().to_string()));
+                out.extend(element.children().map(|c| c.text().trim().to_string()));
             } else {
-                out.push(element.text.trim().to_string());
+                out.push(element.text().trim().to_string());
             }
         }
         out.retain(|s| !s.is_empty());
@@ -102,13 +101,14 @@ impl<'a> Args<'a> {
 mod tests {
     use super::*;
     use crate::ici::catalog::{lookup, param};
-    use crate::soap::parse_request;
+    use crate::soap::parse_envelope;
 
-    fn request(body: &str) -> (Request, OpKind) {
+    fn request(body: &str) -> (Envelope<'static>, OpKind) {
         let xml = format!(
             r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>{body}</e:Body></e:Envelope>"#
         );
-        let req = parse_request(xml.as_bytes()).unwrap();
+        let xml: &'static str = Box::leak(xml.into_boxed_str());
+        let req = parse_envelope(xml.as_bytes()).unwrap();
         let (kind, _) = lookup(req.namespace(), req.operation_name()).unwrap();
         (req, kind)
     }

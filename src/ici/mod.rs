@@ -23,7 +23,7 @@ pub mod version;
 
 use crate::domain::{DomainError, UserId};
 use crate::session::SessionHandle;
-use crate::soap::{Request, Value};
+use crate::soap::{Envelope, Value};
 
 pub use crate::session::{Operation, Target};
 pub use render::WIRE;
@@ -68,7 +68,7 @@ pub struct Resolved {
 /// Looks the request up in the catalog and converts its parameters: one pass per request.
 /// An unknown operation, a missing parameter or a wrong value is an [`IciError`] that still
 /// names the operation when it was known ([`IciError::operation`]), for the metrics.
-pub fn resolve(request: &Request) -> Result<Resolved, IciError> {
+pub fn resolve(request: &Envelope<'_>) -> Result<Resolved, IciError> {
     let (kind, how) = catalog::lookup(request.namespace(), request.operation_name())?;
     let args = Args::new(request, kind);
     let session = Action::Session;
@@ -83,7 +83,7 @@ pub fn resolve(request: &Request) -> Result<Resolved, IciError> {
     };
     // A header that names no valid user is refused rather than ignored: ignoring it would
     // lift the scoping of call operations to the header's agent.
-    let user_header = match request.headers.user.as_deref().map(str::trim) {
+    let user_header = match request.user() {
         None | Some("") => None,
         Some(user) => Some(UserId::parse(user).map_err(invalid(&args))?),
     };

@@ -26,8 +26,8 @@ pub fn answer(answer: Answer) -> Option<Value> {
             Value::List(queues.into_iter().map(presence_queue).collect())
         }
         Answer::Attributes(view) => attributes(*view),
-        Answer::Id(id) => Value::Text(id),
-        Answer::AttachedData(data) => Value::Text(attached::document(&data)),
+        Answer::Id(id) => Value::text(id),
+        Answer::AttachedData(data) => Value::text(attached::document(&data)),
         Answer::Calls(calls) => Value::List(calls.iter().map(phone_call).collect()),
         Answer::Call(call) => phone_call(&call),
     })
@@ -135,7 +135,7 @@ fn attributes(view: AttributesView) -> Value {
 fn workmode(view: WorkmodeView) -> Value {
     Value::Struct(vec![
         ("id", Value::Int(view.id.into())),
-        ("text", Value::Text(view.text)),
+        ("text", Value::text(view.text)),
         ("selectable", Value::Bool(view.selectable)),
     ])
 }
@@ -143,17 +143,17 @@ fn workmode(view: WorkmodeView) -> Value {
 /// The `Reason` structure.
 fn reason(view: ReasonView) -> Value {
     Value::Struct(vec![
-        ("code", Value::Text(view.code)),
-        ("text", Value::Text(view.text)),
+        ("code", Value::text(view.code)),
+        ("text", Value::text(view.text)),
     ])
 }
 
 /// The `PresenceQueue` structure.
 fn presence_queue(view: PresenceQueueView) -> Value {
     Value::Struct(vec![
-        ("queue", Value::Text(view.queue)),
-        ("channel", Value::Text(view.channel)),
-        ("number", Value::opt_text(view.number.as_deref())),
+        ("queue", Value::text(view.queue)),
+        ("channel", Value::text(view.channel)),
+        ("number", Value::opt_text(view.number)),
         ("waiting", Value::Int(view.waiting as i64)),
         (
             "longestWait",

@@ -97,7 +97,7 @@ impl Home {
             .and_then(|area| parse(self.region, &format!("{area}{digits}")));
         local
             .or_else(|| parse(self.region, digits))
-            .map(|number| E164(number.format().mode(Mode::E164).to_string()))
+            .map(|number| E164(number.format().mode(Mode::E164).to_string().into()))
     }
 }
 

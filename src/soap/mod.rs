@@ -1,21 +1,26 @@
 //! The SOAP 1.1 wire layer: pure functions, no I/O, no state.
 //!
-//! [`parse_request`] turns request bytes into headers and an operation element (or a
-//! [`Fault`]); [`write_response`], [`write_call`] and [`write_fault`] produce envelopes.
+//! [`parse_envelope`] turns request bytes into headers and an operation element borrowed
+//! from them (or a [`Fault`]), [`parse_request`] into an owned tree; [`write_response`],
+//! [`write_call`] and [`write_fault`] produce envelopes.
 //! What the operation means is the `ici` module's business.
 
 pub mod chars;
 mod fault;
+#[cfg(test)]
+mod oracle;
 mod parse;
 #[cfg(test)]
 mod proptests;
+mod tree;
 mod write;
 
 pub use fault::{Fault, FaultCode};
 pub use parse::{
-    Element, Headers, INTERNED_NAMESPACES, ParseLimits, Request, SOAP11_ENV, SOAP12_ENV, XSI,
-    parse_request, parse_request_with,
+    Element, Envelope, Headers, INTERNED_NAMESPACES, ParseLimits, Request, SOAP11_ENV, SOAP12_ENV,
+    XSI, parse_envelope, parse_envelope_with, parse_request, parse_request_with,
 };
+pub use tree::ElementRef;
 pub use write::{Value, XML_CHARS_REPLACED, write_call, write_fault, write_response};
 
 #[cfg(test)]

@@ -11,13 +11,12 @@ use std::ops::Range;
 
 use compact_str::CompactString;
 
-use quick_xml::XmlVersion;
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::{Namespace, ResolveResult};
-use quick_xml::reader::NsReader;
+use quick_xml::Reader;
+use quick_xml::events::Event;
 
 use super::chars;
 use super::fault::{Fault, FaultCode};
+use super::tree::{Builder, ElementRef, Node};
 
 /// SOAP 1.1 envelope namespace.
 pub const SOAP11_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -66,18 +65,12 @@ fn invalid_char(c: char) -> Fault {
     Fault::client("invalid XML character").with_detail(chars::InvalidChar(c.into()).to_string())
 }
 
-fn text_too_long(limits: &ParseLimits) -> Fault {
-    Fault::client("XML text too long").with_detail(format!(
-        "an element's text is over {} bytes",
-        limits.max_text_bytes
-    ))
-}
-
-/// One XML element below the operation, reduced to what ICI needs.
+/// One XML element, owned: what [`parse_request`] returns, for tools and tests that keep
+/// or build element trees. The server reads requests as an [`Envelope`] instead, which
+/// borrows everything from the body.
 ///
 /// Names and texts are `CompactString`s (up to 24 bytes inline) and the namespaces ICI uses
-/// are borrowed from static strings: an ICI request's names, ids and namespaces then cost
-/// no allocation, which was most of the parser's time (BENCHMARKS.md, benchmark 4).
+/// are borrowed from static strings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Local name; prefixes are never significant.
@@ -145,29 +138,118 @@ impl Request {
     }
 }
 
-/// Parses a SOAP 1.1 request with the default limits ([`ParseLimits::DEFAULT`]).
+/// A parsed SOAP request, borrowed from its body: headers and the operation element
+/// (the first child of Body), whose names and texts are slices of the body (of its
+/// decoded copy when it was not UTF-8). This is what the server reads.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    source: Cow<'a, str>,
+    nodes: Vec<Node>,
+    operation: usize,
+    user: Option<usize>,
+    language: Option<usize>,
+}
+
+impl<'a> Envelope<'a> {
+    fn element(&self, index: usize) -> ElementRef<'_> {
+        ElementRef::new(&self.source, &self.nodes, index)
+    }
+
+    /// The operation element; its children are the parameters.
+    pub fn operation(&self) -> ElementRef<'_> {
+        self.element(self.operation)
+    }
+
+    /// The operation's local name, e.g. `getAttributes`.
+    pub fn operation_name(&self) -> &str {
+        self.operation().name()
+    }
+
+    /// The operation's namespace, e.g. `urn:IciUserInterface`.
+    pub fn namespace(&self) -> Option<&str> {
+        self.operation().namespace()
+    }
+
+    /// The SAP user the request is made for (`user` header), trimmed.
+    pub fn user(&self) -> Option<&str> {
+        self.user.map(|i| self.element(i).text().trim())
+    }
+
+    /// Logon language (`language` header), e.g. `EN`, trimmed.
+    pub fn language(&self) -> Option<&str> {
+        self.language.map(|i| self.element(i).text().trim())
+    }
+
+    /// The decoded document.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The owned form of this request.
+    pub fn to_request(&self) -> Request {
+        Request {
+            source: self.source.to_string(),
+            headers: Headers {
+                user: self.user().map(str::to_string),
+                language: self.language().map(str::to_string),
+            },
+            operation: owned(self.operation()),
+        }
+    }
+}
+
+fn owned(element: ElementRef<'_>) -> Element {
+    Element {
+        name: CompactString::from(element.name()),
+        namespace: element.namespace().map(intern_namespace),
+        text: CompactString::from(element.text()),
+        children: element.children().map(owned).collect(),
+        nil: element.nil(),
+        must_understand: element.must_understand(),
+        inner: element.inner(),
+    }
+}
+
+/// Parses a SOAP 1.1 request into an owned tree, with the default limits
+/// ([`ParseLimits::DEFAULT`]).
 pub fn parse_request(bytes: &[u8]) -> Result<Request, Fault> {
     parse_request_with(bytes, &ParseLimits::DEFAULT)
 }
 
-/// Parses a SOAP 1.1 request.
+/// Parses a SOAP 1.1 request into an owned tree.
 pub fn parse_request_with(bytes: &[u8], limits: &ParseLimits) -> Result<Request, Fault> {
+    parse_envelope_with(bytes, limits).map(|envelope| envelope.to_request())
+}
+
+/// Parses a SOAP 1.1 request, borrowing from `bytes`, with the default limits.
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, Fault> {
+    parse_envelope_with(bytes, &ParseLimits::DEFAULT)
+}
+
+/// Parses a SOAP 1.1 request, borrowing from `bytes`.
+pub fn parse_envelope_with<'a>(
+    bytes: &'a [u8],
+    limits: &ParseLimits,
+) -> Result<Envelope<'a>, Fault> {
     let source = decode(bytes)?;
     if let Some(c) = chars::first_invalid(&source) {
         return Err(invalid_char(c));
     }
-    let root = parse_tree(&source, limits)?;
-    let (headers, operation) = read_envelope(root)?;
-    Ok(Request {
+    let (nodes, root) = parse_tree(&source, limits)?;
+    let (operation, user, language) = read_envelope(ElementRef::new(&source, &nodes, root))?;
+    Ok(Envelope {
         source,
-        headers,
+        nodes,
         operation,
+        user,
+        language,
     })
 }
 
 /// Turns the body into UTF-8 text: BOM first, then the XML declaration's encoding; bytes
 /// that are invalid in that encoding are a malformed request, never replaced silently.
-fn decode(bytes: &[u8]) -> Result<String, Fault> {
+/// UTF-8 (nearly every request) is borrowed, not copied.
+fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, Fault> {
     if let Some((encoding, bom_len)) = encoding_rs::Encoding::for_bom(bytes) {
         return decode_with(encoding, &bytes[bom_len..]);
     }
@@ -180,14 +262,17 @@ fn decode(bytes: &[u8]) -> Result<String, Fault> {
     decode_with(encoding, bytes)
 }
 
-fn decode_with(encoding: &'static encoding_rs::Encoding, bytes: &[u8]) -> Result<String, Fault> {
+fn decode_with<'b>(
+    encoding: &'static encoding_rs::Encoding,
+    bytes: &'b [u8],
+) -> Result<Cow<'b, str>, Fault> {
     if encoding == encoding_rs::UTF_8 {
-        return String::from_utf8(bytes.to_vec())
+        return std::str::from_utf8(bytes)
+            .map(Cow::Borrowed)
             .map_err(|e| Fault::malformed(format!("invalid UTF-8: {e}")));
     }
     encoding
         .decode_without_bom_handling_and_without_replacement(bytes)
-        .map(|text| text.into_owned())
         .ok_or_else(|| Fault::malformed(format!("bytes not valid in {}", encoding.name())))
 }
 
@@ -197,7 +282,7 @@ const DECLARATION_WINDOW: usize = 200;
 
 /// The `encoding` pseudo-attribute of a leading `<?xml ...?>` declaration (ASCII-compatible
 /// encodings only; UTF-16 documents carry a BOM).
-fn declared_encoding(bytes: &[u8]) -> Option<String> {
+fn declared_encoding(bytes: &[u8]) -> Option<&str> {
     let head = &bytes[..bytes.len().min(DECLARATION_WINDOW)];
     let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
     let head = &head[start..];
@@ -210,81 +295,35 @@ fn declared_encoding(bytes: &[u8]) -> Option<String> {
     let rest = rest.trim_start().strip_prefix('=')?.trim_start();
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let value = &rest[1..];
-    Some(value[..value.find(quote)?].to_string())
+    Some(&value[..value.find(quote)?])
 }
 
-/// Builds the element tree of the whole document.
-fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
-    let mut reader = NsReader::from_str(source);
+/// Builds the element tree of the whole document: its nodes and the root's index.
+fn parse_tree(source: &str, limits: &ParseLimits) -> Result<(Vec<Node>, usize), Fault> {
+    let mut reader = Reader::from_str(source);
     let config = reader.config_mut();
-    config.expand_empty_elements = true;
+    // `<a/>` arrives as one event: expanding it would copy its name for the end event.
+    config.expand_empty_elements = false;
     config.check_end_names = true;
     config.trim_text(false);
 
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut elements = 0usize;
+    let mut tree = Builder::new(source, limits);
     let mut last_pos = 0usize;
     loop {
-        let (resolved, event) = reader
-            .read_resolved_event()
+        let event = reader
+            .read_event()
             .map_err(|e| Fault::malformed(e.to_string()))?;
+        let pos = reader.buffer_position() as usize;
         match event {
-            Event::Start(start) => {
-                let ns = namespace_of(&resolved)?;
-                elements += 1;
-                if root.is_some() {
-                    return Err(Fault::malformed("more than one root element"));
-                }
-                if stack.len() >= limits.max_depth {
-                    return Err(Fault::client("XML too deep")
-                        .with_detail(format!("more than {} levels", limits.max_depth)));
-                }
-                if elements > limits.max_elements {
-                    return Err(Fault::client("too many XML elements")
-                        .with_detail(format!("more than {}", limits.max_elements)));
-                }
-                let mut element = Element {
-                    name: local_name(&start),
-                    namespace: ns,
-                    ..Element::default()
-                };
-                read_attributes(&reader, &start, &mut element, limits)?;
-                let pos = reader.buffer_position() as usize;
-                element.inner = pos..pos;
-                stack.push(element);
-            }
+            Event::Start(start) => tree.start(&start, false, pos)?,
+            Event::Empty(start) => tree.start(&start, true, pos)?,
             Event::End(_) => {
-                let mut element = stack
-                    .pop()
-                    .ok_or_else(|| Fault::malformed("unexpected end tag"))?;
-                element.inner.end = last_pos;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None => root = Some(element),
+                if !tree.end(last_pos) {
+                    return Err(Fault::malformed("unexpected end tag"));
                 }
             }
-            Event::Text(text) => {
-                let text = text.xml10_content();
-                match stack.last_mut() {
-                    Some(element) if element.text.len() + text.len() > limits.max_text_bytes => {
-                        return Err(text_too_long(limits));
-                    }
-                    Some(element) => element.text.push_str(&text),
-                    None if text.trim().is_empty() => {}
-                    None => return Err(Fault::malformed("text outside the root element")),
-                }
-            }
-            Event::CData(data) => {
-                let data = data.xml10_content();
-                match stack.last_mut() {
-                    Some(element) if element.text.len() + data.len() > limits.max_text_bytes => {
-                        return Err(text_too_long(limits));
-                    }
-                    Some(element) => element.text.push_str(&data),
-                    None => return Err(Fault::malformed("CDATA outside the root element")),
-                }
-            }
+            Event::Text(text) => tree.text(text.xml10_content())?,
+            Event::CData(data) => tree.cdata(data.xml10_content())?,
             Event::GeneralRef(reference) => {
                 let ch = match reference.resolve_char_ref() {
                     Ok(Some(ch)) if !chars::is_xml_char(ch) => return Err(invalid_char(ch)),
@@ -295,44 +334,30 @@ fn parse_tree(source: &str, limits: &ParseLimits) -> Result<Element, Fault> {
                     })?,
                     Err(e) => return Err(Fault::malformed(e.to_string())),
                 };
-                match stack.last_mut() {
-                    Some(element) if element.text.len() + ch.len_utf8() > limits.max_text_bytes => {
-                        return Err(text_too_long(limits));
-                    }
-                    Some(element) => element.text.push(ch),
-                    None => return Err(Fault::malformed("reference outside the root element")),
-                }
+                tree.char(ch)?;
             }
             Event::DocType(_) => {
                 return Err(Fault::client("DOCTYPE is not allowed")
                     .with_detail("SOAP messages must not contain a document type declaration"));
             }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            // Not produced (`expand_empty_elements` is set); refused rather than trusted.
-            Event::Empty(_) => return Err(Fault::malformed("unexpected empty element")),
             Event::Eof => break,
         }
-        last_pos = reader.buffer_position() as usize;
+        last_pos = pos;
     }
-    if !stack.is_empty() {
+    if tree.is_open() {
         return Err(Fault::malformed("unexpected end of document"));
     }
-    root.ok_or_else(|| Fault::malformed("no root element"))
+    let root = tree
+        .root()
+        .ok_or_else(|| Fault::malformed("no root element"))?;
+    Ok((tree.nodes, root))
 }
 
-fn namespace_of(resolved: &ResolveResult<'_>) -> Result<Option<Cow<'static, str>>, Fault> {
-    match resolved {
-        ResolveResult::Unbound => Ok(None),
-        ResolveResult::Bound(Namespace(ns)) => Ok(Some(intern_namespace(ns))),
-        ResolveResult::Unknown(prefix) => Err(Fault::malformed(format!(
-            "undeclared namespace prefix {prefix:?}"
-        ))),
-    }
-}
-
-/// Namespaces read without a copy: the envelope's, XSI's and the ICI interfaces'. Any
-/// other namespace is copied, which costs an allocation but is otherwise the same; the ICI
-/// catalog checks that its namespaces are all here.
+/// Namespaces the owned tree ([`Element`]) borrows from static strings: the envelope's,
+/// XSI's and the ICI interfaces'. Any other namespace is copied, which costs an
+/// allocation but is otherwise the same; the ICI catalog checks that its namespaces are
+/// all here.
 pub const INTERNED_NAMESPACES: [&str; 10] = [
     SOAP11_ENV,
     XSI,
@@ -354,10 +379,6 @@ fn intern_namespace(ns: &str) -> Cow<'static, str> {
         .map_or_else(|| Cow::Owned(ns.to_string()), Cow::Borrowed)
 }
 
-fn local_name(start: &BytesStart<'_>) -> CompactString {
-    CompactString::from(start.local_name().into_inner())
-}
-
 fn predefined_entity(name: &str) -> Option<char> {
     match name {
         "lt" => Some('<'),
@@ -369,53 +390,13 @@ fn predefined_entity(name: &str) -> Option<char> {
     }
 }
 
-/// Reads the two attributes that change meaning (`xsi:nil`, `mustUnderstand`); checks that
-/// all attributes are well-formed. `xsi:type`, `encodingStyle` and the rest are ignored.
-fn read_attributes(
-    reader: &NsReader<&[u8]>,
-    start: &BytesStart<'_>,
-    element: &mut Element,
-    limits: &ParseLimits,
-) -> Result<(), Fault> {
-    for attr in start.attributes() {
-        let attr = attr.map_err(|e| Fault::malformed(e.to_string()))?;
-        if attr.value.len() > limits.max_attribute_bytes {
-            return Err(Fault::client("XML attribute too long").with_detail(format!(
-                "an attribute value is over {} bytes",
-                limits.max_attribute_bytes
-            )));
-        }
-        // Only two attributes mean anything; resolving every attribute's prefix (the
-        // envelope's namespace declarations among them) was a tenth of the parse.
-        if !matches!(attr.key.local_name().as_ref(), "nil" | "mustUnderstand") {
-            continue;
-        }
-        let (resolved, local) = reader.resolver().resolve_attribute(attr.key);
-        let ns = match resolved {
-            ResolveResult::Bound(Namespace(ns)) => Some(ns),
-            _ => None,
-        };
-        let local = local.into_inner();
-        let is_true = || {
-            attr.normalized_value(XmlVersion::Implicit1_0)
-                .map(|v| matches!(v.trim(), "1" | "true"))
-                .unwrap_or(false)
-        };
-        match (ns, local) {
-            (Some(XSI), "nil") => element.nil = is_true(),
-            (Some(SOAP11_ENV), "mustUnderstand") => element.must_understand = is_true(),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Checks the envelope and returns its headers and the operation element.
-fn read_envelope(root: Element) -> Result<(Headers, Element), Fault> {
-    let ns = root.namespace.as_deref();
-    if root.name != "Envelope" {
+/// Checks the envelope and returns the indices of the operation element and of the
+/// `user` and `language` headers.
+fn read_envelope(root: ElementRef<'_>) -> Result<(usize, Option<usize>, Option<usize>), Fault> {
+    let ns = root.namespace();
+    if root.name() != "Envelope" {
         return Err(Fault::client("not a SOAP envelope")
-            .with_detail(format!("root element is {:?}", root.name)));
+            .with_detail(format!("root element is {:?}", root.name())));
     }
     if ns != Some(SOAP11_ENV) {
         return Err(Fault {
@@ -424,14 +405,14 @@ fn read_envelope(root: Element) -> Result<(Headers, Element), Fault> {
             detail: Some(format!("envelope namespace {:?}", ns.unwrap_or(""))),
         });
     }
-    let mut headers = Headers::default();
+    let (mut user, mut language) = (None, None);
     let mut body = None;
-    for child in root.children {
-        if child.namespace.as_deref() != Some(SOAP11_ENV) {
+    for child in root.children() {
+        if child.namespace() != Some(SOAP11_ENV) {
             continue;
         }
-        match child.name.as_str() {
-            "Header" if body.is_none() => read_headers(child, &mut headers)?,
+        match child.name() {
+            "Header" if body.is_none() => read_headers(child, &mut user, &mut language)?,
             "Body" => {
                 body = Some(child);
                 break;
@@ -441,26 +422,29 @@ fn read_envelope(root: Element) -> Result<(Headers, Element), Fault> {
     }
     let body = body.ok_or_else(|| Fault::client("no SOAP Body"))?;
     let operation = body
-        .children
-        .into_iter()
+        .children()
         .next()
         .ok_or_else(|| Fault::client("empty SOAP Body"))?;
-    Ok((headers, operation))
+    Ok((operation.index(), user, language))
 }
 
-fn read_headers(header: Element, headers: &mut Headers) -> Result<(), Fault> {
-    for entry in header.children {
-        match entry.name.as_str() {
-            "user" => headers.user = Some(entry.text.trim().to_string()),
-            "language" => headers.language = Some(entry.text.trim().to_string()),
-            _ if entry.must_understand => {
+fn read_headers(
+    header: ElementRef<'_>,
+    user: &mut Option<usize>,
+    language: &mut Option<usize>,
+) -> Result<(), Fault> {
+    for entry in header.children() {
+        match entry.name() {
+            "user" => *user = Some(entry.index()),
+            "language" => *language = Some(entry.index()),
+            _ if entry.must_understand() => {
                 return Err(Fault {
                     code: FaultCode::MustUnderstand,
                     string: "header not understood".into(),
                     detail: Some(format!(
                         "{{{}}}{}",
-                        entry.namespace.as_deref().unwrap_or(""),
-                        entry.name
+                        entry.namespace().unwrap_or(""),
+                        entry.name()
                     )),
                 });
             }

@@ -36,7 +36,7 @@ fn text() -> impl Strategy<Value = String> {
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        text().prop_map(Value::Text),
+        text().prop_map(Value::text),
         any::<i64>().prop_map(Value::Int),
         any::<bool>().prop_map(Value::Bool),
         Just(Value::Nil),
@@ -106,6 +106,29 @@ proptest! {
             None => prop_assert!(request.operation.children.is_empty()),
             Some(value) => same(value, request.operation.child("return").unwrap())?,
         }
+    }
+
+    /// Responses and calls are written into a buffer sized once: it never grows while
+    /// writing unless escaping lengthens a text.
+    #[test]
+    fn messages_are_written_into_one_buffer(result in value()) {
+        fn escapes(v: &Value) -> bool {
+            match v {
+                Value::Text(t) => t.contains(['&', '<', '>', '"', '\'']),
+                Value::Struct(fields) => fields.iter().any(|(_, v)| escapes(v)),
+                Value::List(items) => items.iter().any(escapes),
+                _ => false,
+            }
+        }
+        prop_assume!(!escapes(&result));
+        // A buffer that grew has a capacity other than the one it was sized with.
+        let (ns, op) = ("urn:IciUserInterface", "getAttributes");
+        let response = write_response(ns, op, Some(&result));
+        let sized = write::envelope_len(ns, op) + write::written_len("return", &result);
+        prop_assert_eq!(response.capacity(), sized);
+        let (ns, op) = ("urn:IciEventInterface", "phoneCallChanged");
+        let call = write_call(ns, op, &[("v", result.clone())]);
+        prop_assert_eq!(call.capacity(), write::envelope_len(ns, op) + write::written_len("v", &result));
     }
 
     #[test]
@@ -178,5 +201,127 @@ proptest! {
         let at = at.min(bytes.len());
         bytes.splice(at..at, insert);
         let _ = parse_request(&bytes);
+    }
+}
+
+/// Real envelopes the differential test mutates.
+const BASES: &[&str] = &[
+    include_str!("../../tests/fixtures/soap/examples/01-getAttributes.xml"),
+    include_str!("../../tests/fixtures/soap/examples/09-setAttachedData.xml"),
+    include_str!("../../tests/fixtures/soap/examples/11-dial.xml"),
+    include_str!("../../tests/fixtures/soap/examples/12-getCalls.xml"),
+    r#"<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><SOAP-ENV:Header><pre:user xmlns:pre="urn:IciUserInterface" SOAP-ENV:mustUnderstand="0" xsi:type="xsd:string">CRMFOSOUT</pre:user><pre:language xmlns:pre="urn:IciUserInterface" SOAP-ENV:mustUnderstand="0" xsi:type="xsd:string">EN</pre:language></SOAP-ENV:Header><SOAP-ENV:Body><ns0:getAttributes xmlns:ns0="urn:IciUserInterface"><userId xmlns="urn:IciUserInterface">CRMFOSOUT</userId></ns0:getAttributes></SOAP-ENV:Body></SOAP-ENV:Envelope>"#,
+];
+
+/// Pieces inserted into them: the shapes where the borrowed parser does work of its own
+/// (namespace scopes and their errors, empty elements, attribute checks, texts put
+/// together from references, CDATA and line ends).
+const PIECES: &[&str] = &[
+    "<a/>",
+    "<a></a>",
+    "<p:a xmlns:p=\"urn:x\"/>",
+    "<q:a/>",
+    "<xml:a/>",
+    "<xmlns:a/>",
+    " xmlns=\"\"",
+    " xmlns=\"urn:d\"",
+    " xmlns:p=\"\"",
+    " xmlns:=\"urn:e\"",
+    " xmlns:xml=\"urn:x\"",
+    " xmlns:xml=\"http://www.w3.org/XML/1998/namespace\"",
+    " xmlns:xmlns=\"u\"",
+    " xmlns:p=\"http://www.w3.org/XML/1998/namespace\"",
+    " xmlns:p=\"http://www.w3.org/2000/xmlns/\"",
+    " a=\"1\" a=\"2\"",
+    " b=\"1\"",
+    " xsi:nil=\"true\"",
+    " xsi:nil=\" 1 \"",
+    " SOAP-ENV:mustUnderstand=\"1\"",
+    "&amp;",
+    "&#65;",
+    "&#x1;",
+    "&bogus;",
+    "<![CDATA[x\r\ny]]>",
+    "\r\n",
+    "\r",
+    "  ",
+    "<!-- c -->",
+    "<?pi x?>",
+    "<!DOCTYPE a>",
+    "</a>",
+    "<",
+    ">",
+    "\"",
+    "=",
+    ":",
+    "é",
+];
+
+/// Where a piece goes: anywhere, into the attributes of a start tag (before its `>` or
+/// `/>`), or into an element's content (after a `>`).
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Byte(usize),
+    InTag(usize),
+    InContent(usize),
+}
+
+fn position(bytes: &[u8], at: At) -> usize {
+    let tag_ends: Vec<usize> = (0..bytes.len()).filter(|i| bytes[*i] == b'>').collect();
+    let nth = |k: usize| tag_ends.get(k % tag_ends.len().max(1)).copied();
+    match at {
+        At::Byte(i) => i % (bytes.len() + 1),
+        At::InTag(k) => match nth(k) {
+            Some(i) if i > 0 && bytes[i - 1] == b'/' => i - 1,
+            Some(i) => i,
+            None => 0,
+        },
+        At::InContent(k) => nth(k).map_or(0, |i| i + 1),
+    }
+}
+
+fn mutation() -> impl Strategy<Value = (At, Vec<u8>)> {
+    (
+        prop_oneof![
+            any::<usize>().prop_map(At::Byte),
+            any::<usize>().prop_map(At::InTag),
+            any::<usize>().prop_map(At::InContent),
+        ],
+        prop_oneof![
+            4 => proptest::sample::select(PIECES).prop_map(|p| p.as_bytes().to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 0..4),
+        ],
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The borrowed parser reads every input as the owned parser it replaced did: the
+    /// same tree, or the same fault (code, string and detail), with default and with
+    /// tight limits.
+    #[test]
+    fn borrowed_parser_agrees_with_the_one_it_replaced(
+        base in proptest::sample::select(BASES),
+        mutations in proptest::collection::vec(mutation(), 0..4),
+        cut in proptest::option::weighted(0.2, any::<usize>()),
+        tight in any::<bool>(),
+    ) {
+        let mut bytes = base.as_bytes().to_vec();
+        for (at, piece) in mutations {
+            let at = position(&bytes, at);
+            bytes.splice(at..at, piece);
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut % (bytes.len() + 1));
+        }
+        let limits = if tight {
+            ParseLimits { max_depth: 5, max_elements: 12, max_text_bytes: 16, max_attribute_bytes: 24 }
+        } else {
+            ParseLimits::DEFAULT
+        };
+        let new = parse_request_with(&bytes, &limits);
+        let old = super::oracle::parse_request_with(&bytes, &limits);
+        prop_assert_eq!(new, old, "{}", String::from_utf8_lossy(&bytes));
     }
 }

@@ -6,14 +6,18 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use compact_str::CompactString;
+
 use super::chars;
 use super::fault::Fault;
 use super::parse::SOAP11_ENV;
 
-/// A value in a message we write.
+/// A value in a message we write. Texts are `CompactString`s: the ids, names, states and
+/// numbers of an answer fit inline (24 bytes), so building one costs no allocation per
+/// text (BENCHMARKS.md, benchmark 1: `read_allocs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
-    Text(String),
+    Text(CompactString),
     Int(i64),
     Bool(bool),
     /// A structure: named fields in WSDL order.
@@ -26,12 +30,12 @@ pub enum Value {
 
 impl Value {
     /// Text value from anything string-like.
-    pub fn text(s: impl Into<String>) -> Value {
+    pub fn text(s: impl Into<CompactString>) -> Value {
         Value::Text(s.into())
     }
 
     /// Optional text: `Nil` when absent.
-    pub fn opt_text(s: Option<impl Into<String>>) -> Value {
+    pub fn opt_text(s: Option<impl Into<CompactString>>) -> Value {
         s.map_or(Value::Nil, |s| Value::Text(s.into()))
     }
 
@@ -39,7 +43,7 @@ impl Value {
     pub fn text_list<I, S>(items: I) -> Value
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<CompactString>,
     {
         Value::List(items.into_iter().map(|s| Value::Text(s.into())).collect())
     }
@@ -59,7 +63,8 @@ const ENVELOPE_CLOSE: &str = "</SOAP-ENV:Body></SOAP-ENV:Envelope>";
 /// The response to `operation` in `namespace`: `<operationResponse>` with the result in
 /// `<return>` (nothing inside for operations without a result).
 pub fn write_response(namespace: &str, operation: &str, result: Option<&Value>) -> String {
-    let mut out = String::with_capacity(512);
+    let body = result.map_or(0, |value| written_len("return", value));
+    let mut out = String::with_capacity(envelope_len(namespace, operation) + body);
     out.push_str(ENVELOPE_OPEN);
     open_operation(&mut out, operation, "Response", namespace);
     if let Some(result) = result {
@@ -72,7 +77,8 @@ pub fn write_response(namespace: &str, operation: &str, result: Option<&Value>) 
 
 /// A request (our events to SAP): `<operation>` in `namespace` with the parameters in order.
 pub fn write_call(namespace: &str, operation: &str, params: &[(&str, Value)]) -> String {
-    let mut out = String::with_capacity(1024);
+    let body: usize = params.iter().map(|(name, v)| written_len(name, v)).sum();
+    let mut out = String::with_capacity(envelope_len(namespace, operation) + body);
     out.push_str(ENVELOPE_OPEN);
     open_operation(&mut out, operation, "", namespace);
     for (name, value) in params {
@@ -81,6 +87,29 @@ pub fn write_call(namespace: &str, operation: &str, params: &[(&str, Value)]) ->
     close_operation(&mut out, operation, "");
     out.push_str(ENVELOPE_CLOSE);
     out
+}
+
+/// What an envelope around an operation takes, without its parameters: the buffer is
+/// sized once from this and [`written_len`], so writing a message never grows it (unless
+/// escaping lengthens a text).
+pub(super) fn envelope_len(namespace: &str, operation: &str) -> usize {
+    const TAGS: usize = "<ns:Response xmlns:ns=\"\"></ns:Response>".len();
+    ENVELOPE_OPEN.len() + ENVELOPE_CLOSE.len() + TAGS + 2 * operation.len() + namespace.len()
+}
+
+/// The length of `<name>value</name>` as [`write_element`] writes it, texts unescaped.
+pub(super) fn written_len(name: &str, value: &Value) -> usize {
+    /// The longest `i64` in decimal.
+    const INT_DIGITS: usize = 20;
+    let tags = 2 * name.len() + "<></>".len();
+    tags + match value {
+        Value::Nil => r#" xsi:nil="true"/>"#.len(),
+        Value::Text(text) => text.len(),
+        Value::Int(_) => INT_DIGITS,
+        Value::Bool(_) => "false".len(),
+        Value::Struct(fields) => fields.iter().map(|(f, v)| written_len(f, v)).sum(),
+        Value::List(items) => items.iter().map(|v| written_len("item", v)).sum(),
+    }
 }
 
 /// A SOAP 1.1 fault envelope.

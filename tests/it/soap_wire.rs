@@ -371,7 +371,7 @@ fn example_requests_are_valid_ici_requests() {
     assert!(files.len() >= 10, "examples are missing: {files:?}");
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
-        let request = ici_connector::soap::parse_request(&bytes)
+        let request = ici_connector::soap::parse_envelope(&bytes)
             .unwrap_or_else(|f| panic!("{}: {f}", file.display()));
         ici_connector::ici::resolve(&request).unwrap_or_else(|f| panic!("{}: {f}", file.display()));
     }

@@ -143,7 +143,7 @@ fn info(config: &Config, simulator: bool) -> HttpResponse {
 
 /// One of the page's files, with headers that keep it from being framed, sniffed or
 /// served stale after an upgrade.
-fn page(content_type: &str, body: &'static str) -> HttpResponse {
+fn page(content_type: &'static str, body: &'static str) -> HttpResponse {
     let mut response = listener::response(StatusCode::OK, content_type, body);
     let headers = response.headers_mut();
     headers.insert(
