@@ -294,20 +294,7 @@ async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
         return;
     }
     let _teardown = Teardown;
-    // Timing on a busy 2-core machine (PBX, three SIP phones, the connector and the test
-    // in one box) occasionally loses a step; the scenario then runs once more on a freshly
-    // started PBX, and the first failure is printed. Two failures fail the test.
-    let first = tokio::spawn(scenario()).await;
-    if let Err(failure) = first {
-        let why = failure
-            .try_into_panic()
-            .ok()
-            .and_then(|p| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        println!("RETRY: the first run of the Asterisk scenario failed: {why}");
-        setup(None).expect("restarting the PBX for the second run");
-        scenario().await;
-    }
+    scenario().await;
 }
 
 /// The whole scenario through SAP's side, on a freshly started PBX.
