@@ -11,7 +11,8 @@
 #
 # `setup.sh --kill-asterisk` kills the running Asterisk with SIGKILL (a crash: no hangups,
 # the AMI connection just drops); `setup.sh --start-asterisk` starts it again. The test uses
-# them for the switchover step.
+# them for the switchover step. `setup.sh --cli "<command>"` runs one Asterisk CLI command
+# (the test checks what the PBX is doing, e.g. that ChanSpy runs).
 #
 # Exit status: 0 ready; 77 the environment cannot run it (the reason on stdout as
 # "SKIPPED: ..."); anything else is a failure.
@@ -56,6 +57,9 @@ case "${1:-}" in
 --start-asterisk)
     start_asterisk
     exit 0
+    ;;
+--cli)
+    exec chroot "$root" /usr/sbin/asterisk -rx "$2"
     ;;
 esac
 
@@ -107,6 +111,22 @@ if [ ! -e "$root/.ici-complete" ]; then
     touch "$root/.ici-complete"
 fi
 mount_all || skip "cannot mount proc/dev into the chroot"
+
+# Music on hold for server-side hold: a minimal Asterisk install has no MOH files, and
+# MusicOnHold() without them hangs the held party up at once.
+if [ ! -e "$root/.ici-moh" ]; then
+    log "installing music on hold (asterisk-moh-opsound-gsm)"
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends \
+        asterisk-moh-opsound-gsm >>"$run/apt.log" 2>&1 || {
+        chroot "$root" apt-get update -q >>"$run/apt.log" 2>&1
+        DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends \
+            asterisk-moh-opsound-gsm >>"$run/apt.log" 2>&1
+    } || {
+        tail -n 20 "$run/apt.log" >&2
+        exit 1
+    }
+    touch "$root/.ici-moh"
+fi
 
 # The project's test configuration replaces the packaged one for the files it names.
 for f in "$here"/etc/*.conf; do

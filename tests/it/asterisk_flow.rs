@@ -259,6 +259,34 @@ async fn ready(server: &TestServer, status: u16, what: &str) {
     .await
 }
 
+/// Sets a workmode from SAP and waits for SAP to be told.
+async fn workmode(server: &TestServer, sap: &mut FakeSap, user: &str, path: &str, mode: &str) {
+    server
+        .call(
+            "User",
+            "setCurrentWorkmode",
+            &[("userId", user), ("workmode", mode)],
+        )
+        .await
+        .ok();
+    expect(sap, path, "workmodeChanged", "workmode", |e| {
+        is(e, "workmode", mode)
+    })
+    .await;
+}
+
+/// One Asterisk CLI command (`setup.sh --cli`): its output.
+fn pbx(command: &str) -> Result<String, String> {
+    let out = Command::new(script("setup.sh"))
+        .args(["--cli", command])
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
 fn is(event: &Received, field: &str, value: &str) -> bool {
     event.field(field).as_deref() == Some(value)
 }
@@ -345,7 +373,8 @@ async fn scenario() {
     assert_eq!(alerting.field("queue").as_deref(), Some("support"));
     assert_eq!(alerting.field("direction").as_deref(), Some("inbound"));
 
-    // Answer is the phone's job on Asterisk; SAP's accept gets a clear fault.
+    // With `answer = "phone"` (the default, and all these phones can do) SAP's accept gets
+    // a clear fault and the agent answers on the phone.
     let (_, fault) = server
         .call("Item", "accept", &[("itemId", &call)])
         .await
@@ -356,14 +385,48 @@ async fn scenario() {
         is(e, "callId", &call) && is(e, "state", "connected")
     })
     .await;
-    let (_, fault) = server
+
+    // Hold and retrieve from SAP: server-side (customer to music on hold, the agent's
+    // channel parked), reported like a hold on the phone.
+    server
         .call("PhoneCall", "hold", &[("callId", &call)])
         .await
-        .fault();
-    assert!(
-        fault.contains("hold") && fault.contains("asterisk"),
-        "{fault}"
-    );
+        .ok();
+    expect(&mut sap, "/a1", "phoneCallChanged", "held from SAP", |e| {
+        is(e, "callId", &call) && is(e, "state", "held")
+    })
+    .await;
+    server
+        .call("PhoneCall", "unhold", &[("callId", &call)])
+        .await
+        .ok();
+    expect(
+        &mut sap,
+        "/a1",
+        "phoneCallChanged",
+        "retrieved from SAP",
+        |e| is(e, "callId", &call) && is(e, "state", "connected"),
+    )
+    .await;
+    // Hold pressed on the phone is still reported.
+    phone(AGENT1_PHONE, "hold", "").await;
+    expect(
+        &mut sap,
+        "/a1",
+        "phoneCallChanged",
+        "held on the phone",
+        |e| is(e, "callId", &call) && is(e, "state", "held"),
+    )
+    .await;
+    phone(AGENT1_PHONE, "resume", "").await;
+    expect(
+        &mut sap,
+        "/a1",
+        "phoneCallChanged",
+        "resumed on the phone",
+        |e| is(e, "callId", &call) && is(e, "state", "connected"),
+    )
+    .await;
 
     // Blind transfer to agent 2: same call id there.
     server
@@ -374,17 +437,22 @@ async fn scenario() {
         )
         .await
         .ok();
-    expect(
+    // Events to different agents travel on different queues: either may come first.
+    expect_all(
         &mut sap,
-        "/a1",
-        "phoneCallChanged",
-        "transferred away",
-        |e| is(e, "callId", &call) && is(e, "state", "transferred"),
+        vec![
+            (
+                "/a1",
+                "transferred away",
+                Box::new(|e: &Received| is(e, "callId", &call) && is(e, "state", "transferred")),
+            ),
+            (
+                "/a2",
+                "transfer rings",
+                Box::new(|e: &Received| is(e, "callId", &call) && is(e, "state", "alerting")),
+            ),
+        ],
     )
-    .await;
-    expect(&mut sap, "/a2", "phoneCallChanged", "transfer rings", |e| {
-        is(e, "callId", &call) && is(e, "state", "alerting")
-    })
     .await;
     phone(AGENT2_PHONE, "accept", "").await;
     expect(
@@ -528,6 +596,76 @@ async fn scenario() {
         |e| is(e, "callId", &call) && is(e, "state", "dropped"),
     )
     .await;
+
+    // Reroute: with both agents ready the queue rings both; agent 1 sends the call back
+    // (and is put in the reject workmode), agent 2 takes it.
+    workmode(&server, &mut sap, "AGENT2", "/a2", "2").await;
+    phone(CUSTOMER_PHONE, "dial", "sip:600@127.0.0.1:5160").await;
+    let alerting = expect(&mut sap, "/a1", "phoneCallChanged", "queue call", |e| {
+        is(e, "state", "alerting")
+    })
+    .await;
+    let call = alerting.field("callId").unwrap();
+    server
+        .call("Item", "reroute", &[("itemId", &call)])
+        .await
+        .ok();
+    expect(&mut sap, "/a1", "phoneCallChanged", "rerouted", |e| {
+        is(e, "callId", &call) && is(e, "state", "dropped")
+    })
+    .await;
+    expect(&mut sap, "/a1", "workmodeChanged", "reject workmode", |e| {
+        is(e, "workmode", "3")
+    })
+    .await;
+    accept_until(&mut sap, &[AGENT2_PHONE], "/a2", "agent 2 took it", |e| {
+        is(e, "callId", &call) && is(e, "state", "connected")
+    })
+    .await;
+
+    // Listen: agent 1 (as supervisor) listens to agent 2's call; agent 1's phone rings
+    // and, once answered, runs ChanSpy on agent 2's channel. listenEnd hangs it up.
+    server
+        .call(
+            "PhoneCall",
+            "listen",
+            &[("callId", &call), ("userId", "AGENT1")],
+        )
+        .await
+        .ok();
+    common::poll("ChanSpy running at agent 1's phone", STEP, || async {
+        phone(AGENT1_PHONE, "accept", "").await;
+        let channels = pbx("core show channels concise")?;
+        match channels.lines().any(|l| l.contains("ChanSpy")) {
+            true => Ok(()),
+            false => Err(channels),
+        }
+    })
+    .await;
+    server
+        .call(
+            "PhoneCall",
+            "listenEnd",
+            &[("callId", &call), ("userId", "AGENT1")],
+        )
+        .await
+        .ok();
+    let channels = pbx("core show channels concise").unwrap();
+    assert!(!channels.contains("ChanSpy"), "{channels}");
+    server
+        .call("PhoneCall", "drop", &[("callId", &call)])
+        .await
+        .ok();
+    expect(
+        &mut sap,
+        "/a2",
+        "phoneCallChanged",
+        "rerouted call over",
+        |e| is(e, "callId", &call) && is(e, "state", "dropped"),
+    )
+    .await;
+    workmode(&server, &mut sap, "AGENT2", "/a2", "1").await;
+    workmode(&server, &mut sap, "AGENT1", "/a1", "2").await;
 
     // Dial from SAP: the agent's phone rings first (dialing), then the customer.
     let answer = server

@@ -7,7 +7,7 @@
 //! `actor/plan.rs`.
 
 mod link;
-mod plan;
+pub(super) mod plan;
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};

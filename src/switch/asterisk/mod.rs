@@ -47,6 +47,8 @@ pub mod codec;
 pub mod model;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plan;
 
 use std::time::Duration;
 
@@ -68,30 +70,53 @@ pub const DIAL_CONTEXT: &str = "ici-connector";
 /// Dialplan context the adapter redirects the parties of a conference to; `c<digits>`
 /// must reach `ConfBridge` (handlers/asterisk/extensions_ici.conf).
 pub const CONFERENCE_CONTEXT: &str = "ici-conference";
+/// Dialplan context of server-side hold (handlers/asterisk/extensions_ici.conf): the held
+/// party waits at [`HOLD_MUSIC_EXTEN`] (music on hold), the agent's channel at
+/// [`HOLD_PARK_EXTEN`] (silence) until AMI `Bridge` joins them again.
+pub const HOLD_CONTEXT: &str = "ici-hold";
+/// Extension in [`HOLD_CONTEXT`] for the held party: `MusicOnHold()`.
+pub const HOLD_MUSIC_EXTEN: &str = "music";
+/// Extension in [`HOLD_CONTEXT`] for the agent's parked channel: `Wait()`.
+pub const HOLD_PARK_EXTEN: &str = "park";
 
-/// What the adapter can do through AMI, and nothing more.
-const CAPABILITIES: [Capability; 7] = [
+/// What the adapter can do through AMI whatever the phones are.
+const CAPABILITIES: [Capability; 11] = [
     Capability::MakeCall,
+    Capability::Hold,
     Capability::Clear,
     Capability::BlindTransfer,
     Capability::Consult,
     Capability::Conference,
     Capability::DropParty,
+    Capability::Listen,
     Capability::AgentState,
+    Capability::Reroute,
+    Capability::AttachData,
 ];
 
 /// Start the adapter: spawns its task on the current tokio runtime, which connects, logs in
 /// and keeps reconnecting until the handle is dropped.
 pub fn start(config: AsteriskConfig, events: EventSink) -> AsteriskSwitch {
+    let capabilities = capabilities(&config);
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE_DEPTH);
     tokio::spawn(actor::run(config, rx, events));
-    AsteriskSwitch { tx }
+    AsteriskSwitch { tx, capabilities }
+}
+
+/// [`CAPABILITIES`], and answer when some phone can be answered from SAP
+/// (`answer = "notify"`), in [`Capability::ALL`]'s order.
+pub fn capabilities(config: &AsteriskConfig) -> Vec<Capability> {
+    Capability::ALL
+        .into_iter()
+        .filter(|c| CAPABILITIES.contains(c) || (*c == Capability::Answer && config.can_answer()))
+        .collect()
 }
 
 /// The Asterisk adapter as the session manager sees it.
 #[derive(Debug, Clone)]
 pub struct AsteriskSwitch {
     tx: mpsc::Sender<SwitchRequest>,
+    capabilities: Vec<Capability>,
 }
 
 impl SwitchAdapter for AsteriskSwitch {
@@ -99,11 +124,9 @@ impl SwitchAdapter for AsteriskSwitch {
         "asterisk"
     }
 
-    /// Make call, clear, blind transfer, consultation (`Atxfer`), conference (ConfBridge),
-    /// drop party and agent states. Not answer and hold: on a plain SIP phone only the
-    /// phone can do them. Not reroute, listen or attached data: not built yet.
+    /// Everything but answer, which needs phones that obey a NOTIFY (`answer`).
     fn capabilities(&self) -> &[Capability] {
-        &CAPABILITIES
+        &self.capabilities
     }
 
     /// Down until the first login and resync report `LinkUp`.

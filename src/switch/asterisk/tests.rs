@@ -356,3 +356,159 @@ fn consultation_ends_when_the_consulted_party_hangs_up() {
         ]
     );
 }
+
+/// Customer 2003 (1.1) and agent 2001 (1.2) in one bridge, as a queue call leaves them.
+fn bridged_call() -> Model {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    let chan = |id: &str, name: &str| {
+        format!(
+            "Event: Newchannel|Channel: {name}|Uniqueid: {id}|Linkedid: 1.1|ChannelState: 6|CallerIDNum: 2003|Exten: 600|"
+        )
+    };
+    ami(&mut m, &chan("1.1", "PJSIP/2003-00000001"));
+    ami(&mut m, &chan("1.2", "PJSIP/2001-00000002"));
+    ami(
+        &mut m,
+        "Event: BridgeEnter|Uniqueid: 1.1|BridgeUniqueid: b1|",
+    );
+    ami(
+        &mut m,
+        "Event: BridgeEnter|Uniqueid: 1.2|BridgeUniqueid: b1|",
+    );
+    m
+}
+
+/// Server-side hold: Asterisk reports no Hold event for a Redirect out of the bridge, so
+/// the agent's leg is held once its channel left the bridge, and connected again when the
+/// AMI Bridge puts it back with its party.
+#[test]
+fn server_side_hold_is_reported_held_and_retrieved() {
+    let mut m = bridged_call();
+    assert_eq!(
+        m.bridge_partner("1.2"),
+        Some(("1.1".into(), "PJSIP/2003-00000001".into()))
+    );
+    m.expect_park("1.2", "1.1");
+    assert!(!m.held("1.2"), "held only once it left the bridge");
+    ami(
+        &mut m,
+        "Event: BridgeLeave|Uniqueid: 1.1|BridgeUniqueid: b1|",
+    );
+    assert_eq!(
+        ami(
+            &mut m,
+            "Event: BridgeLeave|Uniqueid: 1.2|BridgeUniqueid: b1|"
+        ),
+        ["1.1@2001 held"]
+    );
+    assert!(m.held("1.2") && !m.held_on_phone("1.2"));
+    assert_eq!(
+        m.parked_partner("1.2"),
+        Some(("1.1".into(), "PJSIP/2003-00000001".into()))
+    );
+    ami(
+        &mut m,
+        "Event: BridgeEnter|Uniqueid: 1.1|BridgeUniqueid: b2|",
+    );
+    assert_eq!(
+        ami(
+            &mut m,
+            "Event: BridgeEnter|Uniqueid: 1.2|BridgeUniqueid: b2|"
+        ),
+        ["1.1@2001 connected"]
+    );
+    assert!(!m.held("1.2"));
+    assert_eq!(m.parked_partner("1.2"), None);
+}
+
+/// A hold on the phone (re-INVITE) is reported as before and told apart from the server's.
+#[test]
+fn hold_on_the_phone_is_still_reported() {
+    let mut m = bridged_call();
+    assert_eq!(ami(&mut m, "Event: Hold|Uniqueid: 1.2|"), ["1.1@2001 held"]);
+    assert!(m.held_on_phone("1.2"));
+    assert_eq!(
+        ami(&mut m, "Event: Unhold|Uniqueid: 1.2|"),
+        ["1.1@2001 connected"]
+    );
+}
+
+/// The customer hangs up in music on hold: the parked agent channel has nobody to come
+/// back to and is hung up (and the other way round).
+#[test]
+fn a_hangup_during_server_side_hold_frees_the_other_channel() {
+    let mut m = bridged_call();
+    m.expect_park("1.2", "1.1");
+    ami(
+        &mut m,
+        "Event: BridgeLeave|Uniqueid: 1.2|BridgeUniqueid: b1|",
+    );
+    ami(&mut m, "Event: Hangup|Uniqueid: 1.1|Cause: 16|");
+    assert_eq!(m.take_orphans(), ["PJSIP/2001-00000002"]);
+    assert!(m.take_orphans().is_empty());
+
+    let mut m = bridged_call();
+    m.expect_park("1.2", "1.1");
+    ami(
+        &mut m,
+        "Event: BridgeLeave|Uniqueid: 1.2|BridgeUniqueid: b1|",
+    );
+    assert_eq!(
+        ami(&mut m, "Event: Hangup|Uniqueid: 1.2|Cause: 16|"),
+        ["1.1@2001 dropped(normal)"]
+    );
+    assert_eq!(m.take_orphans(), ["PJSIP/2003-00000001"]);
+}
+
+/// A rerouted alerting leg ends with cause `rerouted`, not `abandoned`.
+#[test]
+fn rerouted_ring_ends_rerouted() {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2003-00000001|Uniqueid: 1.1|Linkedid: 1.1|ChannelState: 6|CallerIDNum: 2003|Exten: 600|",
+    );
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2001-00000002|Uniqueid: 1.2|Linkedid: 1.1|ChannelState: 0|",
+    );
+    assert_eq!(
+        ami(&mut m, "Event: Newstate|Uniqueid: 1.2|ChannelState: 5|"),
+        ["1.1@2001 alerting"]
+    );
+    assert!(m.ringing("1.2"));
+    m.expect_reroute("1.2");
+    assert_eq!(
+        ami(&mut m, "Event: Hangup|Uniqueid: 1.2|Cause: 21|"),
+        ["1.1@2001 dropped(rerouted)"]
+    );
+}
+
+/// A supervisor's ChanSpy channel is never a call of the supervisor.
+#[test]
+fn listening_channel_is_not_a_leg() {
+    let mut m = bridged_call();
+    m.expect_spy("1.1", "2002", "ici-spy-1-1");
+    let shown = ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2002-00000003|Uniqueid: ici-spy-1-1|Linkedid: ici-spy-1-1|ChannelState: 0|",
+    );
+    assert!(shown.is_empty(), "{shown:?}");
+    assert!(
+        ami(
+            &mut m,
+            "Event: Newstate|Uniqueid: ici-spy-1-1|ChannelState: 6|"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        m.spy("1.1", "2002"),
+        Some(("ici-spy-1-1".into(), "PJSIP/2002-00000003".into()))
+    );
+    assert_eq!(
+        m.agent_channel_on("1.1", "2002").as_deref(),
+        Some("PJSIP/2001-00000002")
+    );
+    ami(&mut m, "Event: Hangup|Uniqueid: ici-spy-1-1|Cause: 16|");
+    assert_eq!(m.spy("1.1", "2002"), None);
+}

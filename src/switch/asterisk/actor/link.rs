@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::plan::{RETRY_PAUSE, Step, Waiter};
+use super::plan::{NORMAL_CLEARING, Planner, RETRY_PAUSE, Step, Waiter};
 use super::{End, read_message};
 use crate::config::AsteriskConfig;
 use crate::switch::asterisk::COMMAND_WAIT;
@@ -51,12 +51,12 @@ pub(super) struct Link<'a> {
     decoder: Decoder,
     next_id: u64,
     jobs: Vec<Job>,
-    pub(super) config: &'a AsteriskConfig,
+    config: &'a AsteriskConfig,
     /// Calls originated so far, across connections: numbers the originated channels.
-    pub(super) originated: &'a mut u64,
+    originated: &'a mut u64,
     /// When the adapter started (seconds since 1970): keeps originated ids unique across
     /// restarts of the connector.
-    pub(super) epoch: u64,
+    epoch: u64,
 }
 
 impl<'a> Link<'a> {
@@ -210,6 +210,13 @@ impl<'a> Link<'a> {
                 return Err(End::Stop);
             }
         }
+        for orphan in model.take_orphans() {
+            // Its party hung up during a server-side hold: nobody to come back to.
+            let hangup = Action::new("Hangup")
+                .with("Channel", orphan)
+                .with("Cause", NORMAL_CLEARING);
+            self.send(&hangup).await?;
+        }
         self.settle(model);
         Ok(())
     }
@@ -247,8 +254,10 @@ impl<'a> Link<'a> {
         self.jobs[pos].steps.pop_front();
         if failed && !tolerate {
             let job = self.jobs.remove(pos);
-            if let Some(Waiter::Consult { held, .. }) = &job.waiter {
-                model.consult_failed(held);
+            match &job.waiter {
+                Some(Waiter::Consult { held, .. }) => model.consult_failed(held),
+                Some(Waiter::Parked(id)) => model.park_failed(id),
+                _ => {}
             }
             let why = message.get("Message").unwrap_or("error").to_owned();
             let _ = job.reply.send(Err(SwitchError::Rejected(why)));
@@ -308,6 +317,9 @@ impl<'a> Link<'a> {
                     Some(Waiter::Conferenced(id)) => {
                         model.conferenced(id) || !model.has_channel(id)
                     }
+                    Some(Waiter::Parked(id)) => model.held(id),
+                    Some(Waiter::Retrieved(id)) => !model.has_channel(id) || !model.held(id),
+                    Some(Waiter::Answered(id)) => model.answered(id),
                 };
             if ready {
                 let job = self.jobs.remove(i);
@@ -360,7 +372,12 @@ impl<'a> Link<'a> {
 
     async fn command(&mut self, request: SwitchRequest, model: &mut Model) -> Result<(), End> {
         let SwitchRequest { command, reply } = request;
-        let plan = match self.plan(command, model) {
+        let mut planner = Planner {
+            config: self.config,
+            originated: &mut *self.originated,
+            epoch: self.epoch,
+        };
+        let plan = match planner.plan(command, model) {
             Ok(plan) => plan,
             Err(e) => {
                 let _ = reply.send(Err(e));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{
     CTI_REF_VARIABLE, Call, Channel, Consult, Model, ORIGINATE_PREFIX, SAP_CAD_VARIABLE,
-    STATE_DOWN, is_local,
+    SPY_PREFIX, STATE_DOWN, is_local,
 };
 use crate::switch::asterisk::codec::Message;
 use crate::switch::{AgentState, LegState, SwitchEvent};
@@ -28,7 +28,30 @@ impl Model {
                     c.caller = Some(caller.to_owned());
                 }
             }),
-            "BridgeEnter" => self.update(msg, |c, _| c.bridged = true),
+            "BridgeEnter" => self.update(msg, |c, m| {
+                c.bridged = true;
+                c.bridge = m.value("BridgeUniqueid").map(str::to_owned);
+                if c.parked_with.take().is_some() {
+                    // Retrieved from a server-side hold: bridged with its party again.
+                    c.held = false;
+                }
+            }),
+            "BridgeLeave" => {
+                let Some(id) = msg.value("Uniqueid") else {
+                    return Vec::new();
+                };
+                let Some(c) = self.channels.get_mut(id) else {
+                    return Vec::new();
+                };
+                c.bridge = None;
+                // Only a server-side hold makes leaving a bridge news: the agent's channel
+                // was taken out to be parked. Otherwise a hangup or transfer follows.
+                if c.parked_with.is_none() || c.held {
+                    return Vec::new();
+                }
+                c.held = true;
+                self.emit(id, None)
+            }
             "Hold" => self.update(msg, |c, _| c.held = true),
             "Unhold" => self.update(msg, |c, _| c.held = false),
             "ConfbridgeJoin" => {
@@ -89,7 +112,10 @@ impl Model {
         let channel = Channel {
             name: name.to_owned(),
             linkedid,
-            extension: self.interfaces.extension_of_channel(name),
+            // A supervisor's listening channel is plumbing, not the supervisor's call.
+            extension: (!id.starts_with(SPY_PREFIX))
+                .then(|| self.interfaces.extension_of_channel(name))
+                .flatten(),
             state: state_of(msg),
             caller: msg.value("CallerIDNum").map(str::to_owned),
             bridged: msg.value("BridgeId").is_some(),
@@ -286,11 +312,30 @@ impl Model {
         let Some(channel) = self.channels.remove(id) else {
             return out;
         };
+        self.spies.retain(|_, spy| spy != id);
+        // A server-side hold leaves two channels waiting for each other: when one hangs up,
+        // the other has nobody to come back to.
+        if let Some(partner) = channel
+            .parked_with
+            .as_deref()
+            .and_then(|p| self.channels.get(p))
+        {
+            self.orphans.push(partner.name.clone());
+        }
+        let waiting: Vec<String> = self
+            .channels
+            .values()
+            .filter(|c| c.parked_with.as_deref() == Some(id))
+            .map(|c| c.name.clone())
+            .collect();
+        self.orphans.extend(waiting);
         let last = self.sent.remove(id);
         if let Some(mut leg) = last
             && !channel.transferred
         {
-            let cause = if leg.state == LegState::Alerting {
+            let cause = if leg.state == LegState::Alerting && channel.rerouted {
+                "rerouted".to_owned()
+            } else if leg.state == LegState::Alerting {
                 "abandoned".to_owned()
             } else {
                 cause_name(msg.value("Cause"))
