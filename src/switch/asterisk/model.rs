@@ -357,6 +357,28 @@ impl Model {
             .then(|| (id.clone(), c.name.clone()))
     }
 
+    /// The other party of `uniqueid`'s call for a server-side hold: its bridge partner, or,
+    /// right after an answer when Asterisk has not bridged them yet, the one other live
+    /// phone channel of the same call. `None` when that is not exactly one.
+    pub fn call_partner(&self, uniqueid: &str) -> Option<(String, String)> {
+        if let Some(partner) = self.bridge_partner(uniqueid) {
+            return Some(partner);
+        }
+        let call = self.call_of(uniqueid)?;
+        let mut others = self.channels.iter().filter(|(id, c)| {
+            id.as_str() != uniqueid
+                && !is_local(&c.name)
+                && !c.transferred
+                && c.state == STATE_UP
+                && self.call_of(id).as_deref() == Some(call.as_str())
+        });
+        let (id, c) = others.next()?;
+        others
+            .next()
+            .is_none()
+            .then(|| (id.clone(), c.name.clone()))
+    }
+
     /// Server-side hold of `agent` (a channel) with `partner` is being asked for.
     pub fn expect_park(&mut self, agent: &str, partner: &str) {
         if let Some(c) = self.channels.get_mut(agent) {

@@ -42,6 +42,8 @@ struct Job {
     deadline: Option<Instant>,
     /// When the current step, refused by Asterisk, is sent again.
     retry_at: Option<Instant>,
+    /// The next step waits for its `after` condition (see [`Link::release`]).
+    gated: bool,
 }
 
 /// One logged-in AMI connection and the commands in progress on it.
@@ -217,6 +219,7 @@ impl<'a> Link<'a> {
                 .with("Cause", NORMAL_CLEARING);
             self.send(&hangup).await?;
         }
+        self.release(model).await?;
         self.settle(model);
         Ok(())
     }
@@ -265,6 +268,12 @@ impl<'a> Link<'a> {
         }
         self.jobs[pos].current = None;
         if let Some(next) = self.jobs[pos].steps.front() {
+            if next.after.as_ref().is_some_and(|w| !reached(w, model)) {
+                // Held back until Asterisk has shown the previous step's effect.
+                self.jobs[pos].gated = true;
+                self.jobs[pos].deadline = Some(Instant::now() + COMMAND_WAIT);
+                return Ok(());
+            }
             let action = next.action.clone();
             let id = self.send(&action).await?;
             self.jobs[pos].current = Some(id);
@@ -301,9 +310,6 @@ impl<'a> Link<'a> {
             let ready = job.steps.is_empty()
                 && match &job.waiter {
                     None => true,
-                    Some(Waiter::Left(id)) => model.left(id),
-                    Some(Waiter::CallAppears(call)) => model.has_call(call),
-                    Some(Waiter::Agent(ext, state)) => model.agent_state(ext) == Some(state),
                     Some(Waiter::Consult { transferer, .. }) => {
                         match model.consult_by_transferer(transferer) {
                             Some((id, _)) => {
@@ -313,13 +319,7 @@ impl<'a> Link<'a> {
                             None => false,
                         }
                     }
-                    Some(Waiter::ConsultGone(call)) => !model.has_consult(call),
-                    Some(Waiter::Conferenced(id)) => {
-                        model.conferenced(id) || !model.has_channel(id)
-                    }
-                    Some(Waiter::Parked(id)) => model.held(id),
-                    Some(Waiter::Retrieved(id)) => !model.has_channel(id) || !model.held(id),
-                    Some(Waiter::Answered(id)) => model.answered(id),
+                    Some(waiter) => reached(waiter, model),
                 };
             if ready {
                 let job = self.jobs.remove(i);
@@ -328,6 +328,29 @@ impl<'a> Link<'a> {
                 i += 1;
             }
         }
+    }
+
+    /// Sends the held-back steps whose condition (`Step::after`) is now met.
+    async fn release(&mut self, model: &Model) -> Result<(), End> {
+        for i in 0..self.jobs.len() {
+            let job = &self.jobs[i];
+            if !job.gated {
+                continue;
+            }
+            let Some(step) = job.steps.front() else {
+                continue;
+            };
+            if step.after.as_ref().is_some_and(|w| !reached(w, model)) {
+                continue;
+            }
+            let action = step.action.clone();
+            let id = self.send(&action).await?;
+            let job = &mut self.jobs[i];
+            job.gated = false;
+            job.deadline = None;
+            job.current = Some(id);
+        }
+        Ok(())
     }
 
     /// Sends again the refused steps whose pause is over.
@@ -354,6 +377,13 @@ impl<'a> Link<'a> {
         while i < self.jobs.len() {
             if self.jobs[i].deadline.is_some_and(|d| d <= now) {
                 let job = self.jobs.remove(i);
+                if job.gated {
+                    // The rest of its actions were never sent.
+                    let _ = job.reply.send(Err(SwitchError::Rejected(
+                        "Asterisk did not carry out the command's first action in time".into(),
+                    )));
+                    continue;
+                }
                 if let Some(Waiter::Consult { held, .. }) = &job.waiter {
                     // Without its channel there is no call id to answer with.
                     model.consult_failed(held);
@@ -393,6 +423,7 @@ impl<'a> Link<'a> {
             waiter,
             deadline: None,
             retry_at: None,
+            gated: false,
         };
         if let Some(first) = job.steps.front() {
             let action = first.action.clone();
@@ -401,5 +432,21 @@ impl<'a> Link<'a> {
         self.jobs.push(job);
         self.settle(model);
         Ok(())
+    }
+}
+
+/// Whether what `waiter` waits for has happened (a consultation's start is checked where
+/// its call id is needed, in [`Link::settle`]).
+fn reached(waiter: &Waiter, model: &Model) -> bool {
+    match waiter {
+        Waiter::Left(id) => model.left(id),
+        Waiter::CallAppears(call) => model.has_call(call),
+        Waiter::Agent(ext, state) => model.agent_state(ext) == Some(state),
+        Waiter::Consult { transferer, .. } => model.consult_by_transferer(transferer).is_some(),
+        Waiter::ConsultGone(call) => !model.has_consult(call),
+        Waiter::Conferenced(id) => model.conferenced(id) || !model.has_channel(id),
+        Waiter::Parked(id) => model.held(id),
+        Waiter::Retrieved(id) => !model.has_channel(id) || !model.held(id),
+        Waiter::Answered(id) => model.answered(id),
     }
 }

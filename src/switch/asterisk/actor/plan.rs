@@ -51,6 +51,9 @@ pub(in crate::switch::asterisk) struct Step {
     /// command: a transfer asked for right after the phone answered can find the channel
     /// not yet bridged ("Transfer invalid") for a few milliseconds.
     pub(super) retries: u8,
+    /// Sent only once this has happened (and its answer still waits for the command's
+    /// waiter): a step that must not race Asterisk's own reaction to the previous one.
+    pub(in crate::switch::asterisk) after: Option<Waiter>,
 }
 
 /// The pause before a failed step is sent again.
@@ -100,12 +103,14 @@ impl Planner<'_> {
             action,
             tolerate: false,
             retries: 0,
+            after: None,
         };
         // Transfers right after an answer can meet a channel not bridged yet: retried.
         let transfer_step = |action: Action| Step {
             action,
             tolerate: false,
             retries: TRANSFER_RETRIES,
+            after: None,
         };
         match command {
             SwitchCommand::SetAgentState {
@@ -143,6 +148,7 @@ impl Planner<'_> {
                                 action: base("QueueRemove"),
                                 tolerate: true,
                                 retries: 0,
+                                after: None,
                             });
                             continue;
                         }
@@ -158,6 +164,7 @@ impl Planner<'_> {
                             .with("Paused", flag),
                         tolerate: true,
                         retries: 0,
+                        after: None,
                     });
                     let mut pause = base("QueuePause").with("Paused", flag);
                     if let Some(reason) = reason {
@@ -167,6 +174,7 @@ impl Planner<'_> {
                         action: pause,
                         tolerate: true,
                         retries: 0,
+                        after: None,
                     });
                 }
                 Ok((
@@ -253,6 +261,7 @@ impl Planner<'_> {
                     action: Action::new("Hangup").with("Channel", name),
                     tolerate: true,
                     retries: 0,
+                    after: None,
                 };
                 Ok((
                     vec![transfer_step(action), hangup],
@@ -322,21 +331,28 @@ impl Planner<'_> {
                         .with("Exten", room.clone())
                         .with("Priority", "1")
                 };
-                // The agent first, with the consulted party in the same action: once the
-                // agent has left, Asterisk completes its attended transfer and nobody is
-                // hung up. The reverse order races Asterisk: the consulted party leaving
-                // first aborts the transfer, and with the held party already gone Asterisk
-                // hangs up the agent.
-                let mut first = redirect(&name);
+                // The agent alone first: its leaving makes Asterisk complete the attended
+                // transfer (customer and consulted party bridged together, nobody alone),
+                // and only once the agent is in the conference do the others follow, in
+                // one action. Any other order races Asterisk's attended transfer, which
+                // hangs up whoever it finds alone (the agent or the customer, seen under
+                // load on Asterisk 22).
                 let mut others = phones.iter().chain(customers.iter()).map(|(_, n)| n);
-                if let Some(extra) = others.next() {
-                    first = first
-                        .with("ExtraChannel", extra.clone())
-                        .with("ExtraContext", CONFERENCE_CONTEXT)
-                        .with("ExtraExten", room.clone())
-                        .with("ExtraPriority", "1");
+                let mut steps = vec![step(redirect(&name))];
+                if let Some(first) = others.next() {
+                    let mut together = redirect(first);
+                    if let Some(extra) = others.next() {
+                        together = together
+                            .with("ExtraChannel", extra.clone())
+                            .with("ExtraContext", CONFERENCE_CONTEXT)
+                            .with("ExtraExten", room.clone())
+                            .with("ExtraPriority", "1");
+                    }
+                    steps.push(Step {
+                        after: Some(Waiter::Conferenced(id.clone())),
+                        ..step(together)
+                    });
                 }
-                let mut steps = vec![step(first)];
                 steps.extend(others.map(|n| step(redirect(n))));
                 Ok((steps, SwitchReply::Done, Some(Waiter::Conferenced(id))))
             }
@@ -386,9 +402,9 @@ impl Planner<'_> {
                         "{call} is already held at {extension}"
                     )));
                 }
-                let (partner, partner_name) = model.bridge_partner(&id).ok_or_else(|| {
+                let (partner, partner_name) = model.call_partner(&id).ok_or_else(|| {
                     SwitchError::InvalidState(format!(
-                        "{call} at {extension} is not a two-party call in a bridge"
+                        "{call} at {extension} is not a call between two parties"
                     ))
                 })?;
                 model.expect_park(&id, &partner);
@@ -574,6 +590,7 @@ fn hang_up(id: String, name: String) -> Plan {
             action,
             tolerate: false,
             retries: 0,
+            after: None,
         }],
         SwitchReply::Done,
         Some(Waiter::Left(id)),
