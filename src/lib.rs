@@ -244,6 +244,7 @@ fn sim_settings(config: &Config) -> switch::sim::SimSettings {
                 name: q.name.clone(),
                 number: q.number.clone(),
                 members: q.members.clone(),
+                wrap_up: q.wrap_up,
             })
             .collect(),
         remote_answer_after: sim.remote_answer_after,

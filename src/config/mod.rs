@@ -326,6 +326,7 @@ impl Default for SimConfig {
                 name: "support".into(),
                 number: "600".into(),
                 members: Vec::new(),
+                wrap_up: None,
             }],
         }
     }
@@ -343,6 +344,11 @@ pub struct SimQueue {
     /// Extensions that take calls from this queue. Default empty: every logged-in agent.
     #[serde(default)]
     pub members: Vec<String>,
+    /// After-call work: an agent whose call from this queue ends is in wrap-up this long
+    /// (not offered calls, shown to SAP as `[workmodes] wrap_up`), then ready again, as
+    /// Asterisk's `wrapuptime` does. Default `"off"`.
+    #[serde(default, with = "serde_util::duration_or_off")]
+    pub wrap_up: Option<Duration>,
 }
 
 /// `[switch.asterisk]`: how to reach Asterisk's manager interface (AMI).
@@ -531,6 +537,11 @@ pub struct WorkmodesConfig {
     /// does not offer it straight back; `"off"` = unchanged. Default 3 (not ready).
     #[serde(with = "serde_util::workmode_or_off")]
     pub reject: Option<u32>,
+    /// The custom workmode (a `[[workmodes.custom]]` id) SAP sees while the switch has the
+    /// agent in after-call work (wrap-up after a queue call); it ends by itself. `"off"`:
+    /// shown as not ready (3) with reason `wrap-up`. Default `"off"`.
+    #[serde(with = "serde_util::workmode_or_off")]
+    pub wrap_up: Option<u32>,
     /// Also show custom workmodes with `selectable = false` in the IC's list (the agent still
     /// cannot choose them). Default false.
     pub view_non_selectable: bool,
@@ -548,6 +559,7 @@ impl Default for WorkmodesConfig {
             login: None,
             ignore_sap_login_workmode: false,
             reject: Some(WorkmodesConfig::NOT_READY),
+            wrap_up: None,
             view_non_selectable: false,
             custom: Vec::new(),
             reasons: Vec::new(),

@@ -530,6 +530,14 @@ fn workmodes(w: &WorkmodesConfig, p: &mut Problems) {
             );
         }
     }
+    if let Some(id) = w.wrap_up
+        && w.custom_by_id(id).is_none()
+    {
+        p.add(
+            "workmodes.wrap_up",
+            format!("workmode {id} is not a workmodes.custom id (use \"{OFF}\" for none)"),
+        );
+    }
     let mut codes = HashMap::new();
     for (i, reason) in w.reasons.iter().enumerate() {
         let key = format!("workmodes.reasons[{i}]");

@@ -359,9 +359,9 @@ pub static OPERATIONS: &[OpSpec] = &[
     ),
     op(
         phone_call(PhoneCallOp::Transfer),
-        &[CALL_ID, ADDRESS],
+        &[CALL_ID, TRANSFER_ADDRESS],
         None,
-        "Blind transfer.",
+        "Blind transfer; during a consultation, to the consulted address or none: complete it.",
     ),
     op(
         phone_call(PhoneCallOp::Consult),

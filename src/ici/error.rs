@@ -126,6 +126,9 @@ fn session_fault(operation: OpKind, error: &SessionError) -> Fault {
             Fault::client("invalid address").with_detail(address.as_str())
         }
         E::InvalidState { state, .. } => Fault::client("invalid call state").with_detail(*state),
+        E::ConsultationInProgress { call } => {
+            Fault::client("consultation in progress").with_detail(call.as_str())
+        }
         E::Switch(SwitchError::InvalidState(_)) => Fault::client("invalid call state"),
         E::NotSupported { capability, switch } => Fault::client(format!(
             "{operation} is not supported by the {switch} switch"
@@ -200,6 +203,7 @@ mod tests {
                 call: client(),
                 state: "held",
             },
+            E::ConsultationInProgress { call: client() },
             E::NotSupported {
                 capability: Capability::Hold,
                 switch: "asterisk",
@@ -254,6 +258,7 @@ mod tests {
                     | SessionError::NoAddress(_)
                     | SessionError::UnknownReason(_)
                     | SessionError::InvalidAddress(_)
+                    | SessionError::ConsultationInProgress { .. }
                     | SessionError::Switch(SwitchError::UnknownCall(_))
                     | SessionError::Switch(SwitchError::UnknownExtension(_))
                     | SessionError::AppUrl(DestinationError::Unresolved { .. })

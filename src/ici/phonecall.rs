@@ -22,7 +22,7 @@ pub(super) fn parse(op: PhoneCallOp, args: &Args<'_>) -> Result<Operation, IciEr
         PhoneCallOp::Drop => Operation::Drop { call: call()? },
         PhoneCallOp::Transfer => Operation::Transfer {
             call: call()?,
-            address: address()?,
+            address: args.opt_text(&param::TRANSFER_ADDRESS).map(str::to_string),
         },
         PhoneCallOp::Consult => Operation::Consult {
             call: call()?,

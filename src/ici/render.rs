@@ -14,6 +14,7 @@ use super::catalog::Interface;
 pub const WIRE: Wire = Wire {
     event,
     attached_data: attached::parse,
+    attached_document: attached::document,
 };
 
 /// The `<return>` of an operation's response; `None` for an empty response.

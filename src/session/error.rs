@@ -23,6 +23,10 @@ pub enum SessionError {
     UnknownReason(String),
     #[error("invalid address {0:?}")]
     InvalidAddress(String),
+    /// A blind transfer elsewhere while the agent consults on the call: complete the
+    /// consultation (transfer to the consulted party) or end it (reconnect) first.
+    #[error("call {call} has a consultation in progress")]
+    ConsultationInProgress { call: String },
     /// The call is not in a state that allows the operation.
     #[error("call {call} is {state}")]
     InvalidState { call: String, state: &'static str },

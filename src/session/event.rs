@@ -72,4 +72,7 @@ pub struct Wire {
     pub event: fn(&IciEvent, app_ids: &[String], sequence: u64) -> String,
     /// Reads the item attached data an IVR set on the switch (call attribute `sap_cad`).
     pub attached_data: fn(&str) -> Result<AttachedData, DomainError>,
+    /// Writes item attached data as the document the switch keeps on the call
+    /// ([`crate::switch::SwitchCommand::SetCallData`]).
+    pub attached_document: fn(&AttachedData) -> String,
 }

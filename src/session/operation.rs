@@ -101,9 +101,11 @@ pub enum Operation {
     Drop {
         call: String,
     },
+    /// Blind transfer; during a consultation it completes it (`address` the consulted
+    /// one, or none).
     Transfer {
         call: String,
-        address: String,
+        address: Option<String>,
     },
     Consult {
         call: String,

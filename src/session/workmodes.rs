@@ -8,6 +8,18 @@ use crate::switch::AgentState;
 use super::answer::{ReasonView, WorkmodeView};
 use super::error::SessionError;
 
+/// The not-ready reason SAP sees for wrap-up when no workmode is configured for it.
+pub const WRAP_UP_REASON: &str = "wrap-up";
+
+/// The workmode (and reason) SAP is told while the agent is in after-call work: `[workmodes]
+/// wrap_up`, or not ready with reason [`WRAP_UP_REASON`] when none is configured.
+pub fn wrap_up(config: &WorkmodesConfig) -> (Workmode, Option<String>) {
+    match config.wrap_up {
+        Some(id) => (Workmode(id), None),
+        None => (Workmode::NOT_READY, Some(WRAP_UP_REASON.to_owned())),
+    }
+}
+
 /// The switch state for a workmode SAP asked for.
 pub fn to_switch(
     config: &WorkmodesConfig,
@@ -137,6 +149,10 @@ mod tests {
             to_switch(&c, Workmode(3), Some("XXX".into())),
             Err(SessionError::UnknownReason(_))
         ));
+        assert_eq!(wrap_up(&c), (Workmode(3), Some(WRAP_UP_REASON.to_string())));
+        let mut wrap = config();
+        wrap.wrap_up = Some(5);
+        assert_eq!(wrap_up(&wrap), (Workmode(5), None));
         let unmapped = AgentState::Custom {
             state: "Gone".into(),
         };

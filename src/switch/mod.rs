@@ -19,6 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use attributes::Attributes;
 
+/// The call attribute that carries an item's attached data (the whole `ItemAttachedData`
+/// document) on the switch: set by an IVR before an agent gets the call (ICI.md section 6)
+/// or by the session through [`SwitchCommand::SetCallData`]. Matched case-insensitively in
+/// leg attributes (`Sap_Cad`, `SAP_CAD`).
+pub const ATTACHED_DATA_ATTRIBUTE: &str = "Sap_Cad";
+
 /// The switch's identifier of one call. All legs of one call share it (Asterisk: `Linkedid`);
 /// it is also the call id SAP sees.
 pub type CallRef = String;
@@ -54,11 +60,13 @@ pub enum Capability {
     Reroute,
     /// Store the item's attached data on the switch side too.
     AttachData,
+    /// Swap the held call and its consultation call ([`SwitchCommand::Alternate`]).
+    Alternate,
 }
 
 impl Capability {
     /// Every capability, in a stable order (for getAttributes and docs).
-    pub const ALL: [Capability; 12] = [
+    pub const ALL: [Capability; 13] = [
         Capability::MakeCall,
         Capability::Answer,
         Capability::Hold,
@@ -71,6 +79,7 @@ impl Capability {
         Capability::AgentState,
         Capability::Reroute,
         Capability::AttachData,
+        Capability::Alternate,
     ];
 
     /// Stable lower-camel name, as reported to SAP and in logs.
@@ -88,6 +97,7 @@ impl Capability {
             Capability::AgentState => "agentState",
             Capability::Reroute => "reroute",
             Capability::AttachData => "attachData",
+            Capability::Alternate => "alternate",
         }
     }
 }
@@ -179,9 +189,31 @@ pub enum SwitchCommand {
         consult: CallRef,
         extension: Extension,
     },
-    /// Complete a consultation transfer: connect the held party with the consulted one and
-    /// take the agent out.
+    /// Complete a consultation transfer (warm transfer): connect the held party with the
+    /// consulted one and take the agent out. `held` is the call the consultation was placed
+    /// from (whether it is held now or, after [`SwitchCommand::Alternate`], the consultation
+    /// is); its id survives for the parties that stay. The agent's legs of both calls end
+    /// `Transferred` (cause `transferred`); the consulted party's leg of `consult` ends
+    /// (`Dropped`, cause `transferred`) and it continues on `held` (a `Connected` snapshot of
+    /// `held` at its device).
     TransferConsult {
+        held: CallRef,
+        consult: CallRef,
+        extension: Extension,
+    },
+    /// Swap the calls of a consultation: the one the agent talks on (`active`) is held, the
+    /// held one (`held`) is taken back. Reported as `Held` / `Connected` snapshots of the
+    /// agent's two legs.
+    Alternate {
+        held: CallRef,
+        active: CallRef,
+        extension: Extension,
+    },
+    /// End a consultation and go back to the call it was placed from: the agent's leg of
+    /// `consult` ends (`Dropped`, cause `normal`; the consulted party's with
+    /// `remote_hangup`), and the agent talks on `held` again (retrieved if it was held, as
+    /// it is unless an [`SwitchCommand::Alternate`] swapped them).
+    Reconnect {
         held: CallRef,
         consult: CallRef,
         extension: Extension,
@@ -206,7 +238,12 @@ pub enum SwitchCommand {
         call: CallRef,
         extension: Extension,
     },
-    /// Store attached data on the switch's call (for screen transfer to another agent).
+    /// Store attached data on the switch's call, so it follows the call through transfers
+    /// and reaches agents served by another connector instance. The session writes the
+    /// item's whole attached data document under [`ATTACHED_DATA_ATTRIBUTE`]. The switch
+    /// carries it in the call's `attributes` on later snapshots (no snapshot of its own),
+    /// including those of a consultation call placed from this one (Asterisk: the channel
+    /// variable `SAP_CAD`, inherited by the consultation channel).
     SetCallData {
         call: CallRef,
         key: String,
@@ -228,6 +265,8 @@ impl SwitchCommand {
                 Capability::Consult
             }
             SwitchCommand::Conference { .. } => Capability::Conference,
+            SwitchCommand::Alternate { .. } => Capability::Alternate,
+            SwitchCommand::Reconnect { .. } => Capability::Consult,
             SwitchCommand::DropParty { .. } => Capability::DropParty,
             SwitchCommand::Listen { .. } | SwitchCommand::ListenEnd { .. } => Capability::Listen,
             SwitchCommand::Reroute { .. } => Capability::Reroute,
@@ -282,6 +321,16 @@ impl fmt::Display for SwitchCommand {
                 consult,
                 extension,
             } => write!(f, "transfer {held} to {consult} at {extension}"),
+            Alternate {
+                held,
+                active,
+                extension,
+            } => write!(f, "alternate to {held} from {active} at {extension}"),
+            Reconnect {
+                held,
+                consult,
+                extension,
+            } => write!(f, "reconnect {held} ending {consult} at {extension}"),
             DropParty {
                 call,
                 extension,
@@ -424,6 +473,17 @@ pub enum SwitchEvent {
         extension: Extension,
         state: AgentState,
     },
+    /// After-call work (wrap-up) began (`active`) or is over for an agent. It lies over the
+    /// agent's state rather than replacing it: while it lasts the switch offers the agent
+    /// no queue call and SAP sees the workmode `[workmodes] wrap_up`; when it is over SAP
+    /// sees the agent's state again, as the last [`SwitchEvent::Agent`] reported it.
+    ///
+    /// A switch reports `active: true` when an agent's answered leg of a call from a queue
+    /// with wrap-up time ends (Asterisk: `AgentComplete` of a queue with `wrapuptime`), and
+    /// `active: false` once that time is over or the agent's state was changed meanwhile
+    /// (an agent state set during wrap-up ends it; the switch reports the end first, then
+    /// the new state).
+    WrapUp { extension: Extension, active: bool },
     /// The link to the switch is up (again). `calls` is the full set of live legs; every
     /// interaction not in it ended while the link was down.
     LinkUp { calls: Vec<LegEvent> },
@@ -459,6 +519,14 @@ impl fmt::Display for SwitchEvent {
         match self {
             SwitchEvent::Leg(leg) => leg.fmt(f),
             SwitchEvent::Agent { extension, state } => write!(f, "agent at {extension} {state}"),
+            SwitchEvent::WrapUp {
+                extension,
+                active: true,
+            } => write!(f, "agent at {extension} in wrap-up"),
+            SwitchEvent::WrapUp {
+                extension,
+                active: false,
+            } => write!(f, "agent at {extension} done with wrap-up"),
             SwitchEvent::LinkUp { calls } => write!(f, "link up with {} calls", calls.len()),
             SwitchEvent::LinkDown { reason } => write!(f, "link down: {reason}"),
         }
@@ -489,7 +557,9 @@ pub trait SwitchAdapter: Send + Sync + 'static {
     /// Short name for faults and logs (`sim`, `asterisk`).
     fn name(&self) -> &'static str;
 
-    /// What this switch can do.
+    /// What this switch can do: exactly the capabilities whose commands `submit` carries
+    /// out, since getAttributes tells SAP this list and the session refuses an operation
+    /// that needs a missing one before the switch sees it.
     fn capabilities(&self) -> &[Capability];
 
     /// Queue a command without waiting. The answer arrives on `request.reply`; if the

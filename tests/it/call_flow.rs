@@ -11,6 +11,7 @@ use ici_connector::soap::{Element, parse_request};
 use serde_json::{Value, json};
 
 mod calls;
+mod consultation;
 mod interactions;
 mod refusals;
 mod subscriptions;

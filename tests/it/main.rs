@@ -30,6 +30,7 @@ mod golden;
 mod log_hygiene;
 mod notify;
 mod ops;
+mod scenario;
 mod security;
 mod soap_wire;
 mod switch_link;

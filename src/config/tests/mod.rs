@@ -63,7 +63,8 @@ fn defaults() {
         [SimQueue {
             name: "support".into(),
             number: "600".into(),
-            members: vec![]
+            members: vec![],
+            wrap_up: None,
         }]
     );
     assert_eq!(c.agents.max_interactions, 6);
@@ -417,6 +418,21 @@ fn login_and_reject_must_be_defined_workmodes() {
         c.workmodes.custom_by_id(7).map(|w| w.selectable),
         Some(true)
     );
+}
+
+#[test]
+fn wrap_up_must_be_a_custom_workmode() {
+    assert_eq!(
+        error_keys("[workmodes]\nwrap_up = 3\n"),
+        ["workmodes.wrap_up"]
+    );
+    let c = ok(
+        "[workmodes]\nwrap_up = 5\n[[workmodes.custom]]\nid = 5\ntext = \"Wrap-up\"\nswitch_state = \"wrap-up\"\n\
+         [[switch.sim.queue]]\nname = \"q\"\nnumber = \"700\"\nwrap_up = \"30s\"\n",
+    );
+    assert_eq!(c.workmodes.wrap_up, Some(5));
+    assert_eq!(c.switch.sim.queue[0].wrap_up, Some(Duration::from_secs(30)));
+    assert_eq!(ok("").workmodes.wrap_up, None);
 }
 
 #[test]

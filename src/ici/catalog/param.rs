@@ -23,6 +23,11 @@ pub const ADDRESS: Param = aka(
     req("address", Ty::String),
     &["destination", "number", "phoneNumber", "to"],
 );
+/// `transfer`'s address: none completes an ongoing consultation (ICI.md section 4).
+pub const TRANSFER_ADDRESS: Param = aka(
+    opt("address", Ty::String),
+    &["destination", "number", "phoneNumber", "to"],
+);
 pub const APP_URL: Param = aka(req("appURL", Ty::String), &["appUrl", "url", "URL"]);
 pub const APP_ID: Param = aka(
     req("appId", Ty::String),

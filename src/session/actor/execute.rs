@@ -84,7 +84,7 @@ impl Actor {
             Hold { call } => self.hold(&call, hint),
             Unhold { call } => self.unhold(&call, hint),
             Drop { call } => self.drop_call(&call, hint),
-            Transfer { call, address } => self.transfer(&call, &address, hint),
+            Transfer { call, address } => self.transfer(&call, address.as_deref(), hint),
             Consult { call, address } => self.consult(&call, &address, hint),
             Conference { call, consult } => self.conference(&call, &consult, hint),
             Alternate { call, consult } => self.alternate(&call, &consult, hint),

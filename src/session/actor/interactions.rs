@@ -9,22 +9,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::switch::{AgentState, Direction, LegEvent, LegState, SwitchEvent};
+use crate::switch::{
+    ATTACHED_DATA_ATTRIBUTE, AgentState, Direction, LegEvent, LegState, SwitchEvent,
+};
 
 use super::super::IciEvent;
 use super::super::workmodes;
 use super::{Actor, LegKey};
-use crate::domain::UserId;
-
-/// Call attribute an IVR sets with item attached data before the agent gets the call
-/// (ICI.md section 6); matched case-insensitively (`Sap_Cad`, `SAP_CAD`).
-const SAP_CAD: &str = "sap_cad";
+use crate::domain::{UserId, Workmode};
 
 impl Actor {
     pub(super) fn on_switch_event(&mut self, event: SwitchEvent) {
         match event {
             SwitchEvent::Leg(leg) => self.on_leg(leg),
             SwitchEvent::Agent { extension, state } => self.on_agent_state(&extension, &state),
+            SwitchEvent::WrapUp { extension, active } => self.on_wrap_up(&extension, active),
             SwitchEvent::LinkUp { calls } => self.resync(calls),
             SwitchEvent::LinkDown { reason } => {
                 warn!(%reason, "switch link down");
@@ -50,6 +49,9 @@ impl Actor {
         self.adopt_item(&leg);
         self.adopt_consult_data(&user, &leg);
         self.adopt_switch_data(&leg);
+        if leg.state.is_final() {
+            self.consultation_leg_ended(&leg);
+        }
         let key = LegKey(Arc::clone(&leg));
         // Removed first also when the leg goes on: `insert` would keep the old key, and
         // with it the superseded snapshot.
@@ -124,10 +126,15 @@ impl Actor {
     fn adopt_consult_data(&mut self, user: &UserId, leg: &LegEvent) {
         let placed_here = leg.direction != Direction::Inbound
             && matches!(leg.state, LegState::Dialing | LegState::Connected);
-        if !placed_here || leg.correlation.is_some() || self.attached.contains_key(&leg.call) {
+        if !placed_here || leg.correlation.is_some() {
             return;
         }
-        let Some(held) = self.consults.get(&leg.extension).cloned() else {
+        let Some(held) = self
+            .consults
+            .get(&leg.extension)
+            .filter(|c| c.consult.is_none())
+            .map(|c| c.held.clone())
+        else {
             return;
         };
         let Some(agent) = self.agents.get(user) else {
@@ -137,9 +144,14 @@ impl Actor {
         if legs.clone().any(|l| l.call == leg.call) {
             return;
         }
-        self.consults.remove(&leg.extension);
-        if held != leg.call
-            && legs.any(|l| l.call == held && l.state == LegState::Held)
+        if held == leg.call || !legs.any(|l| l.call == held && l.state == LegState::Held) {
+            self.consults.remove(&leg.extension);
+            return;
+        }
+        if let Some(consultation) = self.consults.get_mut(&leg.extension) {
+            consultation.consult = Some(leg.call.clone());
+        }
+        if !self.attached.contains_key(&leg.call)
             && let Some(data) = self.attached.get(&held).cloned()
         {
             self.attached.insert(leg.call.clone(), data);
@@ -154,7 +166,7 @@ impl Actor {
         let cad = leg
             .attributes
             .iter()
-            .find(|(k, v)| k.eq_ignore_ascii_case(SAP_CAD) && !v.trim().is_empty());
+            .find(|(k, v)| k.eq_ignore_ascii_case(ATTACHED_DATA_ATTRIBUTE) && !v.trim().is_empty());
         if let Some((_, cad)) = cad {
             match (self.wire.attached_data)(cad) {
                 Ok(data) => {
@@ -189,7 +201,45 @@ impl Actor {
             return;
         };
         let (workmode, reason) = workmodes::from_switch(&self.config.workmodes, state);
+        if let Some(agent) = self.agents.get_mut(&user) {
+            // A state set during wrap-up ends it (the switch reported that first).
+            agent.before_wrap_up = None;
+        }
+        self.show_workmode(&user, extension, workmode, reason);
+    }
+
+    /// After-call work lies over the agent's workmode: SAP sees the wrap-up workmode while
+    /// it lasts, then the workmode it saw before.
+    fn on_wrap_up(&mut self, extension: &str, active: bool) {
+        let Some(user) = self.by_extension.get(extension).cloned() else {
+            return;
+        };
+        let wrap_up = workmodes::wrap_up(&self.config.workmodes);
         let Some(agent) = self.agents.get_mut(&user) else {
+            return;
+        };
+        let (workmode, reason) = match (active, agent.before_wrap_up.take()) {
+            (true, before) => {
+                let before = before.unwrap_or((agent.workmode, agent.reason.clone()));
+                agent.before_wrap_up = Some(before);
+                wrap_up
+            }
+            (false, Some(before)) => before,
+            (false, None) => return,
+        };
+        info!(%user, active, "after-call work");
+        self.show_workmode(&user, extension, workmode, reason);
+    }
+
+    /// Tells SAP the agent's workmode, if it changed.
+    fn show_workmode(
+        &mut self,
+        user: &UserId,
+        extension: &str,
+        workmode: Workmode,
+        reason: Option<String>,
+    ) {
+        let Some(agent) = self.agents.get_mut(user) else {
             return;
         };
         if agent.workmode == workmode && agent.reason == reason {
@@ -203,7 +253,7 @@ impl Actor {
             workmode,
             reason,
         };
-        self.publish(&user, Some(extension), None, &event);
+        self.publish(user, Some(extension), None, &event);
     }
 
     /// Ends every leg of `call` toward SAP (`dropped` with `reason`).

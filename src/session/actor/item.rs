@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::domain::{AttachedData, UserId, Workmode};
-use crate::switch::{Capability, LegState, SwitchCommand};
+use crate::switch::{ATTACHED_DATA_ATTRIBUTE, Capability, LegState, SwitchCommand};
 
 use super::super::workmodes;
 use super::super::{Answer, SessionError};
@@ -67,8 +67,8 @@ impl Actor {
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
         let key = self.item_key(item, hint)?;
-        Arc::make_mut(self.attached.entry(key).or_default()).merge(data);
-        done()
+        Arc::make_mut(self.attached.entry(key.clone()).or_default()).merge(data);
+        self.write_to_switch(key)
     }
 
     pub(super) fn get_attached_data(
@@ -95,6 +95,32 @@ impl Actor {
                 None => *data = Arc::default(),
             }
         }
-        done()
+        self.write_to_switch(key)
+    }
+
+    /// The item's attached data as it is now, written to its call on the switch, so it
+    /// follows the call through transfers and reaches agents another connector serves;
+    /// answered once the switch has it. Nothing to write for an item whose call does not
+    /// exist yet (`dial` carries it over) or a switch that cannot keep call data.
+    fn write_to_switch(&self, key: String) -> Result<Step, SessionError> {
+        let live = self.agents.values().any(|a| {
+            a.visible
+                .iter()
+                .chain(a.waiting.iter())
+                .any(|l| l.call == key)
+        });
+        if !live || self.require(Capability::AttachData).is_err() {
+            return done();
+        }
+        let value = self
+            .attached
+            .get(&key)
+            .map(|data| (self.wire.attached_document)(data))
+            .unwrap_or_default();
+        Ok(Step::Switch(vec![SwitchCommand::SetCallData {
+            call: key,
+            key: ATTACHED_DATA_ATTRIBUTE.to_owned(),
+            value,
+        }]))
     }
 }

@@ -35,6 +35,7 @@ impl Actor {
                     extension: None,
                     workmode: Workmode::LOGGED_OFF,
                     reason: None,
+                    before_wrap_up: None,
                     channels: self.config.agents.channels.clone(),
                     queues,
                     visible: Vec::new(),

@@ -9,6 +9,7 @@
 //! - [`subscriptions`]: subscriptions, publishing events, the spool's records of them;
 //! - [`status`]: the status page's snapshot.
 
+mod consultation;
 mod execute;
 mod interactions;
 mod item;
@@ -51,8 +52,11 @@ const REAP_PERIOD_MAX: Duration = Duration::from_secs(60);
 struct Agent {
     user: UserId,
     extension: Option<String>,
+    /// The workmode and reason SAP was last told (the wrap-up one during after-call work).
     workmode: Workmode,
     reason: Option<String>,
+    /// During after-call work: the workmode and reason to show again when it is over.
+    before_wrap_up: Option<(Workmode, Option<String>)>,
     channels: Vec<String>,
     queues: Vec<String>,
     /// Interactions SAP sees, in arrival order (at most `max_interactions`). Each is the
@@ -110,9 +114,11 @@ pub(super) struct Actor {
     /// Attached-data keys no live call had at the last reaper tick (removed if still so at
     /// the next one: a blind transfer re-alerts within that time).
     orphans: HashSet<String>,
-    /// Consultations asked for: consulting extension → the call it holds. The consultation
-    /// call inherits that call's attached data (warm transfer screen pop).
-    consults: HashMap<String, String>,
+    /// Consultations by consulting extension: the call it holds, the address consulted,
+    /// and the consultation call once the switch reported it. The consultation call
+    /// inherits the held call's attached data (warm transfer screen pop), and `transfer`
+    /// completes the consultation (ICI.md section 4).
+    consults: HashMap<String, consultation::Consultation>,
     subscriptions: Vec<Subscription>,
     /// Positions in `subscriptions` by [`sub_key`] of their target, so that an event finds
     /// its subscriptions without visiting all of them. Rebuilt when one is removed.

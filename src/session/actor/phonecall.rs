@@ -96,13 +96,32 @@ impl Actor {
         })
     }
 
-    /// transfer: blind, to the address as the switch dials it.
+    /// transfer: during a consultation, to the consulted address (or none) it completes
+    /// the consultation and to any other address it is refused; otherwise blind, to the
+    /// address as the switch dials it.
     pub(super) fn transfer(
         &self,
         call: &str,
-        address: &str,
+        address: Option<&str>,
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
+        let (_, leg) = self.find_leg_in(call, hint, &[LegState::Connected, LegState::Held])?;
+        if let Some(ongoing) = self.consultation_on(&leg) {
+            if let Some(address) = address
+                && !self.is_consulted(address, &ongoing.destination)
+            {
+                return Err(SessionError::ConsultationInProgress {
+                    call: call.to_string(),
+                });
+            }
+            self.require(Capability::Consult)?;
+            return Ok(Step::Switch(vec![SwitchCommand::TransferConsult {
+                held: ongoing.held,
+                consult: ongoing.consult,
+                extension: leg.extension.clone(),
+            }]));
+        }
+        let address = address.ok_or_else(|| SessionError::InvalidAddress(String::new()))?;
         let destination = self.destination(address)?;
         self.on_leg_in(
             call,
@@ -117,8 +136,9 @@ impl Actor {
         )
     }
 
-    /// consult: remembers which call the consulting extension holds, so the consultation
-    /// call inherits its attached data (see `adopt_consult_data`).
+    /// consult: remembers which call the consulting extension holds for which address, so
+    /// the consultation call inherits its attached data (see `adopt_consult_data`) and
+    /// `transfer` completes it.
     pub(super) fn consult(
         &mut self,
         call: &str,
@@ -139,14 +159,18 @@ impl Actor {
         )?;
         if let Step::Switch(commands) = &step
             && let Some(SwitchCommand::Consult {
-                call, extension, ..
+                call,
+                extension,
+                destination,
             }) = commands.first()
         {
-            self.consults.insert(extension.clone(), call.clone());
+            self.consultation_asked(extension, call, destination);
         }
         Ok(step)
     }
 
+    /// conference: the held call and the consultation call become one (the first call's
+    /// id survives), in either order of which one is held.
     pub(super) fn conference(
         &self,
         call: &str,
@@ -154,13 +178,17 @@ impl Actor {
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
         self.require(Capability::Conference)?;
-        let (held, other) = self.call_pair(call, consult, hint)?;
-        expect_state(&held, &[LegState::Held])?;
-        expect_state(&other, &[LegState::Connected, LegState::Dialing])?;
+        let (first, other) = self.call_pair(call, consult, hint)?;
+        match (first.state, other.state) {
+            (LegState::Held, LegState::Connected | LegState::Dialing)
+            | (LegState::Connected, LegState::Held) => {}
+            (LegState::Held, _) => return Err(invalid_state(&other)),
+            _ => return Err(invalid_state(&first)),
+        }
         Ok(Step::Switch(vec![SwitchCommand::Conference {
-            held: held.call.clone(),
+            held: first.call.clone(),
             consult: other.call.clone(),
-            extension: held.extension.clone(),
+            extension: first.extension.clone(),
         }]))
     }
 
@@ -171,46 +199,39 @@ impl Actor {
         consult: &str,
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
-        self.require(Capability::Hold)?;
+        self.require(Capability::Alternate)?;
         let (a, b) = self.call_pair(call, consult, hint)?;
-        let (held, connected) = match (a.state, b.state) {
+        let (held, active) = match (a.state, b.state) {
             (LegState::Held, LegState::Connected) => (a, b),
             (LegState::Connected, LegState::Held) => (b, a),
             _ => return Err(invalid_state(&a)),
         };
-        Ok(Step::Switch(vec![
-            SwitchCommand::Hold {
-                call: connected.call.clone(),
-                extension: connected.extension.clone(),
-            },
-            SwitchCommand::Retrieve {
-                call: held.call.clone(),
-                extension: held.extension.clone(),
-            },
-        ]))
+        Ok(Step::Switch(vec![SwitchCommand::Alternate {
+            held: held.call.clone(),
+            active: active.call.clone(),
+            extension: held.extension.clone(),
+        }]))
     }
 
-    /// reconnect: drop the consultation call, retrieve the held one.
+    /// reconnect: end the consultation call, talk on the first call again (retrieved if
+    /// it is held; after an alternate it is connected already).
     pub(super) fn reconnect(
         &self,
         call: &str,
         consult: &str,
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
-        self.require(Capability::Hold)?;
-        self.require(Capability::Clear)?;
+        self.require(Capability::Consult)?;
         let (held, other) = self.call_pair(call, consult, hint)?;
-        expect_state(&held, &[LegState::Held])?;
-        Ok(Step::Switch(vec![
-            SwitchCommand::Clear {
-                call: other.call.clone(),
-                extension: other.extension.clone(),
-            },
-            SwitchCommand::Retrieve {
-                call: held.call.clone(),
-                extension: held.extension.clone(),
-            },
-        ]))
+        expect_state(&held, &[LegState::Held, LegState::Connected])?;
+        if held.state == LegState::Connected {
+            expect_state(&other, &[LegState::Held])?;
+        }
+        Ok(Step::Switch(vec![SwitchCommand::Reconnect {
+            held: held.call.clone(),
+            consult: other.call.clone(),
+            extension: held.extension.clone(),
+        }]))
     }
 
     /// dropParty: one party leaves the conference; the agent may name itself.

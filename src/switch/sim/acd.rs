@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{Agent, OpResult, Party, Phase, Sim};
+use super::model::{Agent, Call, OpResult, Party, Phase, Sim, Timer};
 use crate::switch::{AgentState, LegState, SwitchEvent, SwitchReply};
 
 impl Sim {
@@ -32,7 +32,10 @@ impl Sim {
         };
         let now = self.tick();
         let agent = self.agents.entry(ext.to_owned()).or_insert_with(Agent::new);
-        if agent.state == state {
+        // A state set during after-call work ends it (its timer goes stale), and is
+        // reported even if it is the state the agent had.
+        let wrapping_up = agent.wrap_up.take().is_some();
+        if agent.state == state && !wrapping_up {
             return;
         }
         if state == AgentState::LoggedOut {
@@ -79,6 +82,7 @@ impl Sim {
                     .iter()
                     .filter(|(ext, agent)| {
                         agent.state == AgentState::Ready
+                            && agent.wrap_up.is_none()
                             && agent.queues.contains(name)
                             && !alerting.contains(*ext)
                             && !call.rerouted_by.contains(*ext)
@@ -108,6 +112,57 @@ impl Sim {
                 self.touch(seq);
             }
         }
+    }
+
+    /// After-call work for `ext`, whose leg of `call` just ended, if it answered the call
+    /// as an ACD offer of a queue with wrap-up time and is ready: no queue call until the
+    /// time is over (a later call restarts it).
+    pub(super) fn wrap_up_after(&mut self, call: &Call, ext: &str) {
+        let answered_offer = call.parties.iter().any(|p| {
+            matches!(p, Party::Ext { ext: e, phase: Phase::Active | Phase::Held, acd_offer: true, .. } if e == ext)
+        });
+        let time = call
+            .queue
+            .as_deref()
+            .and_then(|name| self.queues.iter().find(|q| q.name == name))
+            .and_then(|q| q.wrap_up);
+        let ready = self
+            .agents
+            .get(ext)
+            .is_some_and(|a| a.state == AgentState::Ready);
+        let (true, Some(time), true) = (answered_offer, time, ready) else {
+            return;
+        };
+        self.next_timer += 1;
+        let token = self.next_timer;
+        if let Some(agent) = self.agents.get_mut(ext)
+            && agent.wrap_up.replace(token).is_none()
+        {
+            self.out.push(SwitchEvent::WrapUp {
+                extension: ext.to_owned(),
+                active: true,
+            });
+        }
+        self.schedule(time, Timer::WrapUpEnd(token));
+    }
+
+    /// The wrap-up timer `token` ran out: the agent is ready for queue calls again.
+    pub(super) fn wrap_up_over(&mut self, token: u64) -> OpResult<()> {
+        let now = self.tick();
+        let Some((ext, agent)) = self
+            .agents
+            .iter_mut()
+            .find(|(_, a)| a.wrap_up == Some(token))
+        else {
+            return Ok(());
+        };
+        agent.wrap_up = None;
+        agent.idle_since = now;
+        self.out.push(SwitchEvent::WrapUp {
+            extension: ext.clone(),
+            active: false,
+        });
+        Ok(())
     }
 
     pub(super) fn reroute(&mut self, id: &str, ext: &str) -> OpResult<SwitchReply> {

@@ -119,6 +119,7 @@ impl Sim {
                 Timer::RemoteHangup(seq) if self.calls.contains_key(&seq) => {
                     self.remote_hangup(seq)
                 }
+                Timer::WrapUpEnd(token) => self.wrap_up_over(token),
                 _ => continue,
             };
             if result.is_ok() {

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::model::{CALL_ID_PREFIX, Call, OpResult, Party, Phase, RemotePhase, Sim, Target, Timer};
-use crate::switch::{Attributes, CallRef, LegState, SwitchCommand, SwitchError, SwitchReply};
+use crate::switch::{
+    ATTACHED_DATA_ATTRIBUTE, Attributes, CallRef, LegState, SwitchCommand, SwitchError, SwitchReply,
+};
 
 /// Room a new call's party list starts with: the usual caller and callee, no more (a
 /// conference grows it; most calls never need a third slot).
@@ -59,6 +61,16 @@ impl Sim {
                 consult,
                 extension,
             } => self.transfer_consult(&held, &consult, &extension),
+            C::Alternate {
+                held,
+                active,
+                extension,
+            } => self.alternate(&held, &active, &extension),
+            C::Reconnect {
+                held,
+                consult,
+                extension,
+            } => self.reconnect(&held, &consult, &extension),
             C::DropParty {
                 call,
                 extension,
@@ -249,12 +261,59 @@ impl Sim {
         self.check_destination(destination, ext, Some(seq))?;
         self.set_phase(seq, i, Phase::Held);
         let new = self.make_call(ext, destination, None)?;
+        // The attached data rides on to the consulted party (the warm transfer screen pop
+        // also for an agent another connector serves).
+        let data = self
+            .call(seq)
+            .attributes
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(ATTACHED_DATA_ATTRIBUTE))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        if let Some((key, value)) = data {
+            let new_seq = self.find(&new)?;
+            self.call_mut(new_seq).attributes.insert(key, value);
+        }
         Ok(SwitchReply::NewCall(new))
     }
 
-    /// Checks for Conference / TransferConsult: the agent holds `held` and talks on
-    /// `consult`, and nobody is on both.
-    fn consult_pair(&self, held: &str, consult: &str, ext: &str) -> OpResult<(u64, u64)> {
+    /// The agent's two legs of a consultation: `(held call, its leg, other call, its leg)`,
+    /// one of them held and the other connected, in either order.
+    fn consult_legs(
+        &self,
+        held: &str,
+        other: &str,
+        ext: &str,
+    ) -> OpResult<(u64, usize, Phase, u64, usize, Phase)> {
+        let hs = self.find(held)?;
+        let os = self.find(other)?;
+        if hs == os {
+            return Err(SwitchError::InvalidState(format!(
+                "{held} is both the held and the consultation call"
+            )));
+        }
+        let (hi, hp) = self.leg_of(hs, ext)?;
+        let (oi, op) = self.leg_of(os, ext)?;
+        let connected = |seq, phase| self.call(seq).reported(phase) == LegState::Connected;
+        let one_held =
+            hp == Phase::Held && connected(os, op) || op == Phase::Held && connected(hs, hp);
+        if !one_held {
+            return Err(self.invalid(hs, ext, hp, "held with the other call connected"));
+        }
+        Ok((hs, hi, hp, os, oi, op))
+    }
+
+    fn alternate(&mut self, held: &str, active: &str, ext: &str) -> OpResult<SwitchReply> {
+        let (hs, hi, hp, as_, ai, _) = self.consult_legs(held, active, ext)?;
+        if hp != Phase::Held {
+            return Err(self.invalid(hs, ext, hp, "held"));
+        }
+        self.set_phase(as_, ai, Phase::Held);
+        self.set_phase(hs, hi, Phase::Active);
+        Ok(SwitchReply::Done)
+    }
+
+    /// Also before the consulted party answered (the consultation call still dialing).
+    fn reconnect(&mut self, held: &str, consult: &str, ext: &str) -> OpResult<SwitchReply> {
         let hs = self.find(held)?;
         let ks = self.find(consult)?;
         if hs == ks {
@@ -262,14 +321,24 @@ impl Sim {
                 "{held} is both the held and the consultation call"
             )));
         }
-        let (_, hp) = self.leg_of(hs, ext)?;
-        if hp != Phase::Held {
-            return Err(self.invalid(hs, ext, hp, "held"));
-        }
+        let (hi, hp) = self.leg_of(hs, ext)?;
         let (_, kp) = self.leg_of(ks, ext)?;
-        if kp != Phase::Active {
-            return Err(self.invalid(ks, ext, kp, "connected"));
+        let held_ok = hp == Phase::Held || kp == Phase::Held && hp == Phase::Active;
+        if !held_ok || self.call(hs).reported(hp) == LegState::Conferenced {
+            return Err(self.invalid(hs, ext, hp, "held, or connected with the other held"));
         }
+        self.end_leg(ks, ext, LegState::Dropped, "normal");
+        if hp == Phase::Held {
+            self.set_phase(hs, hi, Phase::Active);
+        }
+        Ok(SwitchReply::Done)
+    }
+
+    /// Checks for Conference / TransferConsult: the agent holds one of `held` and
+    /// `consult` and talks on the other (after an alternate, the consultation is the held
+    /// one), and nobody is on both.
+    fn consult_pair(&self, held: &str, consult: &str, ext: &str) -> OpResult<(u64, u64)> {
+        let (hs, _, _, ks, _, _) = self.consult_legs(held, consult, ext)?;
         let h = self.call(hs);
         let k = self.call(ks);
         if let Some(p) = k
@@ -395,6 +464,14 @@ impl Sim {
         let seq = self.find(id)?;
         // Carried by the legs' next events; no event of its own (nothing visible changed).
         let call = self.call_mut(seq);
+        // Attribute names are matched without case (an IVR's `SAP_CAD` is `Sap_Cad`): the
+        // new value replaces the old one under its name rather than standing beside it.
+        let key = call
+            .attributes
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| k.eq_ignore_ascii_case(&key))
+            .map_or(key, str::to_owned);
         call.attributes.insert(key, value);
         let attributes = call.attributes.clone();
         for ((s, _), event) in self.sent.iter_mut() {

@@ -81,6 +81,9 @@ pub struct SimQueue {
     pub number: String,
     /// Extensions that log in to this queue by default; empty: every agent that logs in.
     pub members: Vec<String>,
+    /// After-call work: how long an agent whose answered call from this queue ended stays
+    /// in [`AgentState::WrapUp`] before it is ready again; `None`: no wrap-up.
+    pub wrap_up: Option<Duration>,
 }
 
 /// An inbound call from the outside world, as a test or a person places it through

@@ -183,6 +183,8 @@ pub(super) struct Agent {
     /// Logical time the agent last became Ready, was offered a call or finished its calls.
     pub(super) idle_since: u64,
     pub(super) last_dialled: Option<String>,
+    /// In after-call work: the token of the timer that ends it.
+    pub(super) wrap_up: Option<u64>,
 }
 
 impl Agent {
@@ -192,6 +194,7 @@ impl Agent {
             queues: Vec::new(),
             idle_since: 0,
             last_dialled: None,
+            wrap_up: None,
         }
     }
 }
@@ -202,12 +205,16 @@ pub(super) struct Queue {
     pub(super) number: String,
     pub(super) members: Vec<String>,
     pub(super) waiting: VecDeque<u64>,
+    /// After-call work after this queue's calls.
+    pub(super) wrap_up: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Timer {
     RemoteAnswer(u64),
     RemoteHangup(u64),
+    /// The end of an agent's after-call work, by its token ([`Agent::wrap_up`]).
+    WrapUpEnd(u64),
 }
 
 /// Where a new or transferred call goes.
@@ -263,6 +270,7 @@ impl Sim {
                 number: q.number,
                 members: q.members,
                 waiting: VecDeque::new(),
+                wrap_up: q.wrap_up,
             })
             .collect();
         Sim {

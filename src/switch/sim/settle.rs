@@ -144,6 +144,7 @@ impl Sim {
             event.parties = Arc::unwrap_or_clone(last).parties;
         }
         self.out.push(SwitchEvent::Leg(Arc::new(event)));
+        self.wrap_up_after(call, ext);
     }
 
     /// The extension leaves call `seq` (as a party or a listener) with a final event.

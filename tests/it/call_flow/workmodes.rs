@@ -195,3 +195,99 @@ async fn login_workmode_replaces_the_one_sap_asks_for_at_login() {
     a1.assert_quiet();
     server.stop().await;
 }
+
+/// The `support` queue with two seconds of wrap-up, shown as custom workmode 5.
+const WRAP_UP: &str = r#"
+[switch.sim]
+extensions = ["2001"]
+remote_answer_after = "off"
+
+[[switch.sim.queue]]
+name = "support"
+number = "600"
+wrap_up = "2s"
+
+[workmodes]
+wrap_up = 5
+
+[[workmodes.custom]]
+id = 5
+text = "Wrap-up"
+switch_state = "wrap-up"
+selectable = false
+"#;
+
+/// A queue with wrap-up time: after its call, the agent is in after-call work, shown to
+/// SAP as the configured wrap-up workmode (5), offered no queue call meanwhile, and ready
+/// again by itself when the time is over (the waiting call then rings). A workmode SAP
+/// sets during wrap-up ends it at once.
+#[tokio::test]
+async fn wrap_up_after_a_queue_call_shows_and_ends_by_itself() {
+    let server = TestServer::start(WRAP_UP).await;
+    let mut a1 = login(&server, "A1", "2001", 2).await;
+
+    let call = ring(&server, json!({"from": "+4930123456", "queue": "support"})).await;
+    a1.call_event(&call, "alerting").await;
+    a1.op(&server, "Item", "accept", &[("itemId", &call)])
+        .await
+        .ok();
+    a1.call_event(&call, "connected").await;
+    sim(
+        &server,
+        "POST",
+        &format!("/calls/{call}/hangup"),
+        Value::Null,
+    )
+    .await;
+    a1.call_event(&call, "dropped").await;
+    a1.workmode_event(5, None).await;
+    let attributes = a1
+        .op(&server, "User", "getAttributes", &[("userId", "A1")])
+        .await;
+    assert_eq!(text_of(attributes.ret(), "currentWorkmode"), "5");
+    // getAttributes began a new IC session: subscribe again.
+    assert_eq!(a1.next().await.name, "subscriptionEnded");
+    a1.fake = FakeSap::start().await;
+    a1.sequence = 0;
+    subscribe(&server, "A1", &a1.fake.url, &a1.app_id()).await;
+
+    // A queue call during wrap-up waits; when wrap-up is over A1 is ready and it rings.
+    let next = ring(&server, json!({"from": "+4930123456", "queue": "support"})).await;
+    let calls = sim(&server, "GET", "/calls", Value::Null).await;
+    assert_eq!(calls["calls"][0]["waiting"], true, "{calls}");
+    a1.workmode_event(2, None).await;
+    a1.call_event(&next, "alerting").await;
+    a1.op(&server, "Item", "accept", &[("itemId", &next)])
+        .await
+        .ok();
+    a1.call_event(&next, "connected").await;
+    a1.op(&server, "PhoneCall", "drop", &[("callId", &next)])
+        .await
+        .ok();
+    a1.call_event(&next, "dropped").await;
+    a1.workmode_event(5, None).await;
+    // SAP's not ready during wrap-up ends it: no ready in between.
+    a1.op(
+        &server,
+        "User",
+        "setCurrentWorkmode",
+        &[("userId", "A1"), ("workmode", "3")],
+    )
+    .await
+    .ok();
+    a1.workmode_event(3, None).await;
+    assert_eq!(sim_agent(&server, "2001").await["state"], "not_ready");
+    let third = ring(&server, json!({"from": "+4930123456", "queue": "support"})).await;
+    a1.op(
+        &server,
+        "User",
+        "setCurrentWorkmode",
+        &[("userId", "A1"), ("workmode", "2")],
+    )
+    .await
+    .ok();
+    a1.workmode_event(2, None).await;
+    a1.call_event(&third, "alerting").await;
+    a1.assert_quiet();
+    server.stop().await;
+}

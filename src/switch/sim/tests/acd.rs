@@ -252,3 +252,59 @@ async fn agents_can_dial_and_transfer_into_a_queue() {
         ]
     );
 }
+
+/// After an answered call of a queue with wrap-up time the agent is in wrap-up: no queue
+/// call is offered until the time is over (tokio's paused clock moves it), then the
+/// waiting call rings. A state set during wrap-up ends it.
+#[tokio::test(start_paused = true)]
+async fn wrap_up_after_an_acd_call() {
+    let mut settings = settings();
+    settings.queues[0].wrap_up = Some(Duration::from_secs(30));
+    let mut h = harness(settings);
+    h.state("100", AgentState::Ready).await;
+    h.drain();
+    let first = h.inbound("+4930", None, Some("sales")).await;
+    h.ok(C::Answer {
+        call: first.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    h.drain();
+    h.control.remote_hangup(&first).await.unwrap();
+    assert_eq!(
+        h.drain_short(),
+        [
+            format!("{first}@100 dropped(remote_hangup)"),
+            "WrapUp { extension: \"100\", active: true }".to_string(),
+        ]
+    );
+    let second = h.inbound("+4931", None, Some("sales")).await;
+    assert!(h.drain().is_empty(), "no offer during wrap-up");
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    // The end of wrap-up and the offer come from the timer: ask the actor for anything
+    // to be sure it ran.
+    h.control.list_agents().await;
+    assert_eq!(
+        h.drain_short(),
+        [
+            "WrapUp { extension: \"100\", active: false }".to_string(),
+            format!("{second}@100 alerting"),
+        ]
+    );
+    h.ok(C::Answer {
+        call: second.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    h.ok(C::Clear {
+        call: second.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    h.drain();
+    // Ready again during wrap-up: reported, and the agent takes calls at once.
+    h.state("100", AgentState::Ready).await;
+    assert_eq!(h.drain_short(), ["agent 100 Ready"]);
+    let third = h.inbound("+4932", None, Some("sales")).await;
+    assert_eq!(h.drain_short(), [format!("{third}@100 alerting")]);
+}

@@ -37,11 +37,13 @@ fn settings() -> SimSettings {
                 name: "sales".into(),
                 number: "5000".into(),
                 members: vec![],
+                wrap_up: None,
             },
             SimQueue {
                 name: "vip".into(),
                 number: "5001".into(),
                 members: vec!["102".into()],
+                wrap_up: None,
             },
         ],
         remote_answer_after: None,

@@ -253,3 +253,158 @@ async fn blind_transfer_to_external_leaves_the_other_party_talking() {
     let a100 = agents.iter().find(|a| a.extension == "100").unwrap();
     assert_eq!(a100.last_dialled.as_deref(), Some("13172222222"));
 }
+
+/// A consultation answered at 101 from 100, which holds `held`: the consultation call.
+async fn consulting(h: &mut Harness, held: &str) -> String {
+    let consult = h
+        .new_call(C::Consult {
+            call: held.to_owned(),
+            extension: "100".into(),
+            destination: "101".into(),
+        })
+        .await;
+    h.ok(C::Answer {
+        call: consult.clone(),
+        extension: "101".into(),
+    })
+    .await;
+    h.drain();
+    consult
+}
+
+/// Alternate swaps the two legs; the warm transfer completes in the swapped order too, and
+/// the held call's id survives at the consulted extension.
+#[tokio::test]
+async fn alternate_then_transfer_consult() {
+    let mut h = harness(settings());
+    let held = h.talking("+4930", "100").await;
+    let consult = consulting(&mut h, &held).await;
+    let alternate = C::Alternate {
+        held: held.clone(),
+        active: consult.clone(),
+        extension: "100".into(),
+    };
+    h.ok(alternate.clone()).await;
+    assert_eq!(
+        h.drain_short(),
+        [
+            format!("{consult}@100 held"),
+            format!("{held}@100 connected")
+        ]
+    );
+    // The roles are swapped now: the same alternate is refused.
+    assert!(matches!(
+        h.cmd(alternate).await,
+        Err(SwitchError::InvalidState(_))
+    ));
+    h.ok(C::TransferConsult {
+        held: held.clone(),
+        consult: consult.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    assert_eq!(
+        h.drain_short(),
+        [
+            format!("{held}@100 transferred(transferred)"),
+            format!("{consult}@100 transferred(transferred)"),
+            format!("{consult}@101 dropped(transferred)"),
+            format!("{held}@101 connected"),
+        ]
+    );
+    let calls = h.control.list_calls().await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].id, held);
+}
+
+/// Reconnect ends the consultation, also before the consulted party answered, and takes
+/// the held call back; with the customer already connected (after an alternate) it only
+/// ends the consultation.
+#[tokio::test]
+async fn reconnect_before_and_after_the_answer() {
+    let mut h = harness(settings());
+    let held = h.talking("+4930", "100").await;
+    let ringing = h
+        .new_call(C::Consult {
+            call: held.clone(),
+            extension: "100".into(),
+            destination: "101".into(),
+        })
+        .await;
+    h.drain();
+    h.ok(C::Reconnect {
+        held: held.clone(),
+        consult: ringing.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    assert_eq!(
+        h.drain_short(),
+        [
+            format!("{ringing}@100 dropped(normal)"),
+            format!("{ringing}@101 dropped(abandoned)"),
+            format!("{held}@100 connected"),
+        ]
+    );
+
+    let consult = consulting(&mut h, &held).await;
+    h.ok(C::Alternate {
+        held: held.clone(),
+        active: consult.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    h.drain();
+    h.ok(C::Reconnect {
+        held: held.clone(),
+        consult: consult.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    assert_eq!(
+        h.drain_short(),
+        [
+            format!("{consult}@100 dropped(normal)"),
+            format!("{consult}@101 dropped(remote_hangup)"),
+        ]
+    );
+}
+
+/// Call data set on a call replaces the IVR's (whatever the case of its name) and rides on
+/// to a consultation placed from it.
+#[tokio::test]
+async fn consultation_inherits_the_attached_data() {
+    let mut h = harness(settings());
+    let held = h
+        .control
+        .create_call(CreateCall {
+            from: "+4930".into(),
+            to: Some("100".into()),
+            attributes: [("SAP_CAD".to_string(), "<ivr/>".to_string())].into(),
+            ..CreateCall::default()
+        })
+        .await
+        .unwrap();
+    h.ok(C::Answer {
+        call: held.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    h.ok(C::SetCallData {
+        call: held.clone(),
+        key: crate::switch::ATTACHED_DATA_ATTRIBUTE.into(),
+        value: "<ItemAttachedData/>".into(),
+    })
+    .await;
+    let consult = consulting(&mut h, &held).await;
+    let calls = h.control.list_calls().await;
+    for call in [&held, &consult] {
+        let view = calls.iter().find(|c| c.id == *call).unwrap();
+        assert_eq!(
+            view.attributes.get("SAP_CAD"),
+            Some(&"<ItemAttachedData/>".to_string()),
+            "{call}"
+        );
+        assert!(!view.attributes.contains_key("Sap_Cad"), "{call}");
+    }
+}
