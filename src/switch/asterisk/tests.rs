@@ -512,3 +512,35 @@ fn listening_channel_is_not_a_leg() {
     ami(&mut m, "Event: Hangup|Uniqueid: ici-spy-1-1|Cause: 16|");
     assert_eq!(m.spy("1.1", "2002"), None);
 }
+
+/// The agent left its consultation for a conference: Asterisk reports the attended
+/// transfer this completed only once the agent is in the ConfBridge. It stays there,
+/// conferenced, not transferred away.
+#[test]
+fn a_transfer_reported_after_joining_the_conference_leaves_the_agent_there() {
+    let mut m = bridged_call();
+    m.expect_consult("1.1", "1.2", "2002");
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: Local/2002@ici-connector-00000000;1|Uniqueid: 1.3|Linkedid: 1.1|ChannelState: 6|",
+    );
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2002-00000003|Uniqueid: 1.5|Linkedid: 1.1|ChannelState: 6|",
+    );
+    m.expect_conference("1.3");
+    let joined = ami(
+        &mut m,
+        "Event: ConfbridgeJoin|Uniqueid: 1.2|Conference: c11|",
+    );
+    assert!(
+        joined.contains(&"1.1@2001 conferenced".to_owned()),
+        "{joined:?}"
+    );
+    let after = ami(
+        &mut m,
+        "Event: AttendedTransfer|Result: Success|OrigTransfererUniqueid: 1.2|SecondTransfererUniqueid: 1.3|",
+    );
+    assert!(after.is_empty(), "{after:?}");
+    assert!(!m.left("1.2"));
+}

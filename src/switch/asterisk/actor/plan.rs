@@ -369,6 +369,26 @@ impl Planner<'_> {
                         })?;
                 Ok(hang_up(id, name))
             }
+            SwitchCommand::Reconnect {
+                held,
+                consult,
+                extension,
+            } => {
+                // Asterisk's attended transfer takes the agent back to the held call when
+                // the consultation is cancelled.
+                let (_, name) = consult_legs(model, &held, &consult, &extension)?;
+                let action = Action::new("CancelAtxfer").with("Channel", name);
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::ConsultGone(consult)),
+                ))
+            }
+            // Asterisk's attended transfer swaps only on the agent's own DTMF (atxferswap):
+            // not offered (see `CAPABILITIES`).
+            SwitchCommand::Alternate { .. } => {
+                Err(SwitchError::NotSupported(Capability::Alternate))
+            }
             SwitchCommand::Answer { call, extension } => {
                 let (id, name) = leg(model, &call, &extension)?;
                 if !model.ringing(&id) {

@@ -286,8 +286,11 @@ impl Model {
                 }
                 continue;
             }
+            // An agent that left its consultation for a conference completes Asterisk's
+            // attended transfer, reported once it is already in the ConfBridge: it stays.
             if let Some(channel) = self.channels.get_mut(id)
                 && !channel.transferred
+                && !channel.conferenced
             {
                 channel.transferred = true;
                 out.extend(self.emit(id, Some("transferred")));
