@@ -403,6 +403,12 @@ pub struct AsteriskConfig {
     /// the phone picks up by itself. Default false.
     #[serde(default)]
     pub auto_answer_on_dial: bool,
+    /// After-call work: the `wrapuptime` of the watched queues (`queues.conf`), which AMI
+    /// does not report. When set, an agent whose answered queue call ends is in wrap-up
+    /// (SAP sees `[workmodes] wrap_up`) for this long, or until its state is changed.
+    /// Default "off".
+    #[serde(default, with = "serde_util::duration_or_off")]
+    pub wrap_up: Option<Duration>,
 }
 
 /// `[switch.asterisk] answer`: how the connector answers an agent's ringing phone.

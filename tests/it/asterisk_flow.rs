@@ -49,6 +49,70 @@ fn setup(arg: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// The machine-wide lock of the Asterisk lab (fixed ports, one chroot): whoever runs the
+/// lab holds it. A run started without `flock /tmp/ici-asterisk.lock ...` around it would
+/// restart the PBX under another run's feet (its AMI link lost mid-call), so the test
+/// takes the lock itself unless an ancestor process (that `flock`) already holds it.
+const LAB_LOCK: &str = "/tmp/ici-asterisk.lock";
+
+/// Holds [`LAB_LOCK`] for the test's life (`None`: an ancestor holds it for us).
+async fn lab_lock() -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LAB_LOCK)
+        .unwrap_or_else(|e| panic!("{LAB_LOCK}: {e}"));
+    match file.try_lock() {
+        Ok(()) => return Some(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => panic!("{LAB_LOCK}: {e}"),
+    }
+    if lock_held_by_ancestor(&file) {
+        return None;
+    }
+    println!("waiting for {LAB_LOCK}: another run uses the Asterisk lab");
+    tokio::task::spawn_blocking(move || {
+        file.lock().unwrap_or_else(|e| panic!("{LAB_LOCK}: {e}"));
+        Some(file)
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether a process among our ancestors holds the flock on `file` (/proc/locks names the
+/// holder's pid and the file's inode).
+fn lock_held_by_ancestor(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inode = file.metadata().map(|m| m.ino()).unwrap_or(0);
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let holders: Vec<u32> = locks
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (pid, id) = (fields.get(4)?, fields.get(5)?);
+            let ino: u64 = id.rsplit(':').next()?.parse().ok()?;
+            (fields.get(1) == Some(&"FLOCK") && ino == inode)
+                .then(|| pid.parse().ok())
+                .flatten()
+        })
+        .collect();
+    let mut pid = std::process::id();
+    while pid > 1 {
+        if holders.contains(&pid) {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // `pid (comm) state ppid ...`: comm may hold spaces, so count from its end.
+        pid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+    }
+    false
+}
+
 /// Stops the PBX and the phones whatever the test's outcome.
 struct Teardown;
 
@@ -275,6 +339,25 @@ async fn workmode(server: &TestServer, sap: &mut FakeSap, user: &str, path: &str
     .await;
 }
 
+/// Waits until the connector has `user` in `workmode` (`/api/status`).
+async fn until_workmode(server: &TestServer, user: &str, workmode: u64) {
+    common::poll(&format!("{user} in workmode {workmode}"), STEP, || async {
+        let status = server.status().await;
+        let agent = status["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["user_id"] == user)
+            .cloned()
+            .unwrap_or_default();
+        match agent["workmode"].as_u64() == Some(workmode) {
+            true => Ok(()),
+            false => Err(agent.to_string()),
+        }
+    })
+    .await
+}
+
 /// One Asterisk CLI command (`setup.sh --cli`): its output.
 fn pbx(command: &str) -> Result<String, String> {
     let out = Command::new(script("setup.sh"))
@@ -301,11 +384,20 @@ secret = "ctipass"
 queues = ["support"]
 reconnect_min = "200ms"
 reconnect_max = "1s"
+# queues.conf: wrapuptime=1
+wrap_up = "1s"
 [agents]
 queues = ["support"]
 [agents.users]
 AGENT1 = { extension = "2001" }
 AGENT2 = { extension = "2002" }
+[workmodes]
+wrap_up = 5
+[[workmodes.custom]]
+id = 5
+text = "Wrap-up"
+switch_state = "wrap-up"
+selectable = false
 [[workmodes.reasons]]
 code = "10"
 text = "Back office"
@@ -313,6 +405,7 @@ text = "Back office"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acd_call_transfer_dial_and_switchover_on_a_real_asterisk() {
+    let _lock = lab_lock().await;
     if let Err(reason) = setup(None) {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -598,7 +691,9 @@ async fn scenario() {
     .await;
 
     // Reroute: with both agents ready the queue rings both; agent 1 sends the call back
-    // (and is put in the reject workmode), agent 2 takes it.
+    // (and is put in the reject workmode), agent 2 takes it. Agent 1 must be out of its
+    // wrap-up first, or the queue rings agent 2 alone.
+    until_workmode(&server, "AGENT1", 2).await;
     workmode(&server, &mut sap, "AGENT2", "/a2", "2").await;
     phone(CUSTOMER_PHONE, "dial", "sip:600@127.0.0.1:5160").await;
     let alerting = expect(&mut sap, "/a1", "phoneCallChanged", "queue call", |e| {
@@ -663,6 +758,15 @@ async fn scenario() {
         "rerouted call over",
         |e| is(e, "callId", &call) && is(e, "state", "dropped"),
     )
+    .await;
+    // The queue has wrap-up time: agent 2's after-call work shows, then ends by itself.
+    expect(&mut sap, "/a2", "workmodeChanged", "wrap-up", |e| {
+        is(e, "workmode", "5")
+    })
+    .await;
+    expect(&mut sap, "/a2", "workmodeChanged", "wrap-up over", |e| {
+        is(e, "workmode", "2")
+    })
     .await;
     workmode(&server, &mut sap, "AGENT2", "/a2", "1").await;
     workmode(&server, &mut sap, "AGENT1", "/a1", "2").await;

@@ -159,6 +159,10 @@ pub struct Model {
     orphans: Vec<String>,
     /// Listening (ChanSpy) channels: (call, supervisor extension) → spy channel `Uniqueid`.
     spies: HashMap<(CallRef, Extension), String>,
+    /// Whether the queues have wrap-up time (`[switch.asterisk] wrap_up`).
+    wrap_up: bool,
+    /// Agents in wrap-up and when it ends.
+    wrapping: HashMap<Extension, tokio::time::Instant>,
 }
 
 impl Model {
@@ -177,7 +181,38 @@ impl Model {
             consults: Vec::new(),
             orphans: Vec::new(),
             spies: HashMap::new(),
+            wrap_up: false,
+            wrapping: HashMap::new(),
         }
+    }
+
+    /// The watched queues have wrap-up time: a completed queue call starts it.
+    pub fn set_wrap_up(&mut self, on: bool) {
+        self.wrap_up = on;
+    }
+
+    /// `extension`'s wrap-up (reported active) ends at `until`.
+    pub fn wrap_up_until(&mut self, extension: &str, until: tokio::time::Instant) {
+        self.wrapping.insert(extension.to_owned(), until);
+    }
+
+    /// Ends `extension`'s wrap-up early; whether it was in one.
+    pub fn end_wrap_up(&mut self, extension: &str) -> bool {
+        self.wrapping.remove(extension).is_some()
+    }
+
+    /// The agents whose wrap-up is over at `now` (forgotten here).
+    pub fn due_wrap_ups(&mut self, now: tokio::time::Instant) -> Vec<Extension> {
+        let due: Vec<Extension> = self
+            .wrapping
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(ext, _)| ext.clone())
+            .collect();
+        for ext in &due {
+            self.wrapping.remove(ext);
+        }
+        due
     }
 
     pub fn interfaces(&self) -> &Interfaces {
@@ -438,9 +473,16 @@ impl Model {
         std::mem::take(&mut self.orphans)
     }
 
-    /// The root channel of `call` (the caller's, where the call's variables live): name.
+    /// The channel to keep `call`'s variables on: its root (the caller's, whose variables
+    /// the call's later channels inherit), else any live phone channel of the call: name.
     pub fn root_channel(&self, call: &str) -> Option<&str> {
-        self.channels.get(call).map(|c| c.name.as_str())
+        if let Some(root) = self.channels.get(call) {
+            return Some(root.name.as_str());
+        }
+        self.channels
+            .iter()
+            .find(|(id, c)| !is_local(&c.name) && self.call_of(id).as_deref() == Some(call))
+            .map(|(_, c)| c.name.as_str())
     }
 
     /// An agent's live channel on `call` other than `except`'s: the one a supervisor

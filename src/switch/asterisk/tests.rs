@@ -544,3 +544,31 @@ fn a_transfer_reported_after_joining_the_conference_leaves_the_agent_there() {
     assert!(after.is_empty(), "{after:?}");
     assert!(!m.left("1.2"));
 }
+
+/// With wrap-up time configured, the end of an agent's answered queue call starts its
+/// after-call work; without, nothing is reported.
+#[test]
+fn a_completed_queue_call_starts_wrap_up_when_queues_have_it() {
+    let complete = "Event: AgentComplete|Queue: support|Interface: PJSIP/2001|MemberName: agent2001|TalkTime: 2|Reason: caller|";
+    let parse = |t: &str| Message::parse(&t.replace('|', "\r\n"));
+    let mut m = Model::new("PJSIP/{extension}", vec!["support".into()]);
+    assert!(m.apply(&parse(complete)).is_empty());
+    m.set_wrap_up(true);
+    assert_eq!(
+        m.apply(&parse(complete)),
+        [SwitchEvent::WrapUp {
+            extension: "2001".into(),
+            active: true
+        }]
+    );
+    let other = complete.replace("support", "sales");
+    assert!(m.apply(&parse(&other)).is_empty(), "unwatched queue");
+    let now = tokio::time::Instant::now();
+    m.wrap_up_until("2001", now + std::time::Duration::from_secs(10));
+    assert!(m.due_wrap_ups(now).is_empty());
+    assert_eq!(
+        m.due_wrap_ups(now + std::time::Duration::from_secs(10)),
+        ["2001"]
+    );
+    assert!(!m.end_wrap_up("2001"), "already over");
+}

@@ -21,8 +21,8 @@ use crate::switch::asterisk::codec::{Action, Decoder, Frame, Message};
 use crate::switch::asterisk::model::Model;
 use crate::switch::{EventSink, SwitchError, SwitchEvent, SwitchReply, SwitchRequest};
 
-/// How often the link checks command deadlines ([`COMMAND_WAIT`]) and retry pauses
-/// ([`RETRY_PAUSE`]): the resolution of both.
+/// How often the link checks command deadlines ([`COMMAND_WAIT`]), retry pauses
+/// ([`RETRY_PAUSE`]) and the end of agents' wrap-up: the resolution of all three.
 const JOB_TICK: Duration = Duration::from_millis(100);
 /// Bytes one socket read takes while serving. Any size is correct (the decoder joins
 /// frames across reads); a busy PBX sends events in bursts, so a read takes a burst.
@@ -140,6 +140,12 @@ impl<'a> Link<'a> {
                     }
                 }
                 _ = tick.tick() => {
+                    for extension in model.due_wrap_ups(Instant::now()) {
+                        let end = SwitchEvent::WrapUp { extension, active: false };
+                        if !events.send(end).await {
+                            return End::Stop;
+                        }
+                    }
                     self.expire(model);
                     if let Err(end) = self.retry_due().await {
                         return end;
@@ -207,6 +213,26 @@ impl<'a> Link<'a> {
             self.on_originate_response(&message, model);
         }
         for event in model.apply(&message) {
+            match &event {
+                // A state set during wrap-up ends it: SAP is told the end first.
+                SwitchEvent::Agent { extension, .. } if model.end_wrap_up(extension) => {
+                    let end = SwitchEvent::WrapUp {
+                        extension: extension.clone(),
+                        active: false,
+                    };
+                    if !events.send(end).await {
+                        return Err(End::Stop);
+                    }
+                }
+                SwitchEvent::WrapUp {
+                    extension,
+                    active: true,
+                } => {
+                    let time = self.config.wrap_up.unwrap_or_default();
+                    model.wrap_up_until(extension, Instant::now() + time);
+                }
+                _ => {}
+            }
             debug!(%event, "switch event");
             if !events.send(event).await {
                 return Err(End::Stop);

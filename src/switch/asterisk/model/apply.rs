@@ -90,6 +90,7 @@ impl Model {
                 self.on_member(msg, true)
             }
             "QueueMemberRemoved" => self.on_member(msg, false),
+            "AgentComplete" => self.on_agent_complete(msg),
             _ => Vec::new(),
         }
     }
@@ -388,6 +389,27 @@ impl Model {
             queues.remove(queue);
         }
         self.agent_event(&ext)
+    }
+
+    /// An agent's answered queue call ended: with wrap-up time, its after-call work begins
+    /// (the link times its end).
+    fn on_agent_complete(&mut self, msg: &Message) -> Vec<SwitchEvent> {
+        if !self.wrap_up || self.resyncing {
+            return Vec::new();
+        }
+        let (Some(queue), Some(interface)) = (msg.value("Queue"), msg.value("Interface")) else {
+            return Vec::new();
+        };
+        if !self.queues.is_empty() && !self.queues.iter().any(|q| q == queue) {
+            return Vec::new();
+        }
+        let Some(extension) = self.interfaces.extension_of_interface(interface) else {
+            return Vec::new();
+        };
+        vec![SwitchEvent::WrapUp {
+            extension,
+            active: true,
+        }]
     }
 
     /// The agent's state from its memberships, if it changed since last reported.
