@@ -38,9 +38,15 @@
 //! effect (the agent's new state, the leg leaving, the originated leg appearing), or after
 //! [`COMMAND_WAIT`] if that event does not come.
 //!
-//! What AMI cannot do on a plain SIP phone: answer and hold (the phone does both; AMI only
-//! reports them). The adapter therefore does not claim `Answer` or `Hold`, and the
-//! connector answers SAP with a fault naming the switch.
+//! Beyond what AMI reports (see handlers/asterisk/README.md for the AMI of each command):
+//! hold and retrieve are done on the server (`Redirect` of both channels out of their
+//! bridge into [`HOLD_CONTEXT`], `Bridge` back), reported held/connected by the adapter
+//! itself since Asterisk sends no `Hold` for them; accept sends a BroadSoft `talk` NOTIFY
+//! where configured (`answer`); reroute rejects the agent's ring (the caller stays in the
+//! queue); listen originates `ChanSpy` to the supervisor's phone (its channel, named
+//! [`model::SPY_PREFIX`], is never a leg); call data is `Setvar __SAP_CAD`; wrap-up starts
+//! at `AgentComplete` and is timed by the adapter (`wrap_up`). Alternate is not offered:
+//! Asterisk's attended transfer swaps only on the agent's own DTMF.
 
 mod actor;
 pub mod codec;

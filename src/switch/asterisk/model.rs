@@ -163,6 +163,9 @@ pub struct Model {
     wrap_up: bool,
     /// Agents in wrap-up and when it ends.
     wrapping: HashMap<Extension, tokio::time::Instant>,
+    /// Wrap-up that begins once this agent channel (`Uniqueid`) has hung up: Asterisk
+    /// reports `AgentComplete` before the agent's `Hangup`, SAP is told the call ended first.
+    wrap_after: HashMap<String, Extension>,
 }
 
 impl Model {
@@ -183,6 +186,7 @@ impl Model {
             spies: HashMap::new(),
             wrap_up: false,
             wrapping: HashMap::new(),
+            wrap_after: HashMap::new(),
         }
     }
 

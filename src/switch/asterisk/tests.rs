@@ -572,3 +572,56 @@ fn a_completed_queue_call_starts_wrap_up_when_queues_have_it() {
     );
     assert!(!m.end_wrap_up("2001"), "already over");
 }
+
+/// A hold asked for right after the answer can move the agent's channel before Asterisk
+/// bridged it: no BridgeLeave comes, its arrival in the park context holds it; a late
+/// BridgeEnter before that is no retrieve.
+#[test]
+fn server_side_hold_before_the_bridge_is_held_on_arrival_in_the_park() {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2003-00000001|Uniqueid: 1.1|Linkedid: 1.1|ChannelState: 6|CallerIDNum: 2003|Exten: 600|",
+    );
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2001-00000002|Uniqueid: 1.2|Linkedid: 1.1|ChannelState: 6|",
+    );
+    m.expect_park("1.2", "1.1");
+    assert!(
+        ami(
+            &mut m,
+            "Event: BridgeEnter|Uniqueid: 1.2|BridgeUniqueid: b1|"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        ami(
+            &mut m,
+            "Event: Newexten|Uniqueid: 1.2|Context: ici-hold|Exten: park|Priority: 1|"
+        ),
+        ["1.1@2001 held"]
+    );
+    assert!(m.parked_partner("1.2").is_some());
+}
+
+/// Asterisk reports AgentComplete before the agent's channel hangs up: SAP hears of the
+/// ended call first, then of the wrap-up.
+#[test]
+fn wrap_up_follows_the_end_of_the_agents_leg() {
+    let mut m = bridged_call();
+    m.set_wrap_up(true);
+    let complete = Message::parse(
+        &"Event: AgentComplete|Queue: support|Interface: PJSIP/2001|DestUniqueid: 1.2|Reason: caller|"
+            .replace('|', "\r\n"),
+    );
+    assert!(m.apply(&complete).is_empty());
+    let events = m.apply(&Message::parse(
+        "Event: Hangup\r\nUniqueid: 1.2\r\nCause: 16\r\n",
+    ));
+    assert!(
+        matches!(&events[..], [SwitchEvent::Leg(l), SwitchEvent::WrapUp { extension, active: true }]
+            if l.state == LegState::Dropped && extension == "2001"),
+        "{events:?}"
+    );
+}

@@ -11,6 +11,7 @@ use super::{
     CTI_REF_VARIABLE, Call, Channel, Consult, Model, ORIGINATE_PREFIX, SAP_CAD_VARIABLE,
     SPY_PREFIX, STATE_DOWN, is_local,
 };
+use crate::switch::asterisk::HOLD_CONTEXT;
 use crate::switch::asterisk::codec::Message;
 use crate::switch::{AgentState, LegState, SwitchEvent};
 
@@ -31,11 +32,27 @@ impl Model {
             "BridgeEnter" => self.update(msg, |c, m| {
                 c.bridged = true;
                 c.bridge = m.value("BridgeUniqueid").map(str::to_owned);
-                if c.parked_with.take().is_some() {
+                if c.held && c.parked_with.is_some() {
                     // Retrieved from a server-side hold: bridged with its party again.
+                    c.parked_with = None;
                     c.held = false;
                 }
             }),
+            "Newexten" => {
+                // A hold asked for right after the answer can move the agent's channel
+                // before Asterisk bridged it: no BridgeLeave, but it arrives in the park.
+                let parked = msg.value("Context") == Some(HOLD_CONTEXT);
+                let Some(id) = msg.value("Uniqueid") else {
+                    return Vec::new();
+                };
+                match self.channels.get_mut(id) {
+                    Some(c) if parked && c.parked_with.is_some() && !c.held => {
+                        c.held = true;
+                        self.emit(id, None)
+                    }
+                    _ => Vec::new(),
+                }
+            }
             "BridgeLeave" => {
                 let Some(id) = msg.value("Uniqueid") else {
                     return Vec::new();
@@ -349,6 +366,12 @@ impl Model {
             leg.correlation = None;
             out.push(SwitchEvent::Leg(Arc::new(leg)));
         }
+        if let Some(extension) = self.wrap_after.remove(id) {
+            out.push(SwitchEvent::WrapUp {
+                extension,
+                active: true,
+            });
+        }
         if let Some(k) = self.consults.iter().position(|k| k.members.contains(id)) {
             self.consults[k].members.remove(id);
             if self.consults[k].members.is_empty() {
@@ -406,6 +429,12 @@ impl Model {
         let Some(extension) = self.interfaces.extension_of_interface(interface) else {
             return Vec::new();
         };
+        if let Some(agent) = msg.value("DestUniqueid")
+            && self.channels.contains_key(agent)
+        {
+            self.wrap_after.insert(agent.to_owned(), extension);
+            return Vec::new();
+        }
         vec![SwitchEvent::WrapUp {
             extension,
             active: true,
