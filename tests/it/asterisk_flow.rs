@@ -29,7 +29,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// Runs a setup.sh mode; `Err(reason)` when the environment cannot run the PBX.
-fn setup(arg: Option<&str>) -> Result<(), String> {
+pub(crate) fn setup(arg: Option<&str>) -> Result<(), String> {
     let mut command = Command::new(script("setup.sh"));
     command.args(arg);
     let out = command.output().expect("run tests/asterisk/setup.sh");
@@ -56,7 +56,7 @@ fn setup(arg: Option<&str>) -> Result<(), String> {
 const LAB_LOCK: &str = "/tmp/ici-asterisk.lock";
 
 /// Holds [`LAB_LOCK`] for the test's life (`None`: an ancestor holds it for us).
-async fn lab_lock() -> Option<std::fs::File> {
+pub(crate) async fn lab_lock() -> Option<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -114,7 +114,7 @@ fn lock_held_by_ancestor(file: &std::fs::File) -> bool {
 }
 
 /// Stops the PBX and the phones whatever the test's outcome.
-struct Teardown;
+pub(crate) struct Teardown;
 
 impl Drop for Teardown {
     fn drop(&mut self) {
@@ -124,7 +124,7 @@ impl Drop for Teardown {
 
 /// Sends one command to a baresip phone (ctrl_tcp: netstring-framed JSON) and waits for
 /// its answer.
-async fn phone(port: u16, command: &str, params: &str) {
+pub(crate) async fn phone(port: u16, command: &str, params: &str) {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap_or_else(|e| panic!("phone on {port}: {e}"));
@@ -312,7 +312,7 @@ async fn consult_agent2(server: &TestServer, sap: &mut FakeSap, call: &str) -> S
 }
 
 /// Waits until `/readyz` answers `status`: the link to the PBX is reported by nothing else.
-async fn ready(server: &TestServer, status: u16, what: &str) {
+pub(crate) async fn ready(server: &TestServer, status: u16, what: &str) {
     common::poll(what, STEP, || async move {
         let answer = server.request(true, "GET", "/readyz", &[], "").await;
         match answer.status == status {
@@ -359,7 +359,7 @@ async fn until_workmode(server: &TestServer, user: &str, workmode: u64) {
 }
 
 /// One Asterisk CLI command (`setup.sh --cli`): its output.
-fn pbx(command: &str) -> Result<String, String> {
+pub(crate) fn pbx(command: &str) -> Result<String, String> {
     let out = Command::new(script("setup.sh"))
         .args(["--cli", command])
         .output()
