@@ -429,10 +429,24 @@ impl Model {
         let Some(extension) = self.interfaces.extension_of_interface(interface) else {
             return Vec::new();
         };
-        if let Some(agent) = msg.value("DestUniqueid")
-            && self.channels.contains_key(agent)
-        {
-            self.wrap_after.insert(agent.to_owned(), extension);
+        // The agent's channel on that call: named in the event, or found by extension
+        // (the event does not always name it).
+        let call = msg.value("Linkedid");
+        let agent = msg
+            .value("DestUniqueid")
+            .filter(|id| self.channels.contains_key(*id))
+            .map(str::to_owned)
+            .or_else(|| {
+                self.channels
+                    .iter()
+                    .find(|(_, c)| {
+                        c.extension.as_deref() == Some(extension.as_str())
+                            && Some(c.linkedid.as_str()) == call
+                    })
+                    .map(|(id, _)| id.clone())
+            });
+        if let Some(agent) = agent {
+            self.wrap_after.insert(agent, extension);
             return Vec::new();
         }
         vec![SwitchEvent::WrapUp {
