@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test PBX for tests/it/asterisk_flow.rs: a real Asterisk (Debian sid) in a
-# debootstrapped chroot, and three baresip phones (2001, 2002 agents; 2003 customer),
+# debootstrapped chroot, and four baresip phones (2001, 2002 agents; 2003 customer; 2004
+# a supervisor),
 # all on loopback. Idempotent: the chroot is cached and reused, and running processes from
 # an earlier call are stopped and started again so every run begins from a clean PBX.
 #
@@ -21,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=${ICI_ASTERISK_ROOT:-/var/cache/ici-connector-asterisk/sidroot}
 run=${ICI_ASTERISK_RUN:-/tmp/ici-connector-asterisk}
-phones="2001:5210:4451 2002:5220:4452 2003:5230:4453" # extension:sip port (and the next one):ctrl_tcp port
+phones="2001:5210:4451 2002:5220:4452 2003:5230:4453 2004:5240:4454" # extension:sip port (and the next one):ctrl_tcp port
 
 skip() {
     echo "SKIPPED: $*"
@@ -34,6 +35,15 @@ command -v apt-get >/dev/null 2>&1 || skip "no apt-get: not a Debian-like system
 command -v chroot >/dev/null 2>&1 || skip "no chroot"
 
 mkdir -p "$run"
+
+# The machine-wide lab lock (/tmp/ici-asterisk.lock) is held by whoever runs the lab,
+# often `flock` around the test, whose open lock file this script inherits. The PBX and
+# the phones started below must not inherit it too: one that outlived its teardown would
+# hold the lock for ever and every later run would wait on it.
+for fd in /proc/$$/fd/*; do
+    n=${fd##*/}
+    [ "$n" -gt 2 ] && [ "$(readlink "$fd" 2>/dev/null)" = /tmp/ici-asterisk.lock ] && eval "exec $n>&-"
+done
 
 ami_up() { timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5038 && head -c 15 <&3' 2>/dev/null | grep -q Asterisk; }
 start_asterisk() {
@@ -153,7 +163,7 @@ done
 registered() {
     local n
     n=$(chroot "$root" /usr/sbin/asterisk -rx 'pjsip show contacts' 2>/dev/null | grep -c 'Contact:  20' || true)
-    [ "$n" -ge 3 ]
+    [ "$n" -ge 4 ]
 }
 for _ in $(seq 1 100); do
     registered && break

@@ -625,3 +625,22 @@ fn wrap_up_follows_the_end_of_the_agents_leg() {
         "{events:?}"
     );
 }
+
+/// Asterisk 22 escapes quotes in a VarSet value (seen with an IVR setting SAP_CAD to an
+/// ItemAttachedData document): the call attribute is the document as set.
+#[test]
+fn call_data_from_the_pbx_loses_asterisks_escapes() {
+    let mut m = bridged_call();
+    ami(
+        &mut m,
+        r#"Event: VarSet|Channel: PJSIP/2003-00000001|Variable: __SAP_CAD|Value: <A id=\"IVR\">x\\y</A>|Uniqueid: 1.1|Linkedid: 1.1|"#,
+    );
+    let events = m.apply(&Message::parse("Event: Hold\r\nUniqueid: 1.2\r\n"));
+    let [SwitchEvent::Leg(leg)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        leg.attributes.get("Sap_Cad"),
+        Some(r#"<A id="IVR">x\y</A>"#)
+    );
+}

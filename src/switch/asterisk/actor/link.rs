@@ -18,7 +18,7 @@ use super::{End, read_message};
 use crate::config::AsteriskConfig;
 use crate::switch::asterisk::COMMAND_WAIT;
 use crate::switch::asterisk::codec::{Action, Decoder, Frame, Message};
-use crate::switch::asterisk::model::Model;
+use crate::switch::asterisk::model::{Model, SAP_CAD_VARIABLE};
 use crate::switch::{EventSink, SwitchError, SwitchEvent, SwitchReply, SwitchRequest};
 
 /// How often the link checks command deadlines ([`COMMAND_WAIT`]), retry pauses
@@ -211,6 +211,19 @@ impl<'a> Link<'a> {
         }
         if message.event() == Some("OriginateResponse") {
             self.on_originate_response(&message, model);
+        }
+        if message.event() == Some("VarSet")
+            && message.get("Variable").is_some_and(|v| {
+                v.trim_start_matches('_')
+                    .eq_ignore_ascii_case(SAP_CAD_VARIABLE)
+            })
+        {
+            // Its length only: the value is the customer's data.
+            debug!(
+                call = message.get("Linkedid").unwrap_or("-"),
+                bytes = message.get("Value").map_or(0, str::len),
+                "call data from the PBX"
+            );
         }
         for event in model.apply(&message) {
             match &event {

@@ -276,7 +276,7 @@ impl Model {
         let (Some(call), Some(var)) = (msg.value("Linkedid"), msg.value("Variable")) else {
             return;
         };
-        let value = msg.get("Value").unwrap_or("").to_owned();
+        let value = unescape(msg.get("Value").unwrap_or(""));
         // Inherited variables show up as `__SAP_CAD` on the channel that sets them.
         let var = var.trim_start_matches('_');
         let entry = self.calls.entry(call.to_owned()).or_default();
@@ -503,4 +503,21 @@ fn cause_name(code: Option<&str>) -> String {
         Some(26) => "answered_elsewhere".into(),
         Some(other) => format!("cause_{other}"),
     }
+}
+
+/// A `VarSet` value as the dialplan set it: Asterisk 22 escapes `"` and `\` with a
+/// backslash there (`id=\"IVR\"`), which would break the XML of `SAP_CAD`.
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(next @ ('"' | '\\'))) => {
+                out.push(next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
