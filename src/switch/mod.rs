@@ -480,9 +480,10 @@ pub enum SwitchEvent {
     ///
     /// A switch reports `active: true` when an agent's answered leg of a call from a queue
     /// with wrap-up time ends (Asterisk: `AgentComplete` of a queue with `wrapuptime`), and
-    /// `active: false` once that time is over or the agent's state was changed meanwhile
-    /// (an agent state set during wrap-up ends it; the switch reports the end first, then
-    /// the new state).
+    /// `active: false` once that time is over. An agent state set during wrap-up ends it:
+    /// a different state is reported as [`SwitchEvent::Agent`] alone (SAP sees it at once),
+    /// the state the agent had is reported as `active: false` (a repeated `Agent` report of
+    /// the state under the wrap-up changes nothing).
     WrapUp { extension: Extension, active: bool },
     /// The link to the switch is up (again). `calls` is the full set of live legs; every
     /// interaction not in it ended while the link was down.

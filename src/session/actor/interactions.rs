@@ -201,8 +201,14 @@ impl Actor {
             return;
         };
         let (workmode, reason) = workmodes::from_switch(&self.config.workmodes, state);
-        if let Some(agent) = self.agents.get_mut(&user) {
-            // A state set during wrap-up ends it (the switch reported that first).
+        if let Some(agent) = self.agents.get_mut(&user)
+            && let Some(before) = &agent.before_wrap_up
+        {
+            if before.0 == workmode && before.1 == reason {
+                // The state under the wrap-up, reported again: wrap-up goes on.
+                return;
+            }
+            // Another state set during wrap-up ends it.
             agent.before_wrap_up = None;
         }
         self.show_workmode(&user, extension, workmode, reason);

@@ -32,10 +32,16 @@ impl Sim {
         };
         let now = self.tick();
         let agent = self.agents.entry(ext.to_owned()).or_insert_with(Agent::new);
-        // A state set during after-call work ends it (its timer goes stale), and is
-        // reported even if it is the state the agent had.
-        let wrapping_up = agent.wrap_up.take().is_some();
-        if agent.state == state && !wrapping_up {
+        // A state set during after-call work ends it (its timer goes stale); the state the
+        // agent had is reported as the end of wrap-up.
+        if agent.wrap_up.take().is_some() && agent.state == state {
+            self.out.push(SwitchEvent::WrapUp {
+                extension: ext.to_owned(),
+                active: false,
+            });
+            return;
+        }
+        if agent.state == state {
             return;
         }
         if state == AgentState::LoggedOut {

@@ -248,3 +248,38 @@ async fn reconnect_ends_the_consultation_in_either_order() {
     a2.assert_quiet();
     server.stop().await;
 }
+
+/// `conference` after `alternate` (the consultation held, the customer connected) merges
+/// the two calls: the customer's call survives with A1 and A2 on it.
+#[tokio::test]
+async fn conference_after_alternate_merges() {
+    let server = TestServer::start(BASE).await;
+    let (mut a1, mut a2, call) = customer_with_a1(&server).await;
+    let consult = consult_a2(&server, &mut a1, &mut a2, &call).await;
+    a1.op(
+        &server,
+        "PhoneCall",
+        "alternate",
+        &[("callId", &call), ("consultCallId", &consult)],
+    )
+    .await
+    .ok();
+    a1.call_event(&consult, "held").await;
+    a1.call_event(&call, "connected").await;
+    a1.op(
+        &server,
+        "PhoneCall",
+        "conference",
+        &[("callId", &call), ("consultCallId", &consult)],
+    )
+    .await
+    .ok();
+    a1.call_event(&consult, "dropped").await;
+    a1.call_event(&call, "conferenced").await;
+    a2.call_event(&consult, "dropped").await;
+    let (_, pc) = a2.call_event(&call, "conferenced").await;
+    assert_eq!(text_of(&pc, "attachedData"), both_cad());
+    a1.assert_quiet();
+    a2.assert_quiet();
+    server.stop().await;
+}

@@ -266,6 +266,27 @@ async fn wrap_up_after_a_queue_call_shows_and_ends_by_itself() {
         .ok();
     a1.call_event(&next, "dropped").await;
     a1.workmode_event(5, None).await;
+    // SAP's ready during wrap-up ends it: the agent takes queue calls at once.
+    a1.op(
+        &server,
+        "User",
+        "setCurrentWorkmode",
+        &[("userId", "A1"), ("workmode", "2")],
+    )
+    .await
+    .ok();
+    a1.workmode_event(2, None).await;
+    let again = ring(&server, json!({"from": "+4930123456", "queue": "support"})).await;
+    a1.call_event(&again, "alerting").await;
+    a1.op(&server, "Item", "accept", &[("itemId", &again)])
+        .await
+        .ok();
+    a1.call_event(&again, "connected").await;
+    a1.op(&server, "PhoneCall", "drop", &[("callId", &again)])
+        .await
+        .ok();
+    a1.call_event(&again, "dropped").await;
+    a1.workmode_event(5, None).await;
     // SAP's not ready during wrap-up ends it: no ready in between.
     a1.op(
         &server,

@@ -302,9 +302,12 @@ async fn wrap_up_after_an_acd_call() {
     })
     .await;
     h.drain();
-    // Ready again during wrap-up: reported, and the agent takes calls at once.
+    // Ready again during wrap-up: its end, and the agent takes calls at once.
     h.state("100", AgentState::Ready).await;
-    assert_eq!(h.drain_short(), ["agent 100 Ready"]);
+    assert_eq!(
+        h.drain_short(),
+        ["WrapUp { extension: \"100\", active: false }"]
+    );
     let third = h.inbound("+4932", None, Some("sales")).await;
     assert_eq!(h.drain_short(), [format!("{third}@100 alerting")]);
 }

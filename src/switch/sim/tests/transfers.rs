@@ -408,3 +408,34 @@ async fn consultation_inherits_the_attached_data() {
         assert!(!view.attributes.contains_key("Sap_Cad"), "{call}");
     }
 }
+
+/// Conference after an alternate (the consultation held, the customer connected): the
+/// customer's call survives with all three.
+#[tokio::test]
+async fn conference_after_alternate() {
+    let mut h = harness(settings());
+    let held = h.talking("+4930", "100").await;
+    let consult = consulting(&mut h, &held).await;
+    h.ok(C::Alternate {
+        held: held.clone(),
+        active: consult.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    h.drain();
+    h.ok(C::Conference {
+        held: held.clone(),
+        consult: consult.clone(),
+        extension: "100".into(),
+    })
+    .await;
+    assert_eq!(
+        h.drain_short(),
+        [
+            format!("{consult}@100 dropped(conferenced)"),
+            format!("{consult}@101 dropped(conferenced)"),
+            format!("{held}@100 conferenced"),
+            format!("{held}@101 conferenced"),
+        ]
+    );
+}
