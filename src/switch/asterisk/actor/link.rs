@@ -19,7 +19,9 @@ use crate::config::AsteriskConfig;
 use crate::switch::asterisk::COMMAND_WAIT;
 use crate::switch::asterisk::codec::{Action, Decoder, Frame, Message};
 use crate::switch::asterisk::model::{Model, SAP_CAD_VARIABLE};
-use crate::switch::{EventSink, SwitchError, SwitchEvent, SwitchReply, SwitchRequest};
+use crate::switch::{
+    EventSink, SwitchCommand, SwitchError, SwitchEvent, SwitchReply, SwitchRequest,
+};
 
 /// How often the link checks command deadlines ([`COMMAND_WAIT`]), retry pauses
 /// ([`RETRY_PAUSE`]) and the end of agents' wrap-up: the resolution of all three.
@@ -117,7 +119,7 @@ impl<'a> Link<'a> {
             tokio::select! {
                 request = rx.recv() => {
                     let Some(request) = request else { return End::Stop };
-                    if let Err(end) = self.command(request, model).await {
+                    if let Err(end) = self.command(request, model, events).await {
                         return end;
                     }
                 }
@@ -227,15 +229,9 @@ impl<'a> Link<'a> {
         }
         for event in model.apply(&message) {
             match &event {
-                // A state set during wrap-up ends it: SAP is told the end first.
-                SwitchEvent::Agent { extension, .. } if model.end_wrap_up(extension) => {
-                    let end = SwitchEvent::WrapUp {
-                        extension: extension.clone(),
-                        active: false,
-                    };
-                    if !events.send(end).await {
-                        return Err(End::Stop);
-                    }
+                // Another state during wrap-up ends it; SAP sees that state.
+                SwitchEvent::Agent { extension, .. } => {
+                    model.end_wrap_up(extension);
                 }
                 SwitchEvent::WrapUp {
                     extension,
@@ -439,8 +435,29 @@ impl<'a> Link<'a> {
         }
     }
 
-    async fn command(&mut self, request: SwitchRequest, model: &mut Model) -> Result<(), End> {
+    async fn command(
+        &mut self,
+        request: SwitchRequest,
+        model: &mut Model,
+        events: &EventSink,
+    ) -> Result<(), End> {
         let SwitchRequest { command, reply } = request;
+        if let SwitchCommand::SetAgentState {
+            extension, state, ..
+        } = &command
+            && model.end_wrap_up(extension)
+            && model.agent_state(extension) == Some(state)
+        {
+            // The state the agent had under its wrap-up: no member change will show, so
+            // the end of the wrap-up is the event (a new state ends it by itself).
+            let end = SwitchEvent::WrapUp {
+                extension: extension.clone(),
+                active: false,
+            };
+            if !events.send(end).await {
+                return Err(End::Stop);
+            }
+        }
         let mut planner = Planner {
             config: self.config,
             originated: &mut *self.originated,
