@@ -406,9 +406,58 @@ pub struct AsteriskConfig {
         with = "serde_util::duration"
     )]
     pub reconnect_max: Duration,
+    /// How SAP's accept answers a ringing agent phone. Default `"phone"`: only the phone
+    /// answers (accept gets a fault naming the switch). `"notify"`: an in-dialog SIP NOTIFY
+    /// `Event: talk` (AMI `PJSIPNotify`), which Yealink, Polycom, Snom, Grandstream and
+    /// Fanvil phones obey when their remote-control (BroadSoft "talk") setting is on.
+    #[serde(default)]
+    pub answer: AnswerMethod,
+    /// `answer` per extension, for mixed phone models: `{ "2001" = "notify" }`. Default
+    /// empty: `answer` for everyone.
+    #[serde(default)]
+    pub answer_by_extension: std::collections::BTreeMap<String, AnswerMethod>,
+    /// Calls SAP dials ring the agent's own phone first; true adds the auto-answer headers
+    /// (`Call-Info: answer-after=0`, `Alert-Info: info=alert-autoanswer`) to that ring so
+    /// the phone picks up by itself. Default false.
+    #[serde(default)]
+    pub auto_answer_on_dial: bool,
+    /// After-call work: the `wrapuptime` of the watched queues (`queues.conf`), which AMI
+    /// does not report. When set, an agent whose answered queue call ends is in wrap-up
+    /// (SAP sees `[workmodes] wrap_up`) for this long, or until its state is changed.
+    /// Default "off".
+    #[serde(default, with = "serde_util::duration_or_off")]
+    pub wrap_up: Option<Duration>,
+}
+
+/// `[switch.asterisk] answer`: how the connector answers an agent's ringing phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerMethod {
+    /// The agent answers on the phone; accept is not supported.
+    #[default]
+    Phone,
+    /// SIP NOTIFY `Event: talk` inside the ringing dialog (BroadSoft remote control).
+    Notify,
 }
 
 impl AsteriskConfig {
+    /// How `extension`'s phone is answered from SAP.
+    pub fn answer_for(&self, extension: &str) -> AnswerMethod {
+        self.answer_by_extension
+            .get(extension)
+            .copied()
+            .unwrap_or(self.answer)
+    }
+
+    /// Whether any phone can be answered from SAP.
+    pub fn can_answer(&self) -> bool {
+        self.answer == AnswerMethod::Notify
+            || self
+                .answer_by_extension
+                .values()
+                .any(|m| *m == AnswerMethod::Notify)
+    }
+
     /// The placeholder `interface_pattern` must contain.
     pub const EXTENSION_PLACEHOLDER: &'static str = "{extension}";
 

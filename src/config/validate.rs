@@ -406,6 +406,11 @@ fn asterisk(ast: &AsteriskConfig, p: &mut Problems) {
             ),
         );
     }
+    let answered: Vec<String> = ast.answer_by_extension.keys().cloned().collect();
+    p.names("switch.asterisk.answer_by_extension", &answered);
+    if let Some(wrap_up) = ast.wrap_up {
+        p.nonzero_duration("switch.asterisk.wrap_up", wrap_up);
+    }
     p.nonzero_duration("switch.asterisk.reconnect_min", ast.reconnect_min);
     if ast.reconnect_min > ast.reconnect_max {
         p.add(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the test PBX for tests/it/asterisk_flow.rs: a real Asterisk (Debian sid) in a
-# debootstrapped chroot, and three baresip phones (2001, 2002 agents; 2003 customer),
+# debootstrapped chroot, and four baresip phones (2001, 2002 agents; 2003 customer; 2004
+# a supervisor),
 # all on loopback. Idempotent: the chroot is cached and reused, and running processes from
 # an earlier call are stopped and started again so every run begins from a clean PBX.
 #
@@ -11,7 +12,8 @@
 #
 # `setup.sh --kill-asterisk` kills the running Asterisk with SIGKILL (a crash: no hangups,
 # the AMI connection just drops); `setup.sh --start-asterisk` starts it again. The test uses
-# them for the switchover step.
+# them for the switchover step. `setup.sh --cli "<command>"` runs one Asterisk CLI command
+# (the test checks what the PBX is doing, e.g. that ChanSpy runs).
 #
 # Exit status: 0 ready; 77 the environment cannot run it (the reason on stdout as
 # "SKIPPED: ..."); anything else is a failure.
@@ -20,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=${ICI_ASTERISK_ROOT:-/var/cache/ici-connector-asterisk/sidroot}
 run=${ICI_ASTERISK_RUN:-/tmp/ici-connector-asterisk}
-phones="2001:5210:4451 2002:5220:4452 2003:5230:4453" # extension:sip port (and the next one):ctrl_tcp port
+phones="2001:5210:4451 2002:5220:4452 2003:5230:4453 2004:5240:4454" # extension:sip port (and the next one):ctrl_tcp port
 
 skip() {
     echo "SKIPPED: $*"
@@ -33,6 +35,15 @@ command -v apt-get >/dev/null 2>&1 || skip "no apt-get: not a Debian-like system
 command -v chroot >/dev/null 2>&1 || skip "no chroot"
 
 mkdir -p "$run"
+
+# The machine-wide lab lock (/tmp/ici-asterisk.lock) is held by whoever runs the lab,
+# often `flock` around the test, whose open lock file this script inherits. The PBX and
+# the phones started below must not inherit it too: one that outlived its teardown would
+# hold the lock for ever and every later run would wait on it.
+for fd in /proc/$$/fd/*; do
+    n=${fd##*/}
+    [ "$n" -gt 2 ] && [ "$(readlink "$fd" 2>/dev/null)" = /tmp/ici-asterisk.lock ] && eval "exec $n>&-"
+done
 
 ami_up() { timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5038 && head -c 15 <&3' 2>/dev/null | grep -q Asterisk; }
 start_asterisk() {
@@ -56,6 +67,9 @@ case "${1:-}" in
 --start-asterisk)
     start_asterisk
     exit 0
+    ;;
+--cli)
+    exec chroot "$root" /usr/sbin/asterisk -rx "$2"
     ;;
 esac
 
@@ -108,6 +122,22 @@ if [ ! -e "$root/.ici-complete" ]; then
 fi
 mount_all || skip "cannot mount proc/dev into the chroot"
 
+# Music on hold for server-side hold: a minimal Asterisk install has no MOH files, and
+# MusicOnHold() without them hangs the held party up at once.
+if [ ! -e "$root/.ici-moh" ]; then
+    log "installing music on hold (asterisk-moh-opsound-gsm)"
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends \
+        asterisk-moh-opsound-gsm >>"$run/apt.log" 2>&1 || {
+        chroot "$root" apt-get update -q >>"$run/apt.log" 2>&1
+        DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends \
+            asterisk-moh-opsound-gsm >>"$run/apt.log" 2>&1
+    } || {
+        tail -n 20 "$run/apt.log" >&2
+        exit 1
+    }
+    touch "$root/.ici-moh"
+fi
+
 # The project's test configuration replaces the packaged one for the files it names.
 for f in "$here"/etc/*.conf; do
     install -m 640 -o root -g root "$f" "$root/etc/asterisk/$(basename "$f")"
@@ -133,7 +163,7 @@ done
 registered() {
     local n
     n=$(chroot "$root" /usr/sbin/asterisk -rx 'pjsip show contacts' 2>/dev/null | grep -c 'Contact:  20' || true)
-    [ "$n" -ge 3 ]
+    [ "$n" -ge 4 ]
 }
 for _ in $(seq 1 100); do
     registered && break

@@ -327,6 +327,8 @@ secret = ""
 backup_host = ""
 queues = ["q", "q"]
 interface_pattern = "PJSIP/2001"
+answer_by_extension = { " " = "notify" }
+wrap_up = "0s"
 reconnect_min = "10s"
 reconnect_max = "5s"
 "#;
@@ -340,9 +342,31 @@ reconnect_max = "5s"
             "switch.asterisk.backup_host",
             "switch.asterisk.queues[1]",
             "switch.asterisk.interface_pattern",
+            "switch.asterisk.answer_by_extension[0]",
+            "switch.asterisk.wrap_up",
             "switch.asterisk.reconnect_max",
         ]
     );
+}
+
+/// How accept answers: by the phone (default) or by NOTIFY talk, per extension if needed;
+/// an unknown method names the key.
+#[test]
+fn asterisk_answer_methods() {
+    use crate::config::AnswerMethod;
+    let config = ok(&format!(
+        "{ASTERISK}answer = \"notify\"\nanswer_by_extension = {{ \"2002\" = \"phone\" }}\n"
+    ));
+    let ast = config.switch.asterisk.unwrap();
+    assert_eq!(ast.answer_for("2001"), AnswerMethod::Notify);
+    assert_eq!(ast.answer_for("2002"), AnswerMethod::Phone);
+    assert!(ast.can_answer());
+    let plain = ok(ASTERISK).switch.asterisk.unwrap();
+    assert_eq!(plain.answer_for("2001"), AnswerMethod::Phone);
+    assert!(!plain.can_answer());
+    assert_eq!(plain.wrap_up, None);
+    let e = errors(&format!("{ASTERISK}answer = \"shout\"\n"));
+    assert!(e.to_string().contains("answer"), "{e}");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! `actor/plan.rs`.
 
 mod link;
-mod plan;
+pub(super) mod plan;
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,6 +43,7 @@ enum End {
 /// channel closes.
 pub async fn run(config: AsteriskConfig, mut rx: mpsc::Receiver<SwitchRequest>, events: EventSink) {
     let mut model = Model::new(&config.interface_pattern, config.queues.clone());
+    model.set_wrap_up(config.wrap_up.is_some());
     let hosts: Vec<String> = std::iter::once(config.host.clone())
         .chain(config.backup_host.clone())
         .collect();

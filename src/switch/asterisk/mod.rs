@@ -38,9 +38,15 @@
 //! effect (the agent's new state, the leg leaving, the originated leg appearing), or after
 //! [`COMMAND_WAIT`] if that event does not come.
 //!
-//! What AMI cannot do on a plain SIP phone: answer and hold (the phone does both; AMI only
-//! reports them). The adapter therefore does not claim `Answer` or `Hold`, and the
-//! connector answers SAP with a fault naming the switch.
+//! Beyond what AMI reports (see handlers/asterisk/README.md for the AMI of each command):
+//! hold and retrieve are done on the server (`Redirect` of both channels out of their
+//! bridge into [`HOLD_CONTEXT`], `Bridge` back), reported held/connected by the adapter
+//! itself since Asterisk sends no `Hold` for them; accept sends a BroadSoft `talk` NOTIFY
+//! where configured (`answer`); reroute rejects the agent's ring (the caller stays in the
+//! queue); listen originates `ChanSpy` to the supervisor's phone (its channel, named
+//! [`model::SPY_PREFIX`], is never a leg); call data is `Setvar __SAP_CAD`; wrap-up starts
+//! at `AgentComplete` and is timed by the adapter (`wrap_up`). Alternate is not offered:
+//! Asterisk's attended transfer swaps only on the agent's own DTMF.
 
 mod actor;
 pub mod codec;
@@ -48,6 +54,8 @@ pub mod model;
 pub mod queues;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plan;
 
 use std::time::Duration;
 
@@ -69,30 +77,53 @@ pub const DIAL_CONTEXT: &str = "ici-connector";
 /// Dialplan context the adapter redirects the parties of a conference to; `c<digits>`
 /// must reach `ConfBridge` (handlers/asterisk/extensions_ici.conf).
 pub const CONFERENCE_CONTEXT: &str = "ici-conference";
+/// Dialplan context of server-side hold (handlers/asterisk/extensions_ici.conf): the held
+/// party waits at [`HOLD_MUSIC_EXTEN`] (music on hold), the agent's channel at
+/// [`HOLD_PARK_EXTEN`] (silence) until AMI `Bridge` joins them again.
+pub const HOLD_CONTEXT: &str = "ici-hold";
+/// Extension in [`HOLD_CONTEXT`] for the held party: `MusicOnHold()`.
+pub const HOLD_MUSIC_EXTEN: &str = "music";
+/// Extension in [`HOLD_CONTEXT`] for the agent's parked channel: `Wait()`.
+pub const HOLD_PARK_EXTEN: &str = "park";
 
-/// What the adapter can do through AMI, and nothing more.
-const CAPABILITIES: [Capability; 7] = [
+/// What the adapter can do through AMI whatever the phones are.
+const CAPABILITIES: [Capability; 11] = [
     Capability::MakeCall,
+    Capability::Hold,
     Capability::Clear,
     Capability::BlindTransfer,
     Capability::Consult,
     Capability::Conference,
     Capability::DropParty,
+    Capability::Listen,
     Capability::AgentState,
+    Capability::Reroute,
+    Capability::AttachData,
 ];
 
 /// Start the adapter: spawns its task on the current tokio runtime, which connects, logs in
 /// and keeps reconnecting until the handle is dropped.
 pub fn start(config: AsteriskConfig, events: EventSink) -> AsteriskSwitch {
+    let capabilities = capabilities(&config);
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE_DEPTH);
     tokio::spawn(actor::run(config, rx, events));
-    AsteriskSwitch { tx }
+    AsteriskSwitch { tx, capabilities }
+}
+
+/// [`CAPABILITIES`], and answer when some phone can be answered from SAP
+/// (`answer = "notify"`), in [`Capability::ALL`]'s order.
+pub fn capabilities(config: &AsteriskConfig) -> Vec<Capability> {
+    Capability::ALL
+        .into_iter()
+        .filter(|c| CAPABILITIES.contains(c) || (*c == Capability::Answer && config.can_answer()))
+        .collect()
 }
 
 /// The Asterisk adapter as the session manager sees it.
 #[derive(Debug, Clone)]
 pub struct AsteriskSwitch {
     tx: mpsc::Sender<SwitchRequest>,
+    capabilities: Vec<Capability>,
 }
 
 impl SwitchAdapter for AsteriskSwitch {
@@ -100,11 +131,9 @@ impl SwitchAdapter for AsteriskSwitch {
         "asterisk"
     }
 
-    /// Make call, clear, blind transfer, consultation (`Atxfer`), conference (ConfBridge),
-    /// drop party and agent states. Not answer and hold: on a plain SIP phone only the
-    /// phone can do them. Not reroute, listen or attached data: not built yet.
+    /// Everything but answer, which needs phones that obey a NOTIFY (`answer`).
     fn capabilities(&self) -> &[Capability] {
-        &CAPABILITIES
+        &self.capabilities
     }
 
     /// Down until the first login and resync report `LinkUp`.

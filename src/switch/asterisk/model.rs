@@ -23,6 +23,10 @@ pub const CTI_REF_VARIABLE: &str = "CTI_REF";
 /// Prefix of the `Uniqueid` the adapter gives channels it originates (AMI `ChannelId`), so
 /// their calls are recognised as outbound, also after a reconnect.
 pub const ORIGINATE_PREFIX: &str = "ici-";
+/// Prefix of the `Uniqueid` of a supervisor's listening channel (ChanSpy): plumbing, never a
+/// call leg of the supervisor. Starts with [`ORIGINATE_PREFIX`]'s letters but is told apart
+/// first.
+pub const SPY_PREFIX: &str = "ici-spy-";
 
 /// AMI `ChannelState` values the model tells apart (Asterisk's `ast_channel_state`).
 const STATE_DOWN: u8 = 0;
@@ -86,6 +90,14 @@ struct Channel {
     transferred: bool,
     /// Created by the adapter's Originate (the agent's phone rings first, then the far end).
     originated: bool,
+    /// The bridge the channel is in (`BridgeUniqueid`), if any.
+    bridge: Option<String>,
+    /// Server-side hold: the other party's channel (`Uniqueid`), waiting in music on hold
+    /// while this agent channel is parked. Set when the hold is asked for; the leg is held
+    /// once the channel has left its bridge.
+    parked_with: Option<String>,
+    /// SAP rerouted this alerting leg back to its queue: it ends with cause `rerouted`.
+    rerouted: bool,
 }
 
 /// A consultation call the adapter started with `Atxfer`. Asterisk gives its channels the
@@ -142,6 +154,18 @@ pub struct Model {
     /// `Atxfer` sent, consultation channel not seen yet: held call → (transferer, number).
     pending_consults: HashMap<CallRef, (String, String)>,
     consults: Vec<Consult>,
+    /// Channels to hang up because the party they waited for is gone (a parked agent leg
+    /// whose customer hung up in music on hold, or the other way round).
+    orphans: Vec<String>,
+    /// Listening (ChanSpy) channels: (call, supervisor extension) → spy channel `Uniqueid`.
+    spies: HashMap<(CallRef, Extension), String>,
+    /// Whether the queues have wrap-up time (`[switch.asterisk] wrap_up`).
+    wrap_up: bool,
+    /// Agents in wrap-up and when it ends.
+    wrapping: HashMap<Extension, tokio::time::Instant>,
+    /// Wrap-up that begins once this agent channel (`Uniqueid`) has hung up: Asterisk
+    /// reports `AgentComplete` before the agent's `Hangup`, SAP is told the call ended first.
+    wrap_after: HashMap<String, Extension>,
 }
 
 impl Model {
@@ -158,7 +182,41 @@ impl Model {
             resyncing: false,
             pending_consults: HashMap::new(),
             consults: Vec::new(),
+            orphans: Vec::new(),
+            spies: HashMap::new(),
+            wrap_up: false,
+            wrapping: HashMap::new(),
+            wrap_after: HashMap::new(),
         }
+    }
+
+    /// The watched queues have wrap-up time: a completed queue call starts it.
+    pub fn set_wrap_up(&mut self, on: bool) {
+        self.wrap_up = on;
+    }
+
+    /// `extension`'s wrap-up (reported active) ends at `until`.
+    pub fn wrap_up_until(&mut self, extension: &str, until: tokio::time::Instant) {
+        self.wrapping.insert(extension.to_owned(), until);
+    }
+
+    /// Ends `extension`'s wrap-up early; whether it was in one.
+    pub fn end_wrap_up(&mut self, extension: &str) -> bool {
+        self.wrapping.remove(extension).is_some()
+    }
+
+    /// The agents whose wrap-up is over at `now` (forgotten here).
+    pub fn due_wrap_ups(&mut self, now: tokio::time::Instant) -> Vec<Extension> {
+        let due: Vec<Extension> = self
+            .wrapping
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(ext, _)| ext.clone())
+            .collect();
+        for ext in &due {
+            self.wrapping.remove(ext);
+        }
+        due
     }
 
     pub fn interfaces(&self) -> &Interfaces {
@@ -323,6 +381,141 @@ impl Model {
         self.agent_sent.get(extension)
     }
 
+    /// The channel bridged with `uniqueid`'s (the other party of a two-party call), if
+    /// exactly one is: (uniqueid, name). `None` when alone or in a bridge of three or more.
+    pub fn bridge_partner(&self, uniqueid: &str) -> Option<(String, String)> {
+        let bridge = self.channels.get(uniqueid)?.bridge.as_deref()?;
+        let mut others = self
+            .channels
+            .iter()
+            .filter(|(id, c)| id.as_str() != uniqueid && c.bridge.as_deref() == Some(bridge));
+        let (id, c) = others.next()?;
+        others
+            .next()
+            .is_none()
+            .then(|| (id.clone(), c.name.clone()))
+    }
+
+    /// The other party of `uniqueid`'s call for a server-side hold: its bridge partner, or,
+    /// right after an answer when Asterisk has not bridged them yet, the one other live
+    /// phone channel of the same call. `None` when that is not exactly one.
+    pub fn call_partner(&self, uniqueid: &str) -> Option<(String, String)> {
+        if let Some(partner) = self.bridge_partner(uniqueid) {
+            return Some(partner);
+        }
+        let call = self.call_of(uniqueid)?;
+        let mut others = self.channels.iter().filter(|(id, c)| {
+            id.as_str() != uniqueid
+                && !is_local(&c.name)
+                && !c.transferred
+                && c.state == STATE_UP
+                && self.call_of(id).as_deref() == Some(call.as_str())
+        });
+        let (id, c) = others.next()?;
+        others
+            .next()
+            .is_none()
+            .then(|| (id.clone(), c.name.clone()))
+    }
+
+    /// Server-side hold of `agent` (a channel) with `partner` is being asked for.
+    pub fn expect_park(&mut self, agent: &str, partner: &str) {
+        if let Some(c) = self.channels.get_mut(agent) {
+            c.parked_with = Some(partner.to_owned());
+        }
+    }
+
+    /// Asterisk refused the server-side hold of `agent`.
+    pub fn park_failed(&mut self, agent: &str) {
+        if let Some(c) = self.channels.get_mut(agent) {
+            c.parked_with = None;
+        }
+    }
+
+    /// The party waiting in music on hold for `agent`'s parked channel: (uniqueid, name).
+    pub fn parked_partner(&self, agent: &str) -> Option<(String, String)> {
+        let partner = self.channels.get(agent)?.parked_with.as_deref()?;
+        let c = self.channels.get(partner)?;
+        Some((partner.to_owned(), c.name.clone()))
+    }
+
+    /// Whether the channel is held (on the phone or by the server).
+    pub fn held(&self, uniqueid: &str) -> bool {
+        self.channels.get(uniqueid).is_none_or(|c| c.held)
+    }
+
+    /// Whether the channel is held by the phone itself (re-INVITE), not by the server.
+    pub fn held_on_phone(&self, uniqueid: &str) -> bool {
+        self.channels
+            .get(uniqueid)
+            .is_some_and(|c| c.held && c.parked_with.is_none())
+    }
+
+    /// Whether the channel was answered (or is gone).
+    pub fn answered(&self, uniqueid: &str) -> bool {
+        self.channels
+            .get(uniqueid)
+            .is_none_or(|c| c.state == STATE_UP)
+    }
+
+    /// Whether the channel is ringing (an agent leg SAP sees alerting).
+    pub fn ringing(&self, uniqueid: &str) -> bool {
+        self.channels
+            .get(uniqueid)
+            .is_some_and(|c| c.state == STATE_RINGING && !c.originated)
+    }
+
+    /// SAP sends the alerting leg `uniqueid` back to its queue.
+    pub fn expect_reroute(&mut self, uniqueid: &str) {
+        if let Some(c) = self.channels.get_mut(uniqueid) {
+            c.rerouted = true;
+        }
+    }
+
+    /// Channels to hang up now (see `orphans`).
+    pub fn take_orphans(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// The channel to keep `call`'s variables on: its root (the caller's, whose variables
+    /// the call's later channels inherit), else any live phone channel of the call: name.
+    pub fn root_channel(&self, call: &str) -> Option<&str> {
+        if let Some(root) = self.channels.get(call) {
+            return Some(root.name.as_str());
+        }
+        self.channels
+            .iter()
+            .find(|(id, c)| !is_local(&c.name) && self.call_of(id).as_deref() == Some(call))
+            .map(|(_, c)| c.name.as_str())
+    }
+
+    /// An agent's live channel on `call` other than `except`'s: the one a supervisor
+    /// listens to (name).
+    pub fn agent_channel_on(&self, call: &str, except: &str) -> Option<String> {
+        self.channels
+            .iter()
+            .filter(|(id, c)| {
+                c.extension.as_deref().is_some_and(|e| e != except)
+                    && !c.transferred
+                    && self.call_of(id).as_deref() == Some(call)
+            })
+            .map(|(_, c)| c.name.clone())
+            .next_back()
+    }
+
+    /// A supervisor's listening channel on `call` is being originated as `spy`.
+    pub fn expect_spy(&mut self, call: &str, supervisor: &str, spy: &str) {
+        self.spies
+            .insert((call.to_owned(), supervisor.to_owned()), spy.to_owned());
+    }
+
+    /// The supervisor's listening channel on `call`: (uniqueid, name), if it is up.
+    pub fn spy(&self, call: &str, supervisor: &str) -> Option<(String, String)> {
+        let id = self.spies.get(&(call.to_owned(), supervisor.to_owned()))?;
+        let c = self.channels.get(id)?;
+        Some((id.clone(), c.name.clone()))
+    }
+
     /// Forgets channels and memberships before a resync (`CoreShowChannels`,
     /// `QueueStatus`); correlations of pending originates survive.
     pub fn begin_resync(&mut self) {
@@ -335,6 +528,8 @@ impl Model {
         // reported under the held call's id from now on.
         self.pending_consults.clear();
         self.consults.clear();
+        self.orphans.clear();
+        self.spies.clear();
     }
 
     /// After a resync: every live agent leg, as the `LinkUp` list, and the agent states.

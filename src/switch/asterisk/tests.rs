@@ -356,3 +356,291 @@ fn consultation_ends_when_the_consulted_party_hangs_up() {
         ]
     );
 }
+
+/// Customer 2003 (1.1) and agent 2001 (1.2) in one bridge, as a queue call leaves them.
+fn bridged_call() -> Model {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    let chan = |id: &str, name: &str| {
+        format!(
+            "Event: Newchannel|Channel: {name}|Uniqueid: {id}|Linkedid: 1.1|ChannelState: 6|CallerIDNum: 2003|Exten: 600|"
+        )
+    };
+    ami(&mut m, &chan("1.1", "PJSIP/2003-00000001"));
+    ami(&mut m, &chan("1.2", "PJSIP/2001-00000002"));
+    ami(
+        &mut m,
+        "Event: BridgeEnter|Uniqueid: 1.1|BridgeUniqueid: b1|",
+    );
+    ami(
+        &mut m,
+        "Event: BridgeEnter|Uniqueid: 1.2|BridgeUniqueid: b1|",
+    );
+    m
+}
+
+/// Server-side hold: Asterisk reports no Hold event for a Redirect out of the bridge, so
+/// the agent's leg is held once its channel left the bridge, and connected again when the
+/// AMI Bridge puts it back with its party.
+#[test]
+fn server_side_hold_is_reported_held_and_retrieved() {
+    let mut m = bridged_call();
+    assert_eq!(
+        m.bridge_partner("1.2"),
+        Some(("1.1".into(), "PJSIP/2003-00000001".into()))
+    );
+    m.expect_park("1.2", "1.1");
+    assert!(!m.held("1.2"), "held only once it left the bridge");
+    ami(
+        &mut m,
+        "Event: BridgeLeave|Uniqueid: 1.1|BridgeUniqueid: b1|",
+    );
+    assert_eq!(
+        ami(
+            &mut m,
+            "Event: BridgeLeave|Uniqueid: 1.2|BridgeUniqueid: b1|"
+        ),
+        ["1.1@2001 held"]
+    );
+    assert!(m.held("1.2") && !m.held_on_phone("1.2"));
+    assert_eq!(
+        m.parked_partner("1.2"),
+        Some(("1.1".into(), "PJSIP/2003-00000001".into()))
+    );
+    ami(
+        &mut m,
+        "Event: BridgeEnter|Uniqueid: 1.1|BridgeUniqueid: b2|",
+    );
+    assert_eq!(
+        ami(
+            &mut m,
+            "Event: BridgeEnter|Uniqueid: 1.2|BridgeUniqueid: b2|"
+        ),
+        ["1.1@2001 connected"]
+    );
+    assert!(!m.held("1.2"));
+    assert_eq!(m.parked_partner("1.2"), None);
+}
+
+/// A hold on the phone (re-INVITE) is reported as before and told apart from the server's.
+#[test]
+fn hold_on_the_phone_is_still_reported() {
+    let mut m = bridged_call();
+    assert_eq!(ami(&mut m, "Event: Hold|Uniqueid: 1.2|"), ["1.1@2001 held"]);
+    assert!(m.held_on_phone("1.2"));
+    assert_eq!(
+        ami(&mut m, "Event: Unhold|Uniqueid: 1.2|"),
+        ["1.1@2001 connected"]
+    );
+}
+
+/// The customer hangs up in music on hold: the parked agent channel has nobody to come
+/// back to and is hung up (and the other way round).
+#[test]
+fn a_hangup_during_server_side_hold_frees_the_other_channel() {
+    let mut m = bridged_call();
+    m.expect_park("1.2", "1.1");
+    ami(
+        &mut m,
+        "Event: BridgeLeave|Uniqueid: 1.2|BridgeUniqueid: b1|",
+    );
+    ami(&mut m, "Event: Hangup|Uniqueid: 1.1|Cause: 16|");
+    assert_eq!(m.take_orphans(), ["PJSIP/2001-00000002"]);
+    assert!(m.take_orphans().is_empty());
+
+    let mut m = bridged_call();
+    m.expect_park("1.2", "1.1");
+    ami(
+        &mut m,
+        "Event: BridgeLeave|Uniqueid: 1.2|BridgeUniqueid: b1|",
+    );
+    assert_eq!(
+        ami(&mut m, "Event: Hangup|Uniqueid: 1.2|Cause: 16|"),
+        ["1.1@2001 dropped(normal)"]
+    );
+    assert_eq!(m.take_orphans(), ["PJSIP/2003-00000001"]);
+}
+
+/// A rerouted alerting leg ends with cause `rerouted`, not `abandoned`.
+#[test]
+fn rerouted_ring_ends_rerouted() {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2003-00000001|Uniqueid: 1.1|Linkedid: 1.1|ChannelState: 6|CallerIDNum: 2003|Exten: 600|",
+    );
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2001-00000002|Uniqueid: 1.2|Linkedid: 1.1|ChannelState: 0|",
+    );
+    assert_eq!(
+        ami(&mut m, "Event: Newstate|Uniqueid: 1.2|ChannelState: 5|"),
+        ["1.1@2001 alerting"]
+    );
+    assert!(m.ringing("1.2"));
+    m.expect_reroute("1.2");
+    assert_eq!(
+        ami(&mut m, "Event: Hangup|Uniqueid: 1.2|Cause: 21|"),
+        ["1.1@2001 dropped(rerouted)"]
+    );
+}
+
+/// A supervisor's ChanSpy channel is never a call of the supervisor.
+#[test]
+fn listening_channel_is_not_a_leg() {
+    let mut m = bridged_call();
+    m.expect_spy("1.1", "2002", "ici-spy-1-1");
+    let shown = ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2002-00000003|Uniqueid: ici-spy-1-1|Linkedid: ici-spy-1-1|ChannelState: 0|",
+    );
+    assert!(shown.is_empty(), "{shown:?}");
+    assert!(
+        ami(
+            &mut m,
+            "Event: Newstate|Uniqueid: ici-spy-1-1|ChannelState: 6|"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        m.spy("1.1", "2002"),
+        Some(("ici-spy-1-1".into(), "PJSIP/2002-00000003".into()))
+    );
+    assert_eq!(
+        m.agent_channel_on("1.1", "2002").as_deref(),
+        Some("PJSIP/2001-00000002")
+    );
+    ami(&mut m, "Event: Hangup|Uniqueid: ici-spy-1-1|Cause: 16|");
+    assert_eq!(m.spy("1.1", "2002"), None);
+}
+
+/// The agent left its consultation for a conference: Asterisk reports the attended
+/// transfer this completed only once the agent is in the ConfBridge. It stays there,
+/// conferenced, not transferred away.
+#[test]
+fn a_transfer_reported_after_joining_the_conference_leaves_the_agent_there() {
+    let mut m = bridged_call();
+    m.expect_consult("1.1", "1.2", "2002");
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: Local/2002@ici-connector-00000000;1|Uniqueid: 1.3|Linkedid: 1.1|ChannelState: 6|",
+    );
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2002-00000003|Uniqueid: 1.5|Linkedid: 1.1|ChannelState: 6|",
+    );
+    m.expect_conference("1.3");
+    let joined = ami(
+        &mut m,
+        "Event: ConfbridgeJoin|Uniqueid: 1.2|Conference: c11|",
+    );
+    assert!(
+        joined.contains(&"1.1@2001 conferenced".to_owned()),
+        "{joined:?}"
+    );
+    let after = ami(
+        &mut m,
+        "Event: AttendedTransfer|Result: Success|OrigTransfererUniqueid: 1.2|SecondTransfererUniqueid: 1.3|",
+    );
+    assert!(after.is_empty(), "{after:?}");
+    assert!(!m.left("1.2"));
+}
+
+/// With wrap-up time configured, the end of an agent's answered queue call starts its
+/// after-call work; without, nothing is reported.
+#[test]
+fn a_completed_queue_call_starts_wrap_up_when_queues_have_it() {
+    let complete = "Event: AgentComplete|Queue: support|Interface: PJSIP/2001|MemberName: agent2001|TalkTime: 2|Reason: caller|";
+    let parse = |t: &str| Message::parse(&t.replace('|', "\r\n"));
+    let mut m = Model::new("PJSIP/{extension}", vec!["support".into()]);
+    assert!(m.apply(&parse(complete)).is_empty());
+    m.set_wrap_up(true);
+    assert_eq!(
+        m.apply(&parse(complete)),
+        [SwitchEvent::WrapUp {
+            extension: "2001".into(),
+            active: true
+        }]
+    );
+    let other = complete.replace("support", "sales");
+    assert!(m.apply(&parse(&other)).is_empty(), "unwatched queue");
+    let now = tokio::time::Instant::now();
+    m.wrap_up_until("2001", now + std::time::Duration::from_secs(10));
+    assert!(m.due_wrap_ups(now).is_empty());
+    assert_eq!(
+        m.due_wrap_ups(now + std::time::Duration::from_secs(10)),
+        ["2001"]
+    );
+    assert!(!m.end_wrap_up("2001"), "already over");
+}
+
+/// A hold asked for right after the answer can move the agent's channel before Asterisk
+/// bridged it: no BridgeLeave comes, its arrival in the park context holds it; a late
+/// BridgeEnter before that is no retrieve.
+#[test]
+fn server_side_hold_before_the_bridge_is_held_on_arrival_in_the_park() {
+    let mut m = Model::new("PJSIP/{extension}", vec![]);
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2003-00000001|Uniqueid: 1.1|Linkedid: 1.1|ChannelState: 6|CallerIDNum: 2003|Exten: 600|",
+    );
+    ami(
+        &mut m,
+        "Event: Newchannel|Channel: PJSIP/2001-00000002|Uniqueid: 1.2|Linkedid: 1.1|ChannelState: 6|",
+    );
+    m.expect_park("1.2", "1.1");
+    assert!(
+        ami(
+            &mut m,
+            "Event: BridgeEnter|Uniqueid: 1.2|BridgeUniqueid: b1|"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        ami(
+            &mut m,
+            "Event: Newexten|Uniqueid: 1.2|Context: ici-hold|Exten: park|Priority: 1|"
+        ),
+        ["1.1@2001 held"]
+    );
+    assert!(m.parked_partner("1.2").is_some());
+}
+
+/// Asterisk reports AgentComplete before the agent's channel hangs up: SAP hears of the
+/// ended call first, then of the wrap-up.
+#[test]
+fn wrap_up_follows_the_end_of_the_agents_leg() {
+    let mut m = bridged_call();
+    m.set_wrap_up(true);
+    let complete = Message::parse(
+        &"Event: AgentComplete|Queue: support|Interface: PJSIP/2001|DestUniqueid: 1.2|Reason: caller|"
+            .replace('|', "\r\n"),
+    );
+    assert!(m.apply(&complete).is_empty());
+    let events = m.apply(&Message::parse(
+        "Event: Hangup\r\nUniqueid: 1.2\r\nCause: 16\r\n",
+    ));
+    assert!(
+        matches!(&events[..], [SwitchEvent::Leg(l), SwitchEvent::WrapUp { extension, active: true }]
+            if l.state == LegState::Dropped && extension == "2001"),
+        "{events:?}"
+    );
+}
+
+/// Asterisk 22 escapes quotes in a VarSet value (seen with an IVR setting SAP_CAD to an
+/// ItemAttachedData document): the call attribute is the document as set.
+#[test]
+fn call_data_from_the_pbx_loses_asterisks_escapes() {
+    let mut m = bridged_call();
+    ami(
+        &mut m,
+        r#"Event: VarSet|Channel: PJSIP/2003-00000001|Variable: __SAP_CAD|Value: <A id=\"IVR\">x\\y</A>|Uniqueid: 1.1|Linkedid: 1.1|"#,
+    );
+    let events = m.apply(&Message::parse("Event: Hold\r\nUniqueid: 1.2\r\n"));
+    let [SwitchEvent::Leg(leg)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        leg.attributes.get("Sap_Cad"),
+        Some(r#"<A id="IVR">x\y</A>"#)
+    );
+}

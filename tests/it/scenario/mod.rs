@@ -21,6 +21,7 @@
 //! events are all queued when its answer or control action returns, so the runner takes as
 //! many as `/api/status` says were sent).
 
+mod asterisk;
 mod coverage;
 mod record;
 mod sim;

@@ -13,19 +13,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::plan::{RETRY_PAUSE, Step, Waiter};
+use super::plan::{NORMAL_CLEARING, Planner, RETRY_PAUSE, Step, Waiter};
 use super::{End, read_message};
 use crate::config::AsteriskConfig;
 use crate::switch::asterisk::COMMAND_WAIT;
 use crate::switch::asterisk::codec::{Action, Decoder, Frame, Message};
-use crate::switch::asterisk::model::Model;
+use crate::switch::asterisk::model::{Model, SAP_CAD_VARIABLE};
 use crate::switch::asterisk::queues::{self, Queries};
 use crate::switch::{
     EventSink, SwitchCommand, SwitchError, SwitchEvent, SwitchReply, SwitchRequest,
 };
 
-/// How often the link checks command deadlines ([`COMMAND_WAIT`]) and retry pauses
-/// ([`RETRY_PAUSE`]): the resolution of both.
+/// How often the link checks command deadlines ([`COMMAND_WAIT`]), retry pauses
+/// ([`RETRY_PAUSE`]) and the end of agents' wrap-up: the resolution of all three.
 const JOB_TICK: Duration = Duration::from_millis(100);
 /// Bytes one socket read takes while serving. Any size is correct (the decoder joins
 /// frames across reads); a busy PBX sends events in bursts, so a read takes a burst.
@@ -45,6 +45,8 @@ struct Job {
     deadline: Option<Instant>,
     /// When the current step, refused by Asterisk, is sent again.
     retry_at: Option<Instant>,
+    /// The next step waits for its `after` condition (see [`Link::release`]).
+    gated: bool,
 }
 
 /// One logged-in AMI connection and the commands in progress on it.
@@ -56,12 +58,12 @@ pub(super) struct Link<'a> {
     jobs: Vec<Job>,
     /// getPresenceQueueInfo's `QueueStatus` queries in progress.
     queries: Queries,
-    pub(super) config: &'a AsteriskConfig,
+    config: &'a AsteriskConfig,
     /// Calls originated so far, across connections: numbers the originated channels.
-    pub(super) originated: &'a mut u64,
+    originated: &'a mut u64,
     /// When the adapter started (seconds since 1970): keeps originated ids unique across
     /// restarts of the connector.
-    pub(super) epoch: u64,
+    epoch: u64,
 }
 
 impl<'a> Link<'a> {
@@ -122,7 +124,7 @@ impl<'a> Link<'a> {
             tokio::select! {
                 request = rx.recv() => {
                     let Some(request) = request else { return End::Stop };
-                    if let Err(end) = self.command(request, model).await {
+                    if let Err(end) = self.command(request, model, events).await {
                         return end;
                     }
                 }
@@ -145,6 +147,12 @@ impl<'a> Link<'a> {
                     }
                 }
                 _ = tick.tick() => {
+                    for extension in model.due_wrap_ups(Instant::now()) {
+                        let end = SwitchEvent::WrapUp { extension, active: false };
+                        if !events.send(end).await {
+                            return End::Stop;
+                        }
+                    }
                     self.expire(model);
                     if let Err(end) = self.retry_due().await {
                         return end;
@@ -214,12 +222,47 @@ impl<'a> Link<'a> {
         if message.event() == Some("OriginateResponse") {
             self.on_originate_response(&message, model);
         }
+        if message.event() == Some("VarSet")
+            && message.get("Variable").is_some_and(|v| {
+                v.trim_start_matches('_')
+                    .eq_ignore_ascii_case(SAP_CAD_VARIABLE)
+            })
+        {
+            // Its length only: the value is the customer's data.
+            debug!(
+                call = message.get("Linkedid").unwrap_or("-"),
+                bytes = message.get("Value").map_or(0, str::len),
+                "call data from the PBX"
+            );
+        }
         for event in model.apply(&message) {
+            match &event {
+                // Another state during wrap-up ends it; SAP sees that state.
+                SwitchEvent::Agent { extension, .. } => {
+                    model.end_wrap_up(extension);
+                }
+                SwitchEvent::WrapUp {
+                    extension,
+                    active: true,
+                } => {
+                    let time = self.config.wrap_up.unwrap_or_default();
+                    model.wrap_up_until(extension, Instant::now() + time);
+                }
+                _ => {}
+            }
             debug!(%event, "switch event");
             if !events.send(event).await {
                 return Err(End::Stop);
             }
         }
+        for orphan in model.take_orphans() {
+            // Its party hung up during a server-side hold: nobody to come back to.
+            let hangup = Action::new("Hangup")
+                .with("Channel", orphan)
+                .with("Cause", NORMAL_CLEARING);
+            self.send(&hangup).await?;
+        }
+        self.release(model).await?;
         self.settle(model);
         Ok(())
     }
@@ -257,8 +300,10 @@ impl<'a> Link<'a> {
         self.jobs[pos].steps.pop_front();
         if failed && !tolerate {
             let job = self.jobs.remove(pos);
-            if let Some(Waiter::Consult { held, .. }) = &job.waiter {
-                model.consult_failed(held);
+            match &job.waiter {
+                Some(Waiter::Consult { held, .. }) => model.consult_failed(held),
+                Some(Waiter::Parked(id)) => model.park_failed(id),
+                _ => {}
             }
             let why = message.get("Message").unwrap_or("error").to_owned();
             let _ = job.reply.send(Err(SwitchError::Rejected(why)));
@@ -266,6 +311,12 @@ impl<'a> Link<'a> {
         }
         self.jobs[pos].current = None;
         if let Some(next) = self.jobs[pos].steps.front() {
+            if next.after.as_ref().is_some_and(|w| !reached(w, model)) {
+                // Held back until Asterisk has shown the previous step's effect.
+                self.jobs[pos].gated = true;
+                self.jobs[pos].deadline = Some(Instant::now() + COMMAND_WAIT);
+                return Ok(());
+            }
             let action = next.action.clone();
             let id = self.send(&action).await?;
             self.jobs[pos].current = Some(id);
@@ -302,9 +353,6 @@ impl<'a> Link<'a> {
             let ready = job.steps.is_empty()
                 && match &job.waiter {
                     None => true,
-                    Some(Waiter::Left(id)) => model.left(id),
-                    Some(Waiter::CallAppears(call)) => model.has_call(call),
-                    Some(Waiter::Agent(ext, state)) => model.agent_state(ext) == Some(state),
                     Some(Waiter::Consult { transferer, .. }) => {
                         match model.consult_by_transferer(transferer) {
                             Some((id, _)) => {
@@ -314,10 +362,7 @@ impl<'a> Link<'a> {
                             None => false,
                         }
                     }
-                    Some(Waiter::ConsultGone(call)) => !model.has_consult(call),
-                    Some(Waiter::Conferenced(id)) => {
-                        model.conferenced(id) || !model.has_channel(id)
-                    }
+                    Some(waiter) => reached(waiter, model),
                 };
             if ready {
                 let job = self.jobs.remove(i);
@@ -326,6 +371,29 @@ impl<'a> Link<'a> {
                 i += 1;
             }
         }
+    }
+
+    /// Sends the held-back steps whose condition (`Step::after`) is now met.
+    async fn release(&mut self, model: &Model) -> Result<(), End> {
+        for i in 0..self.jobs.len() {
+            let job = &self.jobs[i];
+            if !job.gated {
+                continue;
+            }
+            let Some(step) = job.steps.front() else {
+                continue;
+            };
+            if step.after.as_ref().is_some_and(|w| !reached(w, model)) {
+                continue;
+            }
+            let action = step.action.clone();
+            let id = self.send(&action).await?;
+            let job = &mut self.jobs[i];
+            job.gated = false;
+            job.deadline = None;
+            job.current = Some(id);
+        }
+        Ok(())
     }
 
     /// Sends again the refused steps whose pause is over.
@@ -353,6 +421,13 @@ impl<'a> Link<'a> {
         while i < self.jobs.len() {
             if self.jobs[i].deadline.is_some_and(|d| d <= now) {
                 let job = self.jobs.remove(i);
+                if job.gated {
+                    // The rest of its actions were never sent.
+                    let _ = job.reply.send(Err(SwitchError::Rejected(
+                        "Asterisk did not carry out the command's first action in time".into(),
+                    )));
+                    continue;
+                }
                 if let Some(Waiter::Consult { held, .. }) = &job.waiter {
                     // Without its channel there is no call id to answer with.
                     model.consult_failed(held);
@@ -369,14 +444,40 @@ impl<'a> Link<'a> {
         }
     }
 
-    async fn command(&mut self, request: SwitchRequest, model: &mut Model) -> Result<(), End> {
+    async fn command(
+        &mut self,
+        request: SwitchRequest,
+        model: &mut Model,
+        events: &EventSink,
+    ) -> Result<(), End> {
         let SwitchRequest { command, reply } = request;
         if command == SwitchCommand::QueueStatus {
             let id = self.send(&queues::action()).await?;
             self.queries.start(id, self.config, reply);
             return Ok(());
         }
-        let plan = match self.plan(command, model) {
+        if let SwitchCommand::SetAgentState {
+            extension, state, ..
+        } = &command
+            && model.end_wrap_up(extension)
+            && model.agent_state(extension) == Some(state)
+        {
+            // The state the agent had under its wrap-up: no member change will show, so
+            // the end of the wrap-up is the event (a new state ends it by itself).
+            let end = SwitchEvent::WrapUp {
+                extension: extension.clone(),
+                active: false,
+            };
+            if !events.send(end).await {
+                return Err(End::Stop);
+            }
+        }
+        let mut planner = Planner {
+            config: self.config,
+            originated: &mut *self.originated,
+            epoch: self.epoch,
+        };
+        let plan = match planner.plan(command, model) {
             Ok(plan) => plan,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -392,6 +493,7 @@ impl<'a> Link<'a> {
             waiter,
             deadline: None,
             retry_at: None,
+            gated: false,
         };
         if let Some(first) = job.steps.front() {
             let action = first.action.clone();
@@ -400,5 +502,21 @@ impl<'a> Link<'a> {
         self.jobs.push(job);
         self.settle(model);
         Ok(())
+    }
+}
+
+/// Whether what `waiter` waits for has happened (a consultation's start is checked where
+/// its call id is needed, in [`Link::settle`]).
+fn reached(waiter: &Waiter, model: &Model) -> bool {
+    match waiter {
+        Waiter::Left(id) => model.left(id),
+        Waiter::CallAppears(call) => model.has_call(call),
+        Waiter::Agent(ext, state) => model.agent_state(ext) == Some(state),
+        Waiter::Consult { transferer, .. } => model.consult_by_transferer(transferer).is_some(),
+        Waiter::ConsultGone(call) => !model.has_consult(call),
+        Waiter::Conferenced(id) => model.conferenced(id) || !model.has_channel(id),
+        Waiter::Parked(id) => model.held(id),
+        Waiter::Retrieved(id) => !model.has_channel(id) || !model.held(id),
+        Waiter::Answered(id) => model.answered(id),
     }
 }

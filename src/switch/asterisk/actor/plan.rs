@@ -6,15 +6,20 @@
 
 use std::time::Duration;
 
-use super::link::Link;
+use crate::config::AnswerMethod;
+use crate::config::AsteriskConfig;
 use crate::switch::asterisk::codec::Action;
-use crate::switch::asterisk::model::{CTI_REF_VARIABLE, Model, ORIGINATE_PREFIX};
-use crate::switch::asterisk::{CONFERENCE_CONTEXT, DIAL_CONTEXT};
-use crate::switch::{AgentState, SwitchCommand, SwitchError, SwitchReply};
+use crate::switch::asterisk::model::{
+    CTI_REF_VARIABLE, Model, ORIGINATE_PREFIX, SAP_CAD_ATTRIBUTE, SAP_CAD_VARIABLE, SPY_PREFIX,
+};
+use crate::switch::asterisk::{
+    CONFERENCE_CONTEXT, DIAL_CONTEXT, HOLD_CONTEXT, HOLD_MUSIC_EXTEN, HOLD_PARK_EXTEN,
+};
+use crate::switch::{AgentState, Capability, SwitchCommand, SwitchError, SwitchReply};
 
 /// What must have happened before a command is answered, so its events come first.
-#[derive(Debug)]
-pub(super) enum Waiter {
+#[derive(Debug, PartialEq, Eq)]
+pub(in crate::switch::asterisk) enum Waiter {
     /// The channel hung up or was transferred away.
     Left(String),
     /// The call has a channel (the originated agent leg exists).
@@ -28,11 +33,17 @@ pub(super) enum Waiter {
     ConsultGone(String),
     /// The channel joined a ConfBridge (or is gone).
     Conferenced(String),
+    /// The agent's channel is held by the server (left its bridge) or gone.
+    Parked(String),
+    /// The agent's channel is bridged with its party again (or gone).
+    Retrieved(String),
+    /// The agent's ringing channel was answered (or is gone).
+    Answered(String),
 }
 
 #[derive(Debug)]
-pub(super) struct Step {
-    pub(super) action: Action,
+pub(in crate::switch::asterisk) struct Step {
+    pub(in crate::switch::asterisk) action: Action,
     /// An error response does not fail the command (`QueueAdd` of a member that is
     /// already there, `QueueRemove` of one that is not).
     pub(super) tolerate: bool,
@@ -40,6 +51,9 @@ pub(super) struct Step {
     /// command: a transfer asked for right after the phone answered can find the channel
     /// not yet bridged ("Transfer invalid") for a few milliseconds.
     pub(super) retries: u8,
+    /// Sent only once this has happened (and its answer still waits for the command's
+    /// waiter): a step that must not race Asterisk's own reaction to the previous one.
+    pub(in crate::switch::asterisk) after: Option<Waiter>,
 }
 
 /// The pause before a failed step is sent again.
@@ -49,14 +63,38 @@ pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// [`RETRY_PAUSE`] cover the moment between a phone answering and its channel being bridged.
 const TRANSFER_RETRIES: u8 = 5;
 /// Q.850 cause "normal call clearing", sent with the adapter's own hangups.
-const NORMAL_CLEARING: &str = "16";
+pub(super) const NORMAL_CLEARING: &str = "16";
+/// Q.850 cause "call rejected": a rerouted queue call's ring at the agent ends with it, and
+/// the queue offers the call to the next member.
+const CALL_REJECTED: &str = "21";
+/// ChanSpy options for a supervisor's listening channel: `q` no beep or announcement of
+/// the spied channel, `E` the supervisor's channel ends when the agent's does.
+const SPY_OPTIONS: &str = "qE";
+/// The auto-answer headers added to the agent's ring of a call SAP dials, when
+/// `auto_answer_on_dial` is on: BroadSoft's `Call-Info` and the `Alert-Info` most other
+/// phones understand.
+const AUTO_ANSWER_HEADERS: [&str; 2] = [
+    "PJSIP_HEADER(add,Call-Info)=<sip:ici-connector>;answer-after=0",
+    "PJSIP_HEADER(add,Alert-Info)=<http://localhost>;info=alert-autoanswer;delay=0",
+];
 
 /// A command's plan: the actions in order, the answer once done, what to wait for.
-type Plan = (Vec<Step>, SwitchReply, Option<Waiter>);
+pub(in crate::switch::asterisk) type Plan = (Vec<Step>, SwitchReply, Option<Waiter>);
 
-impl Link<'_> {
+/// What a plan needs besides the model: the settings and the numbering of the channels the
+/// adapter originates (kept by the adapter across connections).
+pub(in crate::switch::asterisk) struct Planner<'a> {
+    pub(in crate::switch::asterisk) config: &'a AsteriskConfig,
+    /// Calls originated so far: numbers the originated channels.
+    pub(in crate::switch::asterisk) originated: &'a mut u64,
+    /// When the adapter started (seconds since 1970): keeps originated ids unique across
+    /// restarts of the connector.
+    pub(in crate::switch::asterisk) epoch: u64,
+}
+
+impl Planner<'_> {
     /// The AMI actions for a command, what it answers and what to wait for.
-    pub(super) fn plan(
+    pub(in crate::switch::asterisk) fn plan(
         &mut self,
         command: SwitchCommand,
         model: &mut Model,
@@ -65,12 +103,14 @@ impl Link<'_> {
             action,
             tolerate: false,
             retries: 0,
+            after: None,
         };
         // Transfers right after an answer can meet a channel not bridged yet: retried.
         let transfer_step = |action: Action| Step {
             action,
             tolerate: false,
             retries: TRANSFER_RETRIES,
+            after: None,
         };
         match command {
             SwitchCommand::SetAgentState {
@@ -108,6 +148,7 @@ impl Link<'_> {
                                 action: base("QueueRemove"),
                                 tolerate: true,
                                 retries: 0,
+                                after: None,
                             });
                             continue;
                         }
@@ -123,6 +164,7 @@ impl Link<'_> {
                             .with("Paused", flag),
                         tolerate: true,
                         retries: 0,
+                        after: None,
                     });
                     let mut pause = base("QueuePause").with("Paused", flag);
                     if let Some(reason) = reason {
@@ -132,6 +174,7 @@ impl Link<'_> {
                         action: pause,
                         tolerate: true,
                         retries: 0,
+                        after: None,
                     });
                 }
                 Ok((
@@ -149,7 +192,7 @@ impl Link<'_> {
                 *self.originated += 1;
                 let call = format!("{ORIGINATE_PREFIX}{}-{}", self.epoch, self.originated);
                 model.expect_originate(&call, correlation.clone(), &destination);
-                let action = Action::new("Originate")
+                let mut action = Action::new("Originate")
                     .with("Channel", model.interfaces().interface(&extension))
                     .with("Context", DIAL_CONTEXT)
                     .with("Exten", destination)
@@ -157,6 +200,11 @@ impl Link<'_> {
                     .with("Async", "true")
                     .with("ChannelId", call.clone())
                     .with("Variable", format!("{CTI_REF_VARIABLE}={correlation}"));
+                if self.config.auto_answer_on_dial {
+                    for header in AUTO_ANSWER_HEADERS {
+                        action = action.with("Variable", header);
+                    }
+                }
                 Ok((
                     vec![step(action)],
                     SwitchReply::NewCall(call.clone()),
@@ -213,6 +261,7 @@ impl Link<'_> {
                     action: Action::new("Hangup").with("Channel", name),
                     tolerate: true,
                     retries: 0,
+                    after: None,
                 };
                 Ok((
                     vec![transfer_step(action), hangup],
@@ -282,14 +331,29 @@ impl Link<'_> {
                         .with("Exten", room.clone())
                         .with("Priority", "1")
                 };
-                // The other parties first, then the agent: the agent leaving its bridge
-                // first would complete the attended transfer.
-                let mut steps: Vec<Step> = customers
-                    .iter()
-                    .chain(phones.iter())
-                    .map(|(_, n)| step(redirect(n)))
-                    .collect();
-                steps.push(step(redirect(&name)));
+                // The agent alone first: its leaving makes Asterisk complete the attended
+                // transfer (customer and consulted party bridged together, nobody alone),
+                // and only once the agent is in the conference do the others follow, in
+                // one action. Any other order races Asterisk's attended transfer, which
+                // hangs up whoever it finds alone (the agent or the customer, seen under
+                // load on Asterisk 22).
+                let mut others = phones.iter().chain(customers.iter()).map(|(_, n)| n);
+                let mut steps = vec![step(redirect(&name))];
+                if let Some(first) = others.next() {
+                    let mut together = redirect(first);
+                    if let Some(extra) = others.next() {
+                        together = together
+                            .with("ExtraChannel", extra.clone())
+                            .with("ExtraContext", CONFERENCE_CONTEXT)
+                            .with("ExtraExten", room.clone())
+                            .with("ExtraPriority", "1");
+                    }
+                    steps.push(Step {
+                        after: Some(Waiter::Conferenced(id.clone())),
+                        ..step(together)
+                    });
+                }
+                steps.extend(others.map(|n| step(redirect(n))));
                 Ok((steps, SwitchReply::Done, Some(Waiter::Conferenced(id))))
             }
             SwitchCommand::DropParty {
@@ -305,8 +369,219 @@ impl Link<'_> {
                         })?;
                 Ok(hang_up(id, name))
             }
-            other => Err(SwitchError::NotSupported(other.capability())),
+            SwitchCommand::Reconnect {
+                held,
+                consult,
+                extension,
+            } => {
+                // Asterisk's attended transfer takes the agent back to the held call when
+                // the consultation is cancelled.
+                let (_, name) = consult_legs(model, &held, &consult, &extension)?;
+                let action = Action::new("CancelAtxfer").with("Channel", name);
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::ConsultGone(consult)),
+                ))
+            }
+            // Asterisk's attended transfer swaps only on the agent's own DTMF (atxferswap):
+            // not offered (see `CAPABILITIES`).
+            SwitchCommand::Alternate { .. } => {
+                Err(SwitchError::NotSupported(Capability::Alternate))
+            }
+            // Answered by the link itself (one `QueueStatus` read into a query), never
+            // planned as steps.
+            SwitchCommand::QueueStatus => Err(SwitchError::NotSupported(
+                SwitchCommand::QueueStatus.capability(),
+            )),
+            SwitchCommand::Answer { call, extension } => {
+                let (id, name) = leg(model, &call, &extension)?;
+                if !model.ringing(&id) {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{call} is not ringing at {extension}"
+                    )));
+                }
+                if self.config.answer_for(&extension) != AnswerMethod::Notify {
+                    return Err(SwitchError::NotSupported(Capability::Answer));
+                }
+                let endpoint = endpoint(&name).ok_or_else(|| {
+                    SwitchError::Rejected(format!(
+                        "{name} is not a PJSIP channel: answer = \"notify\" needs PJSIP"
+                    ))
+                })?;
+                // BroadSoft remote control: the phone answers its ringing call.
+                let action = Action::new("PJSIPNotify")
+                    .with("Endpoint", endpoint)
+                    .with("Variable", "Event=talk");
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::Answered(id)),
+                ))
+            }
+            SwitchCommand::Hold { call, extension } => {
+                refuse_on_consult(model, &call, &extension)?;
+                let (id, name) = leg(model, &call, &extension)?;
+                if model.held(&id) {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{call} is already held at {extension}"
+                    )));
+                }
+                let (partner, partner_name) = model.call_partner(&id).ok_or_else(|| {
+                    SwitchError::InvalidState(format!(
+                        "{call} at {extension} is not a call between two parties"
+                    ))
+                })?;
+                model.expect_park(&id, &partner);
+                // Both out of their bridge in one step: the party to music on hold, the
+                // agent's channel to a silent wait (Asterisk reports no Hold for this).
+                let action = Action::new("Redirect")
+                    .with("Channel", partner_name)
+                    .with("Context", HOLD_CONTEXT)
+                    .with("Exten", HOLD_MUSIC_EXTEN)
+                    .with("Priority", "1")
+                    .with("ExtraChannel", name)
+                    .with("ExtraContext", HOLD_CONTEXT)
+                    .with("ExtraExten", HOLD_PARK_EXTEN)
+                    .with("ExtraPriority", "1");
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::Parked(id)),
+                ))
+            }
+            SwitchCommand::Retrieve { call, extension } => {
+                refuse_on_consult(model, &call, &extension)?;
+                let (id, name) = leg(model, &call, &extension)?;
+                if !model.held(&id) {
+                    // Already talking (a reconnect after the consultation ended).
+                    return Ok((Vec::new(), SwitchReply::Done, None));
+                }
+                if model.held_on_phone(&id) {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{call} was held on the phone at {extension}: resume it there"
+                    )));
+                }
+                let (_, partner_name) = model.parked_partner(&id).ok_or_else(|| {
+                    SwitchError::InvalidState(format!("the other party of {call} is gone"))
+                })?;
+                let action = Action::new("Bridge")
+                    .with("Channel1", partner_name)
+                    .with("Channel2", name)
+                    .with("Tone", "no");
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::Retrieved(id)),
+                ))
+            }
+            SwitchCommand::Reroute { call, extension } => {
+                let (id, name) = leg(model, &call, &extension)?;
+                if !model.ringing(&id) {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{call} is not an alerting call at {extension}"
+                    )));
+                }
+                model.expect_reroute(&id);
+                // The queue keeps the caller and offers the call to the next member.
+                let action = Action::new("Hangup")
+                    .with("Channel", name)
+                    .with("Cause", CALL_REJECTED);
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::Left(id)),
+                ))
+            }
+            SwitchCommand::Listen { call, supervisor } => {
+                if model.spy(&call, &supervisor).is_some() {
+                    return Err(SwitchError::InvalidState(format!(
+                        "{supervisor} is already listening to {call}"
+                    )));
+                }
+                let agent = model
+                    .agent_channel_on(&call, &supervisor)
+                    .ok_or_else(|| SwitchError::UnknownCall(call.clone()))?;
+                *self.originated += 1;
+                let spy = format!("{SPY_PREFIX}{}-{}", self.epoch, self.originated);
+                model.expect_spy(&call, &supervisor, &spy);
+                // The supervisor's phone rings; once answered it hears the agent's call.
+                let action = Action::new("Originate")
+                    .with("Channel", model.interfaces().interface(&supervisor))
+                    .with("Application", "ChanSpy")
+                    .with("Data", format!("{agent},{SPY_OPTIONS}"))
+                    .with("Async", "true")
+                    .with("ChannelId", spy.clone());
+                Ok((
+                    vec![step(action)],
+                    SwitchReply::Done,
+                    Some(Waiter::CallAppears(spy)),
+                ))
+            }
+            SwitchCommand::ListenEnd { call, supervisor } => {
+                let (id, name) = model.spy(&call, &supervisor).ok_or_else(|| {
+                    SwitchError::InvalidState(format!("{supervisor} is not listening to {call}"))
+                })?;
+                Ok(hang_up(id, name))
+            }
+            SwitchCommand::SetCallData { call, key, value } => {
+                let name = model
+                    .root_channel(&call)
+                    .ok_or_else(|| SwitchError::UnknownCall(call.clone()))?
+                    .to_owned();
+                let variable = if key.eq_ignore_ascii_case(SAP_CAD_ATTRIBUTE) {
+                    SAP_CAD_VARIABLE.to_owned()
+                } else {
+                    check_variable(&key)?;
+                    key
+                };
+                // Inherited (`__`): every channel the call creates later (transfer,
+                // consultation) carries it too.
+                let action = Action::new("Setvar")
+                    .with("Channel", name)
+                    .with("Variable", format!("__{variable}"))
+                    .with("Value", value);
+                Ok((vec![step(action)], SwitchReply::Done, None))
+            }
         }
+    }
+}
+
+/// Hold and retrieve of a call in a consultation (`Atxfer`): Asterisk's attended transfer
+/// holds the first call itself and completes the transfer when the agent's channel leaves
+/// the consultation, so server-side hold cannot be used there.
+fn refuse_on_consult(model: &Model, call: &str, extension: &str) -> Result<(), SwitchError> {
+    let consulting = model.consult(call).is_some()
+        || model
+            .channel_of(call, extension)
+            .is_some_and(|(id, _)| model.consult_by_transferer(id).is_some());
+    if consulting {
+        return Err(SwitchError::InvalidState(format!(
+            "{call} is part of a consultation at {extension}: Asterisk holds the first call \
+             itself; drop the consultation call (reconnect) or transfer"
+        )));
+    }
+    Ok(())
+}
+
+/// The PJSIP endpoint of a channel name (`PJSIP/2001-0000001a` → `2001`).
+fn endpoint(channel: &str) -> Option<String> {
+    let rest = channel.strip_prefix("PJSIP/")?;
+    let (endpoint, _) = rest.rsplit_once('-')?;
+    (!endpoint.is_empty()).then(|| endpoint.to_owned())
+}
+
+/// A channel variable name SAP may set: letters, digits and `_`, not starting with `_`
+/// (inheritance is the adapter's choice).
+fn check_variable(name: &str) -> Result<(), SwitchError> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SwitchError::Rejected(format!(
+            "{name:?} is not a channel variable name"
+        )))
     }
 }
 
@@ -340,6 +615,7 @@ fn hang_up(id: String, name: String) -> Plan {
             action,
             tolerate: false,
             retries: 0,
+            after: None,
         }],
         SwitchReply::Done,
         Some(Waiter::Left(id)),

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use super::{
     CTI_REF_VARIABLE, Call, Channel, Consult, Model, ORIGINATE_PREFIX, SAP_CAD_VARIABLE,
-    STATE_DOWN, is_local,
+    SPY_PREFIX, STATE_DOWN, is_local,
 };
+use crate::switch::asterisk::HOLD_CONTEXT;
 use crate::switch::asterisk::codec::Message;
 use crate::switch::{AgentState, LegState, SwitchEvent};
 
@@ -28,7 +29,46 @@ impl Model {
                     c.caller = Some(caller.to_owned());
                 }
             }),
-            "BridgeEnter" => self.update(msg, |c, _| c.bridged = true),
+            "BridgeEnter" => self.update(msg, |c, m| {
+                c.bridged = true;
+                c.bridge = m.value("BridgeUniqueid").map(str::to_owned);
+                if c.held && c.parked_with.is_some() {
+                    // Retrieved from a server-side hold: bridged with its party again.
+                    c.parked_with = None;
+                    c.held = false;
+                }
+            }),
+            "Newexten" => {
+                // A hold asked for right after the answer can move the agent's channel
+                // before Asterisk bridged it: no BridgeLeave, but it arrives in the park.
+                let parked = msg.value("Context") == Some(HOLD_CONTEXT);
+                let Some(id) = msg.value("Uniqueid") else {
+                    return Vec::new();
+                };
+                match self.channels.get_mut(id) {
+                    Some(c) if parked && c.parked_with.is_some() && !c.held => {
+                        c.held = true;
+                        self.emit(id, None)
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            "BridgeLeave" => {
+                let Some(id) = msg.value("Uniqueid") else {
+                    return Vec::new();
+                };
+                let Some(c) = self.channels.get_mut(id) else {
+                    return Vec::new();
+                };
+                c.bridge = None;
+                // Only a server-side hold makes leaving a bridge news: the agent's channel
+                // was taken out to be parked. Otherwise a hangup or transfer follows.
+                if c.parked_with.is_none() || c.held {
+                    return Vec::new();
+                }
+                c.held = true;
+                self.emit(id, None)
+            }
             "Hold" => self.update(msg, |c, _| c.held = true),
             "Unhold" => self.update(msg, |c, _| c.held = false),
             "ConfbridgeJoin" => {
@@ -67,6 +107,7 @@ impl Model {
                 self.on_member(msg, true)
             }
             "QueueMemberRemoved" => self.on_member(msg, false),
+            "AgentComplete" => self.on_agent_complete(msg),
             _ => Vec::new(),
         }
     }
@@ -89,7 +130,10 @@ impl Model {
         let channel = Channel {
             name: name.to_owned(),
             linkedid,
-            extension: self.interfaces.extension_of_channel(name),
+            // A supervisor's listening channel is plumbing, not the supervisor's call.
+            extension: (!id.starts_with(SPY_PREFIX))
+                .then(|| self.interfaces.extension_of_channel(name))
+                .flatten(),
             state: state_of(msg),
             caller: msg.value("CallerIDNum").map(str::to_owned),
             bridged: msg.value("BridgeId").is_some(),
@@ -232,7 +276,7 @@ impl Model {
         let (Some(call), Some(var)) = (msg.value("Linkedid"), msg.value("Variable")) else {
             return;
         };
-        let value = msg.get("Value").unwrap_or("").to_owned();
+        let value = unescape(msg.get("Value").unwrap_or(""));
         // Inherited variables show up as `__SAP_CAD` on the channel that sets them.
         let var = var.trim_start_matches('_');
         let entry = self.calls.entry(call.to_owned()).or_default();
@@ -260,8 +304,11 @@ impl Model {
                 }
                 continue;
             }
+            // An agent that left its consultation for a conference completes Asterisk's
+            // attended transfer, reported once it is already in the ConfBridge: it stays.
             if let Some(channel) = self.channels.get_mut(id)
                 && !channel.transferred
+                && !channel.conferenced
             {
                 channel.transferred = true;
                 out.extend(self.emit(id, Some("transferred")));
@@ -286,11 +333,30 @@ impl Model {
         let Some(channel) = self.channels.remove(id) else {
             return out;
         };
+        self.spies.retain(|_, spy| spy != id);
+        // A server-side hold leaves two channels waiting for each other: when one hangs up,
+        // the other has nobody to come back to.
+        if let Some(partner) = channel
+            .parked_with
+            .as_deref()
+            .and_then(|p| self.channels.get(p))
+        {
+            self.orphans.push(partner.name.clone());
+        }
+        let waiting: Vec<String> = self
+            .channels
+            .values()
+            .filter(|c| c.parked_with.as_deref() == Some(id))
+            .map(|c| c.name.clone())
+            .collect();
+        self.orphans.extend(waiting);
         let last = self.sent.remove(id);
         if let Some(mut leg) = last
             && !channel.transferred
         {
-            let cause = if leg.state == LegState::Alerting {
+            let cause = if leg.state == LegState::Alerting && channel.rerouted {
+                "rerouted".to_owned()
+            } else if leg.state == LegState::Alerting {
                 "abandoned".to_owned()
             } else {
                 cause_name(msg.value("Cause"))
@@ -299,6 +365,12 @@ impl Model {
             leg.cause = Some(cause);
             leg.correlation = None;
             out.push(SwitchEvent::Leg(Arc::new(leg)));
+        }
+        if let Some(extension) = self.wrap_after.remove(id) {
+            out.push(SwitchEvent::WrapUp {
+                extension,
+                active: true,
+            });
         }
         if let Some(k) = self.consults.iter().position(|k| k.members.contains(id)) {
             self.consults[k].members.remove(id);
@@ -340,6 +412,47 @@ impl Model {
             queues.remove(queue);
         }
         self.agent_event(&ext)
+    }
+
+    /// An agent's answered queue call ended: with wrap-up time, its after-call work begins
+    /// (the link times its end).
+    fn on_agent_complete(&mut self, msg: &Message) -> Vec<SwitchEvent> {
+        if !self.wrap_up || self.resyncing {
+            return Vec::new();
+        }
+        let (Some(queue), Some(interface)) = (msg.value("Queue"), msg.value("Interface")) else {
+            return Vec::new();
+        };
+        if !self.queues.is_empty() && !self.queues.iter().any(|q| q == queue) {
+            return Vec::new();
+        }
+        let Some(extension) = self.interfaces.extension_of_interface(interface) else {
+            return Vec::new();
+        };
+        // The agent's channel on that call: named in the event, or found by extension
+        // (the event does not always name it).
+        let call = msg.value("Linkedid");
+        let agent = msg
+            .value("DestUniqueid")
+            .filter(|id| self.channels.contains_key(*id))
+            .map(str::to_owned)
+            .or_else(|| {
+                self.channels
+                    .iter()
+                    .find(|(_, c)| {
+                        c.extension.as_deref() == Some(extension.as_str())
+                            && Some(c.linkedid.as_str()) == call
+                    })
+                    .map(|(id, _)| id.clone())
+            });
+        if let Some(agent) = agent {
+            self.wrap_after.insert(agent, extension);
+            return Vec::new();
+        }
+        vec![SwitchEvent::WrapUp {
+            extension,
+            active: true,
+        }]
     }
 
     /// The agent's state from its memberships, if it changed since last reported.
@@ -390,4 +503,21 @@ fn cause_name(code: Option<&str>) -> String {
         Some(26) => "answered_elsewhere".into(),
         Some(other) => format!("cause_{other}"),
     }
+}
+
+/// A `VarSet` value as the dialplan set it: Asterisk 22 escapes `"` and `\` with a
+/// backslash there (`id=\"IVR\"`), which would break the XML of `SAP_CAD`.
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(next @ ('"' | '\\'))) => {
+                out.push(next);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
