@@ -5,6 +5,7 @@
 #   bash benches/run.sh --smoke    seconds of each, debug build: CI checks the harness works
 #   bash benches/run.sh --only soap,events,parse,peer,tls   a subset
 #   RUNS=5 DURATION=15 bash benches/run.sh
+#   BUILD=debug DURATION=0 bash benches/run.sh --only events   memory only, debug build
 #
 # Results: one JSON object per line in $OUT/results.jsonl (default target/bench-results),
 # summarised (median and spread over the runs) by benches/summarize.py at the end.
@@ -36,6 +37,11 @@ else
     CONCURRENCY=${CONCURRENCY:-256} LATENCY_CONCURRENCY=${LATENCY_CONCURRENCY:-16}
     CONNECT_COUNT=${CONNECT_COUNT:-3000} CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-8}
     PROFILE_FLAGS=(--release) PROFILE_DIR=release
+fi
+# BUILD=debug: the debug build instead (where a release build does not fit, e.g. for
+# memory figures on a shared machine; say so beside the figures).
+if [ "${BUILD:-}" = debug ]; then
+    PROFILE_FLAGS=() PROFILE_DIR=debug
 fi
 OUT=${OUT:-target/bench-results}
 mkdir -p "$OUT"
@@ -118,6 +124,8 @@ extensions = [{exts}]
 remote_answer_after = "off"
 [events]
 data_dir = "{data}"
+# One subscription per agent: past the default cap of 10,000.
+max_subscriptions = {max(n, 10000)}
 [logging]
 level = "{level}"
 {extra}''')
