@@ -68,7 +68,9 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])' "$1" | tail -1
 }
-CONNECTOR="target/${PROFILE_DIR}/ici-connector"
+# CONNECTOR_BIN: another connector executable (e.g. a copy of the previous build, to
+# measure before and after in one run).
+CONNECTOR=${CONNECTOR_BIN:-"target/${PROFILE_DIR}/ici-connector"}
 LOADGEN=$(exe_of loadgen)
 BASELINE=$(exe_of baseline)
 

@@ -240,6 +240,9 @@ struct Inner {
     settings: Arc<NotifierSettings>,
     feedback: mpsc::Sender<Feedback>,
     spool: Spool,
+    /// The drain tasks' handle to the spool, one for all: their acknowledgements are not
+    /// the session manager's changes (see `Spool::last_queued`).
+    acks: Spool,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -276,6 +279,7 @@ impl Notifier {
                 client,
                 settings,
                 feedback,
+                acks: spool.independent(),
                 spool,
             }),
         }
@@ -334,7 +338,8 @@ impl Notifier {
         &self.inner.settings
     }
 
-    /// Opens the outbox of subscription `id` and spawns the task that delivers it to `url`.
+    /// Opens the outbox of subscription `id`, whose events a task delivers to `url` (one
+    /// runs while there are events to deliver).
     /// Must be called inside a tokio runtime. `http://` and `https://` URLs are delivered
     /// to; any other scheme fails every attempt (logged at error here, once).
     pub fn open(&self, id: SubscriptionId, url: http::Uri) -> Outbox {
@@ -360,22 +365,21 @@ impl Notifier {
             self.inner.settings.max_queue_per_subscription,
             Arc::clone(&self.inner.total),
         ));
-        shared.restore(events);
-        let task = drain::Drain {
+        let drain = Arc::new(drain::Drain {
             id,
             url,
             shared: shared.clone(),
             client: Arc::clone(&self.inner.client),
             settings: Arc::clone(&self.inner.settings),
             feedback: self.inner.feedback.clone(),
-            // Its acknowledgements are not the session manager's changes (see
-            // `Spool::last_queued`).
-            spool: self.inner.spool.independent(),
-        };
-        let active = Arc::clone(&self.inner.active);
-        active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        tokio::spawn(task.run(self.inner.stop.subscribe(), active));
-        Outbox::new(id, shared, self.inner.spool.clone())
+            spool: self.inner.acks.clone(),
+            stop: self.inner.stop.subscribe(),
+            active: Arc::clone(&self.inner.active),
+        });
+        if shared.restore(events) {
+            drain.start();
+        }
+        Outbox::new(id, shared, self.inner.spool.clone(), Some(drain))
     }
 }
 
