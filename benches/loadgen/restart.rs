@@ -283,9 +283,7 @@ pub async fn restart(run: RestartRun) {
 
     let watching = Instant::now();
     let mut rss_max = rss_ready;
-    while watching.elapsed() < run.watch
-        && seen.received.load(Ordering::Relaxed) < run.events
-    {
+    while watching.elapsed() < run.watch && seen.received.load(Ordering::Relaxed) < run.events {
         tokio::time::sleep(RSS_SAMPLE).await;
         rss_max = rss_max.max(status_kb(pid, "VmRSS:") * 1024);
     }

@@ -498,7 +498,11 @@ mod tests {
                 })
                 .unwrap();
         }
-        assert_eq!(active.0.load(Ordering::Acquire), 1, "the first push started a task");
+        assert_eq!(
+            active.0.load(Ordering::Acquire),
+            1,
+            "the first push started a task"
+        );
         drop(outbox);
         let ended = async {
             loop {
