@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use tokio::time::{Duration, Instant};
 
 use super::SimSettings;
@@ -236,8 +237,9 @@ pub(super) struct Sim {
     pub(super) next_call: u64,
     pub(super) clock: u64,
     /// Last snapshot sent per (call, extension), without correlation: the very one the
-    /// session manager holds (shared, not copied).
-    pub(super) sent: HashMap<(u64, Extension), Arc<LegEvent>>,
+    /// session manager holds (shared, not copied). The extension inline in the key (no
+    /// allocation per leg for the usual short extension).
+    pub(super) sent: HashMap<(u64, CompactString), Arc<LegEvent>>,
     /// Events of the operation in progress, sent before its answer.
     pub(super) out: Vec<SwitchEvent>,
     /// Calls the operation in progress touched, in order.

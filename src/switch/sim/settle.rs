@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use super::model::{Call, Party, Phase, Sim};
 use crate::switch::{Extension, LegEvent, LegState, SwitchEvent};
 
@@ -106,7 +108,7 @@ impl Sim {
             changed.push((None, call.leg_event(ext, LegState::Connected, None), None));
         }
         for (index, event, correlation) in changed {
-            let key = (seq, event.extension.clone());
+            let key = (seq, CompactString::from(event.extension.as_str()));
             if correlation.is_none() && self.sent.get(&key).is_some_and(|last| **last == event) {
                 continue;
             }
@@ -140,7 +142,7 @@ impl Sim {
         cause: &str,
     ) {
         let mut event = call.leg_event(ext, state, Some(cause));
-        if let Some(last) = self.sent.remove(&(seq, ext.to_owned())) {
+        if let Some(last) = self.sent.remove(&(seq, CompactString::from(ext))) {
             event.parties = Arc::unwrap_or_clone(last).parties;
         }
         self.out.push(SwitchEvent::Leg(Arc::new(event)));
