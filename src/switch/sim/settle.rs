@@ -61,7 +61,7 @@ impl Sim {
                 Party::Remote { .. } => None,
             })
             .collect();
-        let listeners = call.listeners.clone();
+        let listeners = call.listeners().to_vec();
         let call = self.calls.remove(&seq).expect("live call");
         for (ext, phase) in &legs {
             let cause = if *phase == Phase::Alerting {
@@ -104,7 +104,7 @@ impl Sim {
                 changed.push((Some(i), event, correlation.clone()));
             }
         }
-        for ext in &call.listeners {
+        for ext in call.listeners() {
             changed.push((None, call.leg_event(ext, LegState::Connected, None), None));
         }
         for (index, event, correlation) in changed {
@@ -156,7 +156,9 @@ impl Sim {
         self.calls.insert(seq, call);
         let call = self.call_mut(seq);
         call.parties.retain(|p| p.address() != ext);
-        call.listeners.retain(|l| l != ext);
+        if let Some(extras) = call.extras.as_deref_mut() {
+            extras.listeners.retain(|l| l != ext);
+        }
         self.touch(seq);
         self.leg_ended(ext);
     }
