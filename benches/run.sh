@@ -6,6 +6,7 @@
 #   bash benches/run.sh --only soap,events,parse,peer,tls   a subset
 #   RUNS=5 DURATION=15 bash benches/run.sh
 #   BUILD=debug DURATION=0 bash benches/run.sh --only events   memory only, debug build
+#   bash benches/run.sh --only restart   restart with 1,000,000 undelivered events (opt-in)
 #
 # Results: one JSON object per line in $OUT/results.jsonl (default target/bench-results),
 # summarised (median and spread over the runs) by benches/summarize.py at the end.
@@ -254,6 +255,20 @@ if want events; then
             --latency-concurrency "$LATENCY_CONCURRENCY" --duration "$DURATION" \
             --warmup "$WARMUP" | tee -a "$RESULTS"
         stop "$CONNECTOR_PID"
+    done
+fi
+
+# --- 7: restart with undelivered events in the spool (opt-in: --only restart) -----------
+# Filling the spool takes minutes (a million events are 2.3 GB); not part of the default run.
+if want restart; then
+    if [ "$SMOKE" = 1 ]; then
+        RESTART_EVENTS=${RESTART_EVENTS:-2000} RESTART_WATCH=${RESTART_WATCH:-2}
+    fi
+    for run in $(seq "$RUNS"); do
+        machine "restart run $run" >> "$RESULTS"
+        "$LOADGEN" restart --connector "$CONNECTOR" --events "${RESTART_EVENTS:-1000000}" \
+            --subscriptions "${RESTART_SUBSCRIPTIONS:-100}" --watch "${RESTART_WATCH:-30}" |
+            tee -a "$RESULTS"
     done
 fi
 
