@@ -65,7 +65,8 @@ impl Actor {
         hint: Option<&UserId>,
     ) -> Result<Step, SessionError> {
         let key = self.item_key(item, hint)?;
-        self.attached.update(key.clone(), |attached| attached.merge(data));
+        self.attached
+            .update(key.clone(), |attached| attached.merge(data));
         self.write_to_switch(key)
     }
 
@@ -88,10 +89,11 @@ impl Actor {
     ) -> Result<Step, SessionError> {
         let key = self.item_key(item, hint)?;
         if self.attached.contains_key(&key) {
-            self.attached.update(key.clone(), |data| match applications {
-                Some(ids) => data.remove(&ids),
-                None => *data = AttachedData::default(),
-            });
+            self.attached
+                .update(key.clone(), |data| match applications {
+                    Some(ids) => data.remove(&ids),
+                    None => *data = AttachedData::default(),
+                });
         }
         self.write_to_switch(key)
     }
