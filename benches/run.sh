@@ -8,6 +8,8 @@
 #   SERVER_CPUS=0 LOAD_CPUS=1 bash benches/run.sh --only soap
 #                                  servers pinned to core 0, the load tool to core 1
 #                                  (`taskset`), so the load tool never takes the server's CPU
+#   BUILD=debug DURATION=0 bash benches/run.sh --only events   memory only, debug build
+#   bash benches/run.sh --only restart   restart with 1,000,000 undelivered events (opt-in)
 #
 # Results: one JSON object per line in $OUT/results.jsonl (default target/bench-results),
 # summarised (median and spread over the runs) by benches/summarize.py at the end.
@@ -40,6 +42,11 @@ else
     CONNECT_COUNT=${CONNECT_COUNT:-3000} CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-8}
     PROFILE_FLAGS=(--release) PROFILE_DIR=release
 fi
+# BUILD=debug: the debug build instead (where a release build does not fit, e.g. for
+# memory figures on a shared machine; say so beside the figures).
+if [ "${BUILD:-}" = debug ]; then
+    PROFILE_FLAGS=() PROFILE_DIR=debug
+fi
 OUT=${OUT:-target/bench-results}
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -65,12 +72,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])' "$1" | tail -1
 }
-CONNECTOR="target/${PROFILE_DIR}/ici-connector"
 # Pinning (SERVER_CPUS, LOAD_CPUS: `taskset -c` lists); unset, nothing is pinned.
 SERVER_PIN=()
 LOAD_PIN=()
 [ -n "${SERVER_CPUS:-}" ] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
 [ -n "${LOAD_CPUS:-}" ] && LOAD_PIN=(taskset -c "$LOAD_CPUS")
+# CONNECTOR_BIN: another connector executable (e.g. a copy of the previous build, to
+# measure before and after in one run).
+CONNECTOR=${CONNECTOR_BIN:-"target/${PROFILE_DIR}/ici-connector"}
 LOADGEN=$(exe_of loadgen)
 BASELINE=$(exe_of baseline)
 
@@ -126,6 +135,8 @@ extensions = [{exts}]
 remote_answer_after = "off"
 [events]
 data_dir = "{data}"
+# One subscription per agent: past the default cap of 10,000.
+max_subscriptions = {max(n, 10000)}
 [logging]
 level = "{level}"
 {extra}''')
@@ -322,6 +333,20 @@ EOF
                 tee -a "$RESULTS"
             stop "$CONNECTOR_PID"
         done
+    done
+fi
+
+# --- 8: restart with undelivered events in the spool (opt-in: --only restart) -----------
+# Filling the spool takes minutes (a million events are 2.3 GB); not part of the default run.
+if want restart; then
+    if [ "$SMOKE" = 1 ]; then
+        RESTART_EVENTS=${RESTART_EVENTS:-2000} RESTART_WATCH=${RESTART_WATCH:-2}
+    fi
+    for run in $(seq "$RUNS"); do
+        machine "restart run $run" >> "$RESULTS"
+        "$LOADGEN" restart --connector "$CONNECTOR" --events "${RESTART_EVENTS:-1000000}" \
+            --subscriptions "${RESTART_SUBSCRIPTIONS:-100}" --watch "${RESTART_WATCH:-30}" |
+            tee -a "$RESULTS"
     done
 fi
 

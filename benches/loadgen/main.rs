@@ -18,6 +18,8 @@
 //!   logged in and subscribed to the receiver, six calls each), reads the connector's RSS,
 //!   then drives simulator events (hang up an agent's oldest call, ring a new one) and
 //!   times each from the control request being sent to the `phoneCallChanged` arriving.
+//! - `restart`: benchmark 8. A spool filled with undelivered events, then a connector
+//!   started on it: time until SOAP answers, memory, delivery order (see `restart`).
 //!
 //! Results are one JSON object per line on stdout; progress goes to stderr.
 
@@ -43,6 +45,8 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+
+mod restart;
 
 #[derive(Debug, Parser)]
 #[command(about = "Load generator and SAP callback receiver for the connector benchmarks")]
@@ -143,6 +147,26 @@ enum Command {
         duration: f64,
         #[arg(long, default_value_t = 2.0)]
         warmup: f64,
+    },
+    /// A restart with undelivered events in the spool: time to SOAP ready, RSS, order.
+    Restart {
+        /// The connector executable to start on the filled spool.
+        #[arg(long)]
+        connector: PathBuf,
+        /// Undelivered events in the spool.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Subscriptions they belong to (round robin).
+        #[arg(long, default_value_t = 100)]
+        subscriptions: u64,
+        /// Seconds of delivery watched after the connector is ready.
+        #[arg(long, default_value_t = 10.0)]
+        watch: f64,
+        /// Leave the spool as a crash would (no graceful-stop mark).
+        #[arg(long)]
+        crash: bool,
+        #[arg(long, default_value = "")]
+        label: String,
     },
 }
 
@@ -257,6 +281,24 @@ fn main() {
                     concurrency,
                     duration: Duration::from_secs_f64(duration),
                     warmup: Duration::from_secs_f64(warmup),
+                })
+                .await
+            }
+            Command::Restart {
+                connector,
+                events,
+                subscriptions,
+                watch,
+                crash,
+                label,
+            } => {
+                restart::restart(restart::RestartRun {
+                    connector,
+                    events,
+                    subscriptions: subscriptions.max(1),
+                    watch: Duration::from_secs_f64(watch),
+                    crash,
+                    label,
                 })
                 .await
             }

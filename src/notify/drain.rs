@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
-use super::outbox::Shared;
+use super::outbox::{Next, Shared};
 use super::spool::{Spool, SpoolOp};
 use super::{EndReason, Feedback, HttpClient, NotifierSettings, OutboundEvent, SubscriptionId};
 use crate::backoff::Backoff;
@@ -35,9 +35,12 @@ const REJECTION_EXCERPT_BYTES: usize = 256;
 
 const SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
 
-/// Everything one drain task owns. There is one per subscription and most sit idle, so
-/// what all tasks share (the HTTP client, the settings) is behind an `Arc`, not copied
-/// into each task.
+/// What the drain task of one outbox needs, kept by the [`super::Outbox`] and shared with
+/// the task while one runs. There is one per subscription and most sit idle, so what all
+/// share (the HTTP client, the settings) is behind an `Arc`, not copied into each.
+///
+/// A task runs only while the outbox has something to deliver ([`Drain::start`]): an idle
+/// subscription holds no task (about 900 bytes each), only this record.
 pub(super) struct Drain {
     pub(super) id: SubscriptionId,
     pub(super) url: Uri,
@@ -46,6 +49,10 @@ pub(super) struct Drain {
     pub(super) settings: Arc<NotifierSettings>,
     pub(super) feedback: mpsc::Sender<Feedback>,
     pub(super) spool: Spool,
+    /// Turns true when the process stops: a running task ends at once.
+    pub(super) stop: watch::Receiver<bool>,
+    /// Tasks running, and a wake-up when one ends (for [`super::Notifier::flush`]).
+    pub(super) active: Arc<(AtomicUsize, Notify)>,
 }
 
 /// How the delivery of one event ended.
@@ -113,33 +120,45 @@ impl Drain {
         info_span!("outbox", subscription = self.id, url = %self.url)
     }
 
-    /// The whole task: delivers until the outbox is done or the notifier stops (`stop` turns
-    /// true), then counts itself out of `active`. One future owning the `Drain` once, so an
-    /// idle subscription holds little more than the wait for its next event.
-    pub(super) async fn run(
-        self,
-        mut stop: watch::Receiver<bool>,
-        active: Arc<(AtomicUsize, Notify)>,
-    ) {
+    /// Starts a task that delivers until the outbox is empty. The caller has marked the
+    /// outbox as having one ([`Shared::claim_task`]), so at most one runs at a time.
+    /// Must be called inside a tokio runtime.
+    pub(super) fn start(self: &Arc<Self>) {
+        self.active.0.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(Arc::clone(self).run());
+    }
+
+    /// The whole task: delivers until the outbox is empty (or done) or the notifier stops
+    /// (`stop` turns true), then counts itself out of `active`.
+    async fn run(self: Arc<Self>) {
+        let mut stop = self.stop.clone();
         tokio::select! {
             _ = self.drain() => {}
             _ = stop.wait_for(|stopped| *stopped) => {}
         }
-        active.0.fetch_sub(1, Ordering::AcqRel);
-        active.1.notify_waiters();
+        self.active.0.fetch_sub(1, Ordering::AcqRel);
+        self.active.1.notify_waiters();
     }
 
     async fn drain(&self) {
         let mut backoff = Backoff::new(self.settings.retry_min, self.settings.retry_max, self.id);
-        while let Some(event) = self.shared.next().await {
-            // Boxed: an idle drain task (one per subscription) then holds only this loop's
-            // state, not the far larger state of an HTTP request in flight.
-            if Box::pin(self.handle(event, &mut backoff)).await.is_break() {
-                return;
+        loop {
+            match self.shared.next().await {
+                Next::Event(event) => {
+                    // Boxed: the task's loop state stays small while it waits for an
+                    // event's commit, not the far larger state of an HTTP request.
+                    if Box::pin(self.handle(event, &mut backoff)).await.is_break() {
+                        return;
+                    }
+                }
+                Next::Idle => return,
+                Next::Ended => {
+                    self.span()
+                        .in_scope(|| debug!("subscription ended, outbox drained"));
+                    return;
+                }
             }
         }
-        self.span()
-            .in_scope(|| debug!("subscription ended, outbox drained"));
     }
 
     /// Delivers `event` and acts on how that ended; `Break` when the task is to stop.
@@ -451,8 +470,9 @@ mod tests {
         drop(listener);
 
         let shared = Arc::new(Shared::new(10));
-        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
         let (feedback, mut feedback_rx) = mpsc::channel(1);
+        let (_stop, stop) = watch::channel(false);
+        let active = Arc::new((AtomicUsize::new(0), Notify::new()));
         let drain = Drain {
             id: 1,
             url: format!("http://{addr}/sap/events").parse().unwrap(),
@@ -466,10 +486,10 @@ mod tests {
             }),
             feedback,
             spool: Spool::memory(),
+            stop,
+            active: active.clone(),
         };
-        let (_stop, stop) = watch::channel(false);
-        let active = Arc::new((AtomicUsize::new(1), Notify::new()));
-        let task = tokio::spawn(drain.run(stop, active.clone()));
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory(), Some(Arc::new(drain)));
         for sequence in 1..=3 {
             outbox
                 .push(OutboundEvent {
@@ -481,11 +501,24 @@ mod tests {
                 })
                 .unwrap();
         }
+        assert_eq!(
+            active.0.load(Ordering::Acquire),
+            1,
+            "the first push started a task"
+        );
         drop(outbox);
-        tokio::time::timeout(Duration::from_secs(30), task)
+        let ended = async {
+            loop {
+                let wake = active.1.notified();
+                if active.0.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                wake.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), ended)
             .await
-            .expect("the task stops after close_grace")
-            .unwrap();
+            .expect("the task stops after close_grace");
         assert!(shared.failed_attempts.load(Ordering::Relaxed) >= 1);
         assert_eq!(shared.end(), 0, "nothing left queued");
         assert!(feedback_rx.try_recv().is_err(), "giving up is not reported");

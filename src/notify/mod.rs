@@ -2,8 +2,9 @@
 //! `subscriptionEnded`, ...) to the callback URL (appURL) that SAP handed over when it
 //! subscribed.
 //!
-//! One ordered [`Outbox`] per subscription, drained by its own tokio task that POSTs the
-//! events one after another, so the order of one subscription holds and one slow or dead SAP
+//! One ordered [`Outbox`] per subscription, drained by a tokio task of its own that POSTs
+//! the events one after another (the task runs while the outbox has events: an idle
+//! subscription holds none), so the order of one subscription holds and one slow or dead SAP
 //! session never delays another. The session manager calls [`Outbox::push`] from inside its
 //! actor loop: it never blocks and never awaits; the memory it may hold is bounded by
 //! [`NotifierSettings::max_queue_per_subscription`], and the spool's writer queue by
@@ -246,6 +247,9 @@ struct Inner {
     settings: Arc<NotifierSettings>,
     feedback: mpsc::Sender<Feedback>,
     spool: Spool,
+    /// The drain tasks' handle to the spool, one for all: their acknowledgements are not
+    /// the session manager's changes (see `Spool::last_queued`).
+    acks: Spool,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -282,12 +286,13 @@ impl Notifier {
                 client,
                 settings,
                 feedback,
+                acks: spool.independent(),
                 spool,
             }),
         }
     }
 
-    /// Waits until every drain task has ended (their outboxes were dropped and emptied) or
+    /// Waits until every drain task has ended (their outboxes emptied) or
     /// `deadline` passed, whichever comes first. Used by a graceful stop.
     pub async fn flush(&self, deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
@@ -340,7 +345,8 @@ impl Notifier {
         &self.inner.settings
     }
 
-    /// Opens the outbox of subscription `id` and spawns the task that delivers it to `url`.
+    /// Opens the outbox of subscription `id`, whose events a task delivers to `url` (one
+    /// runs while there are events to deliver).
     /// Must be called inside a tokio runtime. `http://` and `https://` URLs are delivered
     /// to; any other scheme fails every attempt (logged at error here, once).
     pub fn open(&self, id: SubscriptionId, url: http::Uri) -> Outbox {
@@ -366,28 +372,80 @@ impl Notifier {
             self.inner.settings.max_queue_per_subscription,
             Arc::clone(&self.inner.total),
         ));
-        shared.restore(events);
-        let task = drain::Drain {
+        let drain = Arc::new(drain::Drain {
             id,
             url,
             shared: shared.clone(),
             client: Arc::clone(&self.inner.client),
             settings: Arc::clone(&self.inner.settings),
             feedback: self.inner.feedback.clone(),
-            // Its acknowledgements are not the session manager's changes (see
-            // `Spool::last_queued`).
-            spool: self.inner.spool.independent(),
-        };
-        let active = Arc::clone(&self.inner.active);
-        active.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        tokio::spawn(task.run(self.inner.stop.subscribe(), active));
-        Outbox::new(id, shared, self.inner.spool.clone())
+            spool: self.inner.acks.clone(),
+            stop: self.inner.stop.subscribe(),
+            active: Arc::clone(&self.inner.active),
+        });
+        if shared.restore(events) {
+            drain.start();
+        }
+        Outbox::new(id, shared, self.inner.spool.clone(), Some(drain))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Drain tasks running now.
+    fn running(notifier: &Notifier) -> usize {
+        notifier
+            .inner
+            .active
+            .0
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// An idle subscription holds no task (one per subscription, idle or not, was most of
+    /// its memory): one starts with an event and ends when the outbox is empty.
+    #[tokio::test]
+    async fn a_task_runs_only_while_the_outbox_has_events() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sap", listener.local_addr().unwrap());
+        let sap = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then the (empty) body: the request ends with its blank line.
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed");
+                request.extend_from_slice(&buf[..n]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            stream
+        });
+        let (feedback, _feedback) = mpsc::channel(1);
+        let notifier = Notifier::new(NotifierSettings::default(), feedback);
+        let outbox = notifier.open(1, url.parse().unwrap());
+        assert_eq!(running(&notifier), 0, "no task while nothing is queued");
+        outbox
+            .push(OutboundEvent {
+                name: "workmodeChanged",
+                sequence: 1,
+                user: "AGENT1".into(),
+                call: None,
+                body: String::new(),
+            })
+            .unwrap();
+        assert_eq!(running(&notifier), 1, "the event started one");
+        let _connection = sap.await.unwrap();
+        notifier.flush(Duration::from_secs(30)).await;
+        assert_eq!(running(&notifier), 0, "it ended with the queue empty");
+        assert_eq!(outbox.depth(), 0, "delivered");
+        assert!(outbox.is_open(), "the subscription lives on");
+    }
 
     #[test]
     fn end_reasons_display_for_people() {

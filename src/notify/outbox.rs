@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::drain::Drain;
 use super::spool::Spool;
 use super::{OutboundEvent, SubscriptionId};
 
@@ -33,16 +34,49 @@ pub enum PushError {
 /// Dropping it means the subscription has ended: the task still delivers what is queued
 /// (so a final `subscriptionEnded` pushed just before goes out last, within
 /// `close_grace`), then stops.
-#[derive(Debug)]
 pub struct Outbox {
     id: SubscriptionId,
     shared: std::sync::Arc<Shared>,
     spool: Spool,
+    /// Starts the drain task when events come and none runs; `None` in tests that take
+    /// the events themselves.
+    drain: Option<Arc<Drain>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("id", &self.id)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outbox {
-    pub(super) fn new(id: SubscriptionId, shared: std::sync::Arc<Shared>, spool: Spool) -> Outbox {
-        Outbox { id, shared, spool }
+    pub(super) fn new(
+        id: SubscriptionId,
+        shared: std::sync::Arc<Shared>,
+        spool: Spool,
+        drain: Option<Arc<Drain>>,
+    ) -> Outbox {
+        Outbox {
+            id,
+            shared,
+            spool,
+            drain,
+        }
+    }
+
+    /// Starts a drain task if `queue` has none yet (call with the queue's lock held; the
+    /// task itself is spawned by [`Outbox::start`] once the lock is released).
+    fn claim_task(&self, queue: &mut Queue) -> bool {
+        self.drain.is_some() && Shared::claim_task(queue)
+    }
+
+    fn start(&self, claimed: bool) {
+        if let (true, Some(drain)) = (claimed, &self.drain) {
+            drain.start();
+        }
     }
 
     /// The subscription this outbox belongs to.
@@ -53,7 +87,7 @@ impl Outbox {
     /// Queues `event` behind the ones already queued, and on the spool; it goes out once
     /// the spool has committed it. Never blocks or awaits.
     pub fn push(&self, event: OutboundEvent) -> Result<(), PushError> {
-        {
+        let claimed = {
             let mut queue = self.shared.lock();
             if queue.ended {
                 return Err(PushError::Closed);
@@ -63,8 +97,10 @@ impl Outbox {
             }
             self.spool.append(self.id, &event, &self.shared);
             queue.events.push_back(event);
-        }
+            self.claim_task(&mut queue)
+        };
         self.shared.wake.notify_one();
+        self.start(claimed);
         crate::metrics::event_queued();
         Ok(())
     }
@@ -72,7 +108,7 @@ impl Outbox {
     /// Queues a last event even when the outbox is full (one past the bound): the
     /// `subscriptionEnded` that tells SAP why its subscription ends.
     pub fn push_final(&self, event: OutboundEvent) -> Result<(), PushError> {
-        {
+        let claimed = {
             let mut queue = self.shared.lock();
             if queue.ended {
                 return Err(PushError::Closed);
@@ -80,8 +116,10 @@ impl Outbox {
             self.shared.total.force_take();
             self.spool.append(self.id, &event, &self.shared);
             queue.events.push_back(event);
-        }
+            self.claim_task(&mut queue)
+        };
         self.shared.wake.notify_one();
+        self.start(claimed);
         Ok(())
     }
 
@@ -137,7 +175,14 @@ impl Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        self.shared.lock().closed_at = Some(Instant::now());
+        {
+            let mut queue = self.shared.lock();
+            queue.closed_at = Some(Instant::now());
+            if self.drain.is_some() && !queue.task && queue.depth() == 0 {
+                // Nothing left to deliver and no task to notice: done now.
+                queue.ended = true;
+            }
+        }
         self.shared.wake.notify_one();
     }
 }
@@ -189,6 +234,15 @@ impl TotalBound {
     }
 }
 
+/// What [`Shared::next`] found.
+pub(super) enum Next {
+    Event(OutboundEvent),
+    /// Nothing queued: the task ends.
+    Idle,
+    /// The outbox was dropped and everything is delivered.
+    Ended,
+}
+
 /// State shared by an [`Outbox`] and its drain task.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -212,6 +266,9 @@ struct Queue {
     closed_at: Option<Instant>,
     /// The task has stopped; nothing will be delivered any more.
     ended: bool,
+    /// A drain task is running for this outbox (it clears this when it finds the queue
+    /// empty, under the same lock as a push sets it, so no event waits without a task).
+    task: bool,
 }
 
 impl Queue {
@@ -245,14 +302,21 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Queues events restored from the spool (already durable).
-    pub(super) fn restore(&self, events: impl IntoIterator<Item = OutboundEvent>) {
+    /// Queues events restored from the spool (already durable); whether a drain task is
+    /// to be started for them (then it is marked as running).
+    pub(super) fn restore(&self, events: impl IntoIterator<Item = OutboundEvent>) -> bool {
         let mut queue = self.lock();
         for event in events {
             self.durable.fetch_max(event.sequence, Ordering::AcqRel);
             self.total.force_take();
             queue.events.push_back(event);
         }
+        !queue.events.is_empty() && Shared::claim_task(&mut queue)
+    }
+
+    /// Marks `queue` as having a drain task; false if it already has one.
+    fn claim_task(queue: &mut Queue) -> bool {
+        !std::mem::replace(&mut queue.task, true)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -261,9 +325,10 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The next event to deliver, marked in flight; `None` once the outbox was dropped and
-    /// everything is delivered (the outbox is then ended).
-    pub(super) async fn next(&self) -> Option<OutboundEvent> {
+    /// The next event to deliver, marked in flight; [`Next::Idle`] when the queue is
+    /// empty (the task is to end: the next push starts another), [`Next::Ended`] once the
+    /// outbox was dropped and everything is delivered (the outbox is then ended).
+    pub(super) async fn next(&self) -> Next {
         loop {
             {
                 let mut queue = self.lock();
@@ -276,11 +341,15 @@ impl Shared {
                         queue.events = VecDeque::new();
                     }
                     queue.in_flight = true;
-                    return Some(event);
+                    return Next::Event(event);
                 }
-                if queue.events.is_empty() && queue.closed_at.is_some() {
-                    queue.ended = true;
-                    return None;
+                if queue.events.is_empty() {
+                    queue.task = false;
+                    if queue.closed_at.is_some() {
+                        queue.ended = true;
+                        return Next::Ended;
+                    }
+                    return Next::Idle;
                 }
             }
             // A push or drop between the check above and this await leaves a permit, so no
@@ -317,6 +386,13 @@ impl Shared {
 mod tests {
     use super::*;
 
+    fn sequence_of(next: Next) -> Option<u64> {
+        match next {
+            Next::Event(event) => Some(event.sequence),
+            _ => None,
+        }
+    }
+
     fn event(sequence: u64) -> OutboundEvent {
         OutboundEvent {
             name: "phoneCallChanged",
@@ -330,11 +406,11 @@ mod tests {
     #[tokio::test]
     async fn bound_counts_the_event_in_flight() {
         let shared = Arc::new(Shared::new(2));
-        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory(), None);
         outbox.push(event(1)).unwrap();
         outbox.push(event(2)).unwrap();
         assert_eq!(outbox.push(event(3)), Err(PushError::Full));
-        assert_eq!(shared.next().await.unwrap().sequence, 1);
+        assert_eq!(sequence_of(shared.next().await), Some(1));
         assert_eq!(outbox.depth(), 2, "in flight still counts");
         assert_eq!(outbox.push(event(3)), Err(PushError::Full));
         shared.delivered();
@@ -346,18 +422,18 @@ mod tests {
     #[tokio::test]
     async fn drop_lets_the_queue_drain_then_ends() {
         let shared = Arc::new(Shared::new(10));
-        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory(), None);
         outbox.push(event(1)).unwrap();
         drop(outbox);
-        assert_eq!(shared.next().await.unwrap().sequence, 1);
+        assert_eq!(sequence_of(shared.next().await), Some(1));
         shared.delivered();
-        assert!(shared.next().await.is_none());
+        assert!(matches!(shared.next().await, Next::Ended));
     }
 
     #[tokio::test]
     async fn ended_outbox_refuses_pushes() {
         let shared = Arc::new(Shared::new(10));
-        let outbox = Outbox::new(1, shared.clone(), Spool::memory());
+        let outbox = Outbox::new(1, shared.clone(), Spool::memory(), None);
         outbox.push(event(1)).unwrap();
         outbox.push(event(2)).unwrap();
         assert_eq!(shared.end(), 2);
@@ -372,15 +448,15 @@ mod tests {
         let a = Arc::new(Shared::with_total(10, total.clone()));
         let b = Arc::new(Shared::with_total(10, total.clone()));
         let (oa, ob) = (
-            Outbox::new(1, a.clone(), Spool::memory()),
-            Outbox::new(2, b.clone(), Spool::memory()),
+            Outbox::new(1, a.clone(), Spool::memory(), None),
+            Outbox::new(2, b.clone(), Spool::memory(), None),
         );
         oa.push(event(1)).unwrap();
         oa.push(event(2)).unwrap();
         ob.push(event(1)).unwrap();
         assert_eq!(ob.push(event(2)), Err(PushError::Full));
         assert_eq!(total.used(), 3);
-        assert_eq!(a.next().await.unwrap().sequence, 1);
+        assert_eq!(sequence_of(a.next().await), Some(1));
         a.delivered();
         ob.push(event(2)).unwrap();
         assert_eq!(oa.coalesce("phoneCallChanged", "none"), None);

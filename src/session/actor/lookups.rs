@@ -30,7 +30,7 @@ impl Actor {
             let queues = listed.map(|(_, u)| u.queues.clone()).unwrap_or_default();
             self.agents.insert(
                 user.clone(),
-                Agent {
+                Box::new(Agent {
                     user: user.clone(),
                     extension: None,
                     workmode: Workmode::LOGGED_OFF,
@@ -41,12 +41,13 @@ impl Actor {
                     queues,
                     visible: Vec::new(),
                     waiting: VecDeque::new(),
-                },
+                }),
             );
             self.set_extension(user, extension);
         }
         self.agents
             .get_mut(user)
+            .map(|agent| &mut **agent)
             .ok_or_else(|| SessionError::UnknownUser(user.to_string()))
     }
 
@@ -80,6 +81,7 @@ impl Actor {
         by_address
             .or(by_user.as_ref())
             .and_then(|user| self.agents.get(user))
+            .map(|agent| &**agent)
             .ok_or_else(|| SessionError::UnknownContainer(container.to_string()))
     }
 
@@ -150,9 +152,9 @@ impl Actor {
         }
         let on_call = |agent| leg_of(agent, &call);
         let found = match hint {
-            Some(user) => self.agents.get(user).and_then(on_call),
+            Some(user) => self.agents.get(user).map(|a| &**a).and_then(on_call),
             None => {
-                let mut all = self.agents.values().filter_map(on_call);
+                let mut all = self.agents.values().map(|a| &**a).filter_map(on_call);
                 let first = all.next();
                 match first {
                     Some((_, leg)) if !states.is_empty() && !states.contains(&leg.state) => {
@@ -195,11 +197,11 @@ impl Actor {
                 .chain(a.waiting.iter())
                 .any(|l| l.call == key)
         };
-        let live = self.agents.values().any(has_call);
+        let live = self.agents.values().any(|a| has_call(a));
         let known =
             live || self.pending_items.contains_key(&key) || self.attached.contains_key(&key);
         let theirs = match hint {
-            Some(user) if live => self.agents.get(user).is_some_and(has_call),
+            Some(user) if live => self.agents.get(user).is_some_and(|a| has_call(a)),
             _ => true,
         };
         if known && theirs {

@@ -112,7 +112,9 @@ pub(super) struct Actor {
     link_up: bool,
     /// Why the switch link is down, while it is (for the status page).
     link_down_reason: Option<String>,
-    agents: BTreeMap<UserId, Agent>,
+    /// Boxed: users are added in order, which leaves B-tree nodes about half full, and a
+    /// node of unboxed agents would be mostly empty slots of a large struct.
+    agents: BTreeMap<UserId, Box<Agent>>,
     by_extension: HashMap<String, UserId>,
     /// Attached data by call id (or by item id before its call exists), kept in the spool.
     attached: AttachedTable,

@@ -75,7 +75,7 @@ impl Sim {
                     }
                 }
             }
-            busy.extend(call.listeners.iter().cloned());
+            busy.extend(call.listeners().iter().cloned());
         }
         for qi in 0..self.queues.len() {
             let mut i = 0;
@@ -91,7 +91,7 @@ impl Sim {
                             && agent.wrap_up.is_none()
                             && agent.queues.contains(name)
                             && !alerting.contains(*ext)
-                            && !call.rerouted_by.contains(*ext)
+                            && !call.rerouted_by(ext)
                             && !call.involves(ext)
                     })
                     .min_by_key(|(ext, agent)| (busy.contains(*ext), agent.idle_since))
@@ -191,7 +191,7 @@ impl Sim {
         };
         self.end_leg(seq, ext, LegState::Dropped, "rerouted");
         let call = self.call_mut(seq);
-        call.rerouted_by.insert(ext.to_owned());
+        call.extras_mut().rerouted_by.insert(ext.to_owned());
         call.waiting = true;
         self.queues[q].waiting.push_front(seq);
         Ok(SwitchReply::Done)

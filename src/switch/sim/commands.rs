@@ -4,7 +4,6 @@
 //! Separate from the outside world's actions and from event emission: each handler only
 //! validates and changes the model; [`Sim::settle`] then reports what changed.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::model::{CALL_ID_PREFIX, Call, OpResult, Party, Phase, RemotePhase, Sim, Target, Timer};
@@ -101,13 +100,11 @@ impl Sim {
                 id: format!("{CALL_ID_PREFIX}{seq}"),
                 inbound,
                 parties,
-                listeners: Vec::new(),
                 queue: None,
                 waiting: false,
                 queued_at: None,
-                rerouted_by: BTreeSet::new(),
                 attributes,
-                dialled: None,
+                extras: None,
             }),
         );
         self.touch(seq);
@@ -142,7 +139,7 @@ impl Sim {
                     agent.last_dialled = Some(address.clone());
                 }
                 let call = self.call_mut(seq);
-                call.dialled = Some(address.clone());
+                call.extras_mut().dialled = Some(address.clone());
                 call.parties.push(Party::Remote {
                     address,
                     phase: remote,
@@ -233,7 +230,7 @@ impl Sim {
 
     fn clear(&mut self, id: &str, ext: &str) -> OpResult<SwitchReply> {
         let seq = self.find(id)?;
-        if !self.call(seq).listeners.iter().any(|l| l == ext) {
+        if !self.call(seq).listeners().iter().any(|l| l == ext) {
             self.leg_of(seq, ext)?;
         }
         self.end_leg(seq, ext, LegState::Dropped, "normal");
@@ -369,7 +366,7 @@ impl Sim {
                 self.final_event(&consult, ks, other, LegState::Dropped, cause);
             }
         }
-        for listener in &consult.listeners {
+        for listener in consult.listeners() {
             self.final_event(&consult, ks, listener, LegState::Dropped, cause);
             self.leg_ended(listener);
         }
@@ -446,7 +443,10 @@ impl Sim {
                 "call {id} is not answered yet"
             )));
         }
-        self.call_mut(seq).listeners.push(supervisor.to_owned());
+        self.call_mut(seq)
+            .extras_mut()
+            .listeners
+            .push(supervisor.to_owned());
         self.touch(seq);
         Ok(SwitchReply::Done)
     }
@@ -454,7 +454,7 @@ impl Sim {
     fn listen_end(&mut self, id: &str, supervisor: &str) -> OpResult<SwitchReply> {
         let seq = self.find(id)?;
         self.known(supervisor)?;
-        if !self.call(seq).listeners.iter().any(|l| l == supervisor) {
+        if !self.call(seq).listeners().iter().any(|l| l == supervisor) {
             return Err(SwitchError::InvalidState(format!(
                 "{supervisor} is not listening to call {id}"
             )));

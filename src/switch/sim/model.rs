@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use tokio::time::{Duration, Instant};
 
 use super::SimSettings;
@@ -88,21 +89,51 @@ pub(super) struct Call {
     /// Placed by an external party (else by an extension).
     pub(super) inbound: bool,
     pub(super) parties: Vec<Party>,
-    pub(super) listeners: Vec<Extension>,
     /// Queue name the call came through.
     pub(super) queue: Option<String>,
     /// Waiting in `queue` for an agent.
     pub(super) waiting: bool,
     /// When the caller first joined `queue` (a rerouted call keeps its place in time).
     pub(super) queued_at: Option<Instant>,
-    /// Agents that rerouted this call: it is not offered to them again.
-    pub(super) rerouted_by: BTreeSet<Extension>,
     /// Shared with every leg snapshot of the call.
     pub(super) attributes: Attributes,
+    /// What few calls have (listeners, reroutes, a dialled number), out of line: `None`
+    /// for most calls, so a call record is smaller.
+    pub(super) extras: Option<Box<CallExtras>>,
+}
+
+/// The rarely used parts of a [`Call`].
+#[derive(Debug, Default)]
+pub(super) struct CallExtras {
+    pub(super) listeners: Vec<Extension>,
+    /// Agents that rerouted this call: it is not offered to them again.
+    pub(super) rerouted_by: BTreeSet<Extension>,
     pub(super) dialled: Option<String>,
 }
 
 impl Call {
+    /// Supervisors listening in.
+    pub(super) fn listeners(&self) -> &[Extension] {
+        self.extras.as_deref().map_or(&[], |x| &x.listeners)
+    }
+
+    /// Whether `ext` rerouted this call.
+    pub(super) fn rerouted_by(&self, ext: &str) -> bool {
+        self.extras
+            .as_deref()
+            .is_some_and(|x| x.rerouted_by.contains(ext))
+    }
+
+    /// The last external number the switch dialled on this call.
+    pub(super) fn dialled(&self) -> Option<&String> {
+        self.extras.as_deref().and_then(|x| x.dialled.as_ref())
+    }
+
+    /// The rare parts, made on first use.
+    pub(super) fn extras_mut(&mut self) -> &mut CallExtras {
+        self.extras.get_or_insert_default()
+    }
+
     pub(super) fn leg(&self, ext: &str) -> Option<(usize, Phase)> {
         self.parties.iter().enumerate().find_map(|(i, p)| match p {
             Party::Ext { ext: e, phase, .. } if e == ext => Some((i, *phase)),
@@ -115,7 +146,7 @@ impl Call {
     }
 
     pub(super) fn involves(&self, ext: &str) -> bool {
-        self.leg(ext).is_some() || self.listeners.iter().any(|l| l == ext)
+        self.leg(ext).is_some() || self.listeners().iter().any(|l| l == ext)
     }
 
     pub(super) fn direction(&self) -> Direction {
@@ -238,8 +269,9 @@ pub(super) struct Sim {
     pub(super) next_call: u64,
     pub(super) clock: u64,
     /// Last snapshot sent per (call, extension), without correlation: the very one the
-    /// session manager holds (shared, not copied).
-    pub(super) sent: HashMap<(u64, Extension), Arc<LegEvent>>,
+    /// session manager holds (shared, not copied). The extension inline in the key (no
+    /// allocation per leg for the usual short extension).
+    pub(super) sent: HashMap<(u64, CompactString), Arc<LegEvent>>,
     /// Events of the operation in progress, sent before its answer.
     pub(super) out: Vec<SwitchEvent>,
     /// Calls the operation in progress touched, in order.
@@ -323,7 +355,7 @@ impl Sim {
                 Party::Ext { ext, .. } => Some(ext),
                 Party::Remote { .. } => None,
             })
-            .chain(call.listeners.iter());
+            .chain(call.listeners().iter());
         for ext in exts {
             let seqs = ext_calls.entry(ext.clone()).or_default();
             if !seqs.contains(&seq) {

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use super::model::{Call, Party, Phase, Sim};
 use crate::switch::{Extension, LegEvent, LegState, SwitchEvent};
 
@@ -59,7 +61,7 @@ impl Sim {
                 Party::Remote { .. } => None,
             })
             .collect();
-        let listeners = call.listeners.clone();
+        let listeners = call.listeners().to_vec();
         let call = self.calls.remove(&seq).expect("live call");
         for (ext, phase) in &legs {
             let cause = if *phase == Phase::Alerting {
@@ -102,11 +104,11 @@ impl Sim {
                 changed.push((Some(i), event, correlation.clone()));
             }
         }
-        for ext in &call.listeners {
+        for ext in call.listeners() {
             changed.push((None, call.leg_event(ext, LegState::Connected, None), None));
         }
         for (index, event, correlation) in changed {
-            let key = (seq, event.extension.clone());
+            let key = (seq, CompactString::from(event.extension.as_str()));
             if correlation.is_none() && self.sent.get(&key).is_some_and(|last| **last == event) {
                 continue;
             }
@@ -140,7 +142,7 @@ impl Sim {
         cause: &str,
     ) {
         let mut event = call.leg_event(ext, state, Some(cause));
-        if let Some(last) = self.sent.remove(&(seq, ext.to_owned())) {
+        if let Some(last) = self.sent.remove(&(seq, CompactString::from(ext))) {
             event.parties = Arc::unwrap_or_clone(last).parties;
         }
         self.out.push(SwitchEvent::Leg(Arc::new(event)));
@@ -154,7 +156,9 @@ impl Sim {
         self.calls.insert(seq, call);
         let call = self.call_mut(seq);
         call.parties.retain(|p| p.address() != ext);
-        call.listeners.retain(|l| l != ext);
+        if let Some(extras) = call.extras.as_deref_mut() {
+            extras.listeners.retain(|l| l != ext);
+        }
         self.touch(seq);
         self.leg_ended(ext);
     }

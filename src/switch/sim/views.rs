@@ -65,8 +65,8 @@ pub(super) fn call_view(call: &Call) -> SimCallView {
                 },
             })
             .collect(),
-        listeners: call.listeners.clone(),
+        listeners: call.listeners().to_vec(),
         attributes: call.attributes.to_map(),
-        dialled: call.dialled.clone(),
+        dialled: call.dialled().cloned(),
     }
 }
