@@ -70,6 +70,21 @@ async fn wait_ready(admin: SocketAddr, status: u16, what: &str) {
     .await
 }
 
+/// Waits until HAProxy passes SOAP to a connector (its health checks follow `/readyz`).
+async fn through_haproxy(front: SocketAddr, what: &str) {
+    let harmless = envelope(&ns("System"), "getWorkcenterCapability", "");
+    common::poll(what, TAKEOVER_WITHIN, || {
+        let harmless = harmless.clone();
+        async move {
+            match soap_status(front, &harmless).await {
+                Some(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+}
+
 /// SAP's side: every event received, by sequence number, to see that no number is handed
 /// out twice for different events.
 struct Sap {
@@ -150,17 +165,7 @@ async fn a_call_survives_the_kill_of_the_active_connector_on_a_real_asterisk() {
     };
     let proxy = Haproxy::start(&haproxy, dir.path(), backend(&a), backend(&b)).await;
     let front = proxy.addr;
-    let harmless = envelope(&ns("System"), "getWorkcenterCapability", "");
-    common::poll("SOAP through HAProxy", TAKEOVER_WITHIN, || {
-        let harmless = harmless.clone();
-        async move {
-            match soap_status(front, &harmless).await {
-                Some(200) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    through_haproxy(front, "SOAP through HAProxy").await;
     // SAP only ever talks to HAProxy (the admin address is for status pages only).
     let sap_side = Endpoints::new(front, a.endpoints.admin);
 
@@ -230,7 +235,9 @@ async fn a_call_survives_the_kill_of_the_active_connector_on_a_real_asterisk() {
     );
     assert_eq!(resynced.field("remoteAddress").as_deref(), Some("+2003"));
 
-    // Hold, retrieve and drop through HAProxy, now served by connector-b.
+    // Hold, retrieve and drop through HAProxy, now served by connector-b (once HAProxy's
+    // health check has seen it ready).
+    through_haproxy(front, "SOAP through HAProxy after the takeover").await;
     sap_side
         .call("PhoneCall", "hold", &[("callId", &call)])
         .await
