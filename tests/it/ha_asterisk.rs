@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use ici_connector::notify::spool::SEQUENCE_RESERVE;
+
 use crate::asterisk_flow::{AGENT1_PHONE, CUSTOMER_PHONE, STEP, Teardown, lab_lock, phone, setup};
 use crate::common;
 use common::cluster::{Backend, Haproxy, NatsCluster, http_get, soap_status};
@@ -216,6 +218,8 @@ async fn a_call_survives_the_kill_of_the_active_connector_on_a_real_asterisk() {
     })
     .await
     .expect("the agent's phone answers the queue call");
+    // Every number up to here is durable, and the spool keeps a reservation
+    // SEQUENCE_RESERVE above the last: the standby numbers from there.
     let before = connected.sequence.unwrap();
 
     // The active dies mid-call; the standby takes over and resyncs from the PBX.
@@ -223,7 +227,7 @@ async fn a_call_survives_the_kill_of_the_active_connector_on_a_real_asterisk() {
     wait_ready(b.endpoints.admin, 200, "connector-b active after the kill").await;
     let resynced = sap
         .expect("phoneCallChanged", "the standby reports the call", |e| {
-            e.sequence.unwrap() > before
+            e.sequence.unwrap() > before + SEQUENCE_RESERVE
                 && is(e, "state", "connected")
                 && e.field("callId").is_some()
         })
