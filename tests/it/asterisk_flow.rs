@@ -16,10 +16,10 @@ use common::server::TestServer;
 pub(crate) use lab::{Teardown, lab_lock, pbx, phone, ready, setup};
 
 /// baresip ctrl_tcp ports (tests/asterisk/setup.sh).
-const AGENT1_PHONE: u16 = 4451;
+pub(crate) const AGENT1_PHONE: u16 = 4451;
 const AGENT2_PHONE: u16 = 4452;
-const CUSTOMER_PHONE: u16 = 4453;
-const STEP: Duration = Duration::from_secs(15);
+pub(crate) const CUSTOMER_PHONE: u16 = 4453;
+pub(crate) const STEP: Duration = Duration::from_secs(15);
 
 /// The next event on `path` named `name` that satisfies `want`; other events on the way are
 /// skipped (they are asserted by the steps that care about them).

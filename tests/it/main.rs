@@ -30,6 +30,7 @@ mod delivery;
 mod durability;
 mod golden;
 mod ha;
+mod ha_asterisk;
 mod log_hygiene;
 mod notify;
 mod numbers;
