@@ -11,7 +11,8 @@ mod lab;
 use std::time::Duration;
 
 use common::fake_sap::{FakeSap, Received};
-use common::server::TestServer;
+use common::server::{TestServer, envelope_as, text_of};
+use ici_connector::soap::Element;
 
 pub(crate) use lab::{Teardown, lab_lock, pbx, phone, ready, setup};
 
@@ -52,11 +53,21 @@ type Want<'a> = (
 /// Waits for one `phoneCallChanged` per entry, in any order: events to different agents
 /// travel on different delivery queues, so their relative order is not fixed.
 async fn expect_all(sap: &mut FakeSap, wants: Vec<Want<'_>>) -> Vec<Received> {
+    expect_events(sap, Some("phoneCallChanged"), wants).await
+}
+
+/// Waits for one event per entry, in any order; `name`: only events so named are looked
+/// at (`None`: every event, the predicates check the name).
+async fn expect_events(
+    sap: &mut FakeSap,
+    name: Option<&str>,
+    wants: Vec<Want<'_>>,
+) -> Vec<Received> {
     let mut found: Vec<Option<Received>> = wants.iter().map(|_| None).collect();
     let done = tokio::time::timeout(STEP, async {
         while found.iter().any(Option::is_none) {
             let event = sap.next_event().await;
-            if event.name != "phoneCallChanged" {
+            if name.is_some_and(|name| event.name != name) {
                 continue;
             }
             if let Some(i) = (0..wants.len())
@@ -74,7 +85,8 @@ async fn expect_all(sap: &mut FakeSap, wants: Vec<Want<'_>>) -> Vec<Received> {
             .filter(|(_, f)| f.is_none())
             .map(|(w, _)| format!("{} on {}", w.1, w.0))
             .collect();
-        panic!("no phoneCallChanged within {STEP:?}: {missing:?}");
+        let name = name.unwrap_or("event");
+        panic!("no {name} within {STEP:?}: {missing:?}");
     }
     found.into_iter().map(Option::unwrap).collect()
 }
@@ -216,6 +228,34 @@ async fn until_workmode(server: &TestServer, user: &str, workmode: u64) {
     .await
 }
 
+/// A `workmodeChanged` showing `workmode` with `reason` (`None`: no reason, sent as nil).
+fn is_workmode(event: &Received, workmode: &str, reason: Option<&str>) -> bool {
+    event.name == "workmodeChanged"
+        && is(event, "workmode", workmode)
+        && event.field("reason").filter(|r| !r.is_empty()).as_deref() == reason
+}
+
+/// The `support` queue of getPresenceQueueInfo on the phone channel.
+async fn support_presence(server: &TestServer) -> Element {
+    let answer = server
+        .call("System", "getPresenceQueueInfo", &[("channel", "phone")])
+        .await;
+    answer
+        .ok()
+        .ret()
+        .children
+        .iter()
+        .find(|queue| text_of(queue, "queue") == "support")
+        .cloned()
+        .unwrap_or_else(|| panic!("no support queue in {}", answer.body))
+}
+
+fn int(queue: &Element, field: &str) -> u64 {
+    text_of(queue, field)
+        .parse()
+        .unwrap_or_else(|_| panic!("{field} of {queue:?}"))
+}
+
 fn is(event: &Received, field: &str, value: &str) -> bool {
     event.field(field).as_deref() == Some(value)
 }
@@ -228,6 +268,7 @@ host = "127.0.0.1"
 username = "cti"
 secret = "ctipass"
 queues = ["support"]
+queue_numbers = { support = "600" }
 reconnect_min = "200ms"
 reconnect_max = "1s"
 # queues.conf: wrapuptime=1
@@ -300,8 +341,63 @@ async fn scenario() {
     })
     .await;
 
-    // A customer calls the queue: alerting at agent 1 with ANI and DNIS.
+    // Queue presence from Asterisk's QueueStatus, with the configured number.
+    let support = support_presence(&server).await;
+    assert_eq!(text_of(&support, "number"), "600");
+    assert_eq!(text_of(&support, "channel"), "phone");
+    assert!(int(&support, "agentsLoggedIn") >= 1, "{support:?}");
+    assert!(int(&support, "agentsReady") >= 1, "{support:?}");
+    assert_eq!(int(&support, "waiting"), 0, "{support:?}");
+
+    // Workcenter ownership: another user's setAddresses to agent 1's extension is refused,
+    // naming the holder.
+    server
+        .call("User", "getAttributes", &[("userId", "AGENT3")])
+        .await
+        .ok();
+    let taken = server
+        .post(envelope_as(
+            "AGENT3",
+            "User",
+            "setAddresses",
+            "<userId>AGENT3</userId><addresses><item>2001</item></addresses>",
+        ))
+        .await;
+    assert_eq!(taken.fault().1, "address in use", "{}", taken.body);
+    assert!(
+        taken.body.contains("2001 is held by AGENT1"),
+        "{}",
+        taken.body
+    );
+
+    // A customer calls the queue while agent 1 is not ready: the caller waits, and the
+    // longest wait grows.
+    workmode(&server, &mut sap, "AGENT1", "/a1", "3").await;
     phone(CUSTOMER_PHONE, "dial", "sip:600@127.0.0.1:5160").await;
+    let waited = common::poll("the caller waits in support", STEP, || async {
+        let support = support_presence(&server).await;
+        match int(&support, "waiting") {
+            1 => Ok(int(&support, "longestWait")),
+            _ => Err(format!("{support:?}")),
+        }
+    })
+    .await;
+    common::poll(
+        "the longest wait grows by the second while the caller waits",
+        STEP,
+        || async {
+            let support = support_presence(&server).await;
+            let wait = int(&support, "longestWait");
+            match (int(&support, "waiting"), wait > waited) {
+                (1, true) => Ok(()),
+                _ => Err(format!("longestWait {wait} (was {waited}): {support:?}")),
+            }
+        },
+    )
+    .await;
+
+    // Agent 1 goes ready: alerting at agent 1 with ANI and DNIS.
+    workmode(&server, &mut sap, "AGENT1", "/a1", "2").await;
     let alerting = expect(&mut sap, "/a1", "phoneCallChanged", "queue call", |e| {
         is(e, "state", "alerting")
     })
@@ -324,6 +420,8 @@ async fn scenario() {
         is(e, "callId", &call) && is(e, "state", "connected")
     })
     .await;
+    let support = support_presence(&server).await;
+    assert_eq!(int(&support, "waiting"), 0, "{support:?}");
 
     // Hold and retrieve from SAP: server-side (customer to music on hold, the agent's
     // channel parked), reported like a hold on the phone.
@@ -656,9 +754,26 @@ async fn scenario() {
     })
     .await;
 
-    // Switchover: Asterisk crashes mid-call (no hangup events), the link goes down...
+    // Switchover: Asterisk crashes mid-call (no hangup events), the link goes down: SAP
+    // shows every agent `switch_unavailable` (not ready, reason SWITCH_UNAVAILABLE)...
     setup(Some("--kill-asterisk")).unwrap();
+    let unavailable = |e: &Received| is_workmode(e, "3", Some("SWITCH_UNAVAILABLE"));
+    expect_events(
+        &mut sap,
+        None,
+        vec![
+            ("/a1", "agent 1 switch unavailable", Box::new(unavailable)),
+            ("/a2", "agent 2 switch unavailable", Box::new(unavailable)),
+        ],
+    )
+    .await;
     ready(&server, 503, "LinkDown").await;
+    let (code, fault) = server
+        .call("System", "getPresenceQueueInfo", &[("channel", "phone")])
+        .await
+        .fault();
+    assert!(code.ends_with("Server"), "{code}");
+    assert_eq!(fault, "switch unavailable");
     let (_, fault) = server
         .call(
             "PhoneCall",
@@ -672,21 +787,50 @@ async fn scenario() {
         "{fault}"
     );
     // ... it comes back, the adapter reconnects, and the resync drops the dead call.
+    // Each agent's own workmode is shown again first (agent 1: not ready, reason 10).
     setup(Some("--start-asterisk")).unwrap();
-    let dropped = expect(&mut sap, "/a1", "phoneCallChanged", "resync drop", |e| {
-        is(e, "callId", &dialled) && is(e, "state", "dropped")
-    })
-    .await;
-    assert_eq!(dropped.field("reason").as_deref(), Some("switch resync"));
-    // Queue memberships did not survive the restart (persistentmembers=no).
-    expect(
+    let seen = expect_events(
         &mut sap,
-        "/a1",
-        "workmodeChanged",
-        "logged off by restart",
-        |e| is(e, "workmode", "1"),
+        None,
+        vec![
+            (
+                "/a1",
+                "agent 1's own workmode back",
+                Box::new(|e: &Received| is_workmode(e, "3", Some("10"))),
+            ),
+            (
+                "/a2",
+                "agent 2's own workmode back",
+                Box::new(|e: &Received| is_workmode(e, "1", None)),
+            ),
+            (
+                "/a1",
+                "resync drop",
+                Box::new(|e: &Received| {
+                    e.name == "phoneCallChanged"
+                        && is(e, "callId", &dialled)
+                        && is(e, "state", "dropped")
+                }),
+            ),
+            // Queue memberships did not survive the restart (persistentmembers=no). In the
+            // same wait: each subscription is delivered on its own, so this one may arrive
+            // before agent 2's event.
+            (
+                "/a1",
+                "logged off by restart",
+                Box::new(|e: &Received| e.name == "workmodeChanged" && is(e, "workmode", "1")),
+            ),
+        ],
     )
     .await;
+    assert!(
+        seen[0].sequence < seen[2].sequence && seen[2].sequence < seen[3].sequence,
+        "own workmode, then the resync, then the switch's state: {:?} {:?} {:?}",
+        seen[0].sequence,
+        seen[2].sequence,
+        seen[3].sequence
+    );
+    assert_eq!(seen[2].field("reason").as_deref(), Some("switch resync"));
     assert_eq!(
         server.request(true, "GET", "/readyz", &[], "").await.status,
         200
