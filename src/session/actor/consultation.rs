@@ -52,13 +52,7 @@ impl Actor {
             return None;
         }
         let agent = self.agents.get(self.by_extension.get(&leg.extension)?)?;
-        let up = |call: &str| {
-            agent
-                .visible
-                .iter()
-                .chain(agent.waiting.iter())
-                .any(|l| l.call == call && !l.state.is_final())
-        };
+        let up = |call: &str| agent.legs().any(|l| l.call == call && !l.state.is_final());
         (up(&record.held) && up(consult)).then(|| Ongoing {
             held: record.held.clone(),
             consult: consult.clone(),

@@ -141,7 +141,7 @@ impl Actor {
         let Some(agent) = self.agents.get(user) else {
             return;
         };
-        let mut legs = agent.visible.iter().chain(agent.waiting.iter());
+        let mut legs = agent.legs();
         if legs.clone().any(|l| l.call == leg.call) {
             return;
         }
@@ -185,13 +185,7 @@ impl Actor {
         if !self.attached.contains_key(call) && !self.aliases.values().any(|c| c == call) {
             return;
         }
-        let live = self.agents.values().any(|a| {
-            a.visible
-                .iter()
-                .chain(a.waiting.iter())
-                .any(|l| l.call == call)
-        });
-        if !live {
+        if !self.call_is_live(call) {
             self.attached.remove(call);
             self.aliases.retain(|_, c| c != call);
         }
@@ -278,7 +272,7 @@ impl Actor {
         let legs: Vec<Arc<LegEvent>> = self
             .agents
             .values()
-            .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
+            .flat_map(|a| a.legs())
             .filter(|l| which(l))
             .cloned()
             .collect();
@@ -310,7 +304,7 @@ impl Actor {
         let live: HashSet<String> = self
             .agents
             .values()
-            .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
+            .flat_map(|a| a.legs())
             .map(|l| l.call.clone())
             .collect();
         let orphans: HashSet<String> = self
@@ -338,7 +332,7 @@ impl Actor {
         let gone: Vec<Arc<LegEvent>> = self
             .agents
             .values()
-            .flat_map(|a| a.visible.iter().chain(a.waiting.iter()))
+            .flat_map(|a| a.legs())
             .filter(|l| !live.contains(&(l.call.clone(), l.extension.clone())))
             .cloned()
             .collect();

@@ -103,13 +103,7 @@ impl Actor {
     /// answered once the switch has it. Nothing to write for an item whose call does not
     /// exist yet (`dial` carries it over) or a switch that cannot keep call data.
     fn write_to_switch(&self, key: String) -> Result<Step, SessionError> {
-        let live = self.agents.values().any(|a| {
-            a.visible
-                .iter()
-                .chain(a.waiting.iter())
-                .any(|l| l.call == key)
-        });
-        if !live || self.require(Capability::AttachData).is_err() {
+        if !self.call_is_live(&key) || self.require(Capability::AttachData).is_err() {
             return done();
         }
         let value = self

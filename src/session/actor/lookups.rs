@@ -191,17 +191,11 @@ impl Actor {
         hint: Option<&UserId>,
     ) -> Result<String, SessionError> {
         let key = self.resolve(item);
-        let has_call = |a: &Agent| {
-            a.visible
-                .iter()
-                .chain(a.waiting.iter())
-                .any(|l| l.call == key)
-        };
-        let live = self.agents.values().any(|a| has_call(a));
+        let live = self.call_is_live(&key);
         let known =
             live || self.pending_items.contains_key(&key) || self.attached.contains_key(&key);
         let theirs = match hint {
-            Some(user) if live => self.agents.get(user).is_some_and(|a| has_call(a)),
+            Some(user) if live => self.agents.get(user).is_some_and(|a| a.has_call(&key)),
             _ => true,
         };
         if known && theirs {

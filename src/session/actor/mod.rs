@@ -74,6 +74,25 @@ struct Agent {
     waiting: VecDeque<Arc<LegEvent>>,
 }
 
+impl Agent {
+    /// Every interaction of the agent: those SAP sees, then those waiting behind the cap.
+    fn legs(&self) -> impl Iterator<Item = &Arc<LegEvent>> + Clone {
+        self.visible.iter().chain(self.waiting.iter())
+    }
+
+    /// The agent has a leg of `call`, seen by SAP or waiting.
+    fn has_call(&self, call: &str) -> bool {
+        self.legs().any(|l| l.call == call)
+    }
+}
+
+impl Actor {
+    /// Some agent still has a leg of `call`.
+    fn call_is_live(&self, call: &str) -> bool {
+        self.agents.values().any(|a| a.has_call(call))
+    }
+}
+
 /// A leg's identity, its call and extension, as a key of [`Actor::last_seen`]. It holds the
 /// snapshot the agent's interaction holds too, rather than a copy of the two strings.
 #[derive(Debug, Clone)]
